@@ -1,0 +1,263 @@
+"""Train the embedded default model: a small Starcoder2 with a FIM objective, on a CPU.
+
+Every example is built with the same ``build_window`` the scenarios use, so the model is
+trained on exactly the prompt shape it is evaluated on: a ``window``-token PSM prompt, then
+the middle and ``<|endoftext|>``. Middles follow the scenario tasks' shapes: one lexeme
+(identifier, literal, bracket, operator, ``;\\n``), a run of 2–10 lexemes, or a few random
+characters; a share of plain left-to-right windows keeps ordinary language modelling.
+Middle and end-of-text tokens weigh more in the loss than the prompt's.
+
+Resumable: ``--resume`` continues from the last atomic checkpoint, sampler state included,
+so a run cut off by a session limit continues bit-for-bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import Starcoder2Config, Starcoder2ForCausalLM
+
+from ..corpus import Corpus
+from ..paths import atomic_path
+from .fim import SpecialIds, build_window, encode, special_ids
+from .tokenizer import train_tokenizer
+
+#: Java lexemes: string/char literals, numbers, identifiers, punctuation, operator runs.
+LEXEME = re.compile(
+    r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)+\''
+    r"|0[xXbB][0-9a-fA-F_]+[lL]?|\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?[lLfFdD]?"
+    r"|[A-Za-z_$][\w$]*|[(){}\[\];,.@]|[-+*/%=!<>&|^~?:]+"
+)
+
+
+@dataclass
+class LMTrainConfig:
+    """Everything that decides the trained model; the model card records it."""
+
+    source: str  # corpus (see apmae.corpus.Corpus); only its train split is used
+    seed: int = 0
+    # tokenizer
+    vocab_size: int = 8192
+    tokenizer_files: int = 2500  # files sampled to train the tokenizer
+    # model (Starcoder2 architecture)
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 8
+    kv_heads: int = 4
+    mlp: int = 1024
+    # data
+    window: int = 256  # prompt tokens, as in the scenarios
+    max_middle: int = 24  # middle tokens at most (longer spans are resampled)
+    plain_share: float = 0.1  # share of plain left-to-right windows
+    middle_weight: float = 3.0  # loss weight of middle and end-of-text tokens
+    # optimisation
+    batch_size: int = 16
+    steps: int = 4000
+    lr: float = 1.5e-3
+    min_lr: float = 1e-4
+    warmup: int = 300
+    weight_decay: float = 0.1
+    bf16: bool = True  # bf16 autocast: ~2x faster on AVX-512 CPUs at the same loss
+    # bookkeeping
+    checkpoint_every: int = 200
+    snapshot_every: int = 1000  # keep fp16 weights for the learning curve
+    threads: int = 0  # torch threads; 0 = all cores
+
+
+def sample_span(rng: np.random.Generator, text: str) -> tuple[int, int] | None:
+    """A middle to mask, shaped like the scenario tasks (see module docstring)."""
+    kind = rng.random()
+    if kind < 0.1:  # random characters
+        start = int(rng.integers(0, max(1, len(text) - 1)))
+        return start, min(len(text), start + int(rng.integers(1, 31)))
+    pos = int(rng.integers(0, len(text)))
+    lexemes = list(LEXEME.finditer(text, pos, min(len(text), pos + 400)))
+    if not lexemes:
+        return None
+    first = lexemes[0]
+    if kind < 0.7:  # one lexeme; a statement's ';' sometimes with its newline
+        end = first.end()
+        if first.group() == ";" and text.startswith("\n", end) and rng.random() < 0.5:
+            end += 1
+        return first.start(), end
+    run = min(len(lexemes), int(rng.integers(2, 11)))  # a run of lexemes
+    return first.start(), lexemes[run - 1].end()
+
+
+class ExampleSampler:
+    """Draws training sequences of a fixed length from the train split, reproducibly."""
+
+    def __init__(self, texts: list[str], tokenizer, cfg: LMTrainConfig,
+                 rng: np.random.Generator) -> None:
+        self.texts, self.tok, self.cfg, self.rng = texts, tokenizer, cfg, rng
+        self.ids: SpecialIds = special_ids(tokenizer)
+        self.length = cfg.window + cfg.max_middle + 1
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``input_ids, labels, weights``, each ``[n, length]``; label -100 is ignored."""
+        rows = [self.example() for _ in range(n)]
+        ids = torch.tensor([r[0] for r in rows])
+        weights = torch.tensor([r[1] for r in rows], dtype=torch.float32)
+        labels = ids.clone()
+        labels[weights == 0] = -100
+        return ids, labels, weights
+
+    def example(self) -> tuple[list[int], list[float]]:
+        while True:
+            text = self.texts[int(self.rng.integers(len(self.texts)))]
+            if self.rng.random() < self.cfg.plain_share:
+                row = self._plain(text)
+            else:
+                row = self._fim(text)
+            if row is not None:
+                return row
+
+    def _plain(self, text: str) -> tuple[list[int], list[float]] | None:
+        start = int(self.rng.integers(0, len(text)))
+        ids = encode(self.tok, [text[start:start + self.length * 8]])[0][1:]  # drop a cut piece
+        if len(ids) < self.length:
+            return None
+        ids = ids[: self.length]
+        return ids, [1.0] * self.length
+
+    def _fim(self, text: str) -> tuple[list[int], list[float]] | None:
+        span = sample_span(self.rng, text)
+        if span is None or span[1] <= span[0]:
+            return None
+        w = build_window(self.tok, text, span[0], span[1], self.cfg.window, self.ids)
+        if w is None or not w.target_ids or len(w.target_ids) > self.cfg.max_middle:
+            return None
+        ids = w.input_ids + w.target_ids + [self.ids.eos]
+        # weight of the token at position t is the weight of predicting it from t-1
+        weights = [1.0] * self.cfg.window + [self.cfg.middle_weight] * (len(w.target_ids) + 1)
+        weights[0] = 0.0
+        pad = self.length - len(ids)
+        return ids + [self.ids.eos] * pad, weights + [0.0] * pad
+
+
+def model_config(cfg: LMTrainConfig, tokenizer) -> Starcoder2Config:
+    ids = special_ids(tokenizer)
+    return Starcoder2Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.mlp,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.kv_heads, max_position_embeddings=2048,
+        bos_token_id=ids.eos, eos_token_id=ids.eos, pad_token_id=ids.eos,
+        tie_word_embeddings=True, use_bias=True, initializer_range=0.02,
+    )
+
+
+def lr_at(step: int, cfg: LMTrainConfig) -> float:
+    """Linear warm-up, then one cosine cycle down to ``min_lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted next-token cross-entropy; position t predicts token t+1."""
+    logits, labels, weights = logits[:, :-1].float(), labels[:, 1:], weights[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                         ignore_index=-100, reduction="none").view_as(weights)
+    return (ce * weights).sum() / weights.sum()
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens: int = 0
+    seconds: float = 0.0  # wall time spent training, summed over resumed segments
+    log: list[dict] = field(default_factory=list)
+
+
+def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
+    """Train tokenizer and model into ``out``; returns the final model folder ``out/final``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    texts = [f.text for f in tqdm(Corpus(cfg.source, split="train"), desc="reading corpus")]
+    if not texts:
+        raise ValueError(f"{cfg.source}: no readable Java files in the train split")
+    tok_dir = out / "tokenizer"
+    if resume and tok_dir.exists():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    else:
+        pick = np.random.default_rng(cfg.seed).choice(len(texts), min(cfg.tokenizer_files, len(texts)),
+                                                      replace=False)
+        tokenizer = train_tokenizer((texts[i] for i in pick), cfg.vocab_size)
+        tokenizer.save_pretrained(tok_dir)
+
+    torch.manual_seed(cfg.seed)
+    model = Starcoder2ForCausalLM(model_config(cfg, tokenizer))
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    rng = np.random.default_rng(cfg.seed)
+    state = TrainState()
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        rng.bit_generator.state = ckpt["rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = TrainState(**ckpt["state"])
+    sampler = ExampleSampler(texts, tokenizer, cfg, rng)
+    n_params = sum(p.numel() for p in model.parameters())
+    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "parameters": n_params}, indent=2))
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="lm train", unit="step")
+    while state.step < cfg.steps:
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(state.step, cfg)
+        ids, labels, weights = sampler.batch(cfg.batch_size)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(input_ids=ids).logits
+        loss = weighted_loss(logits, labels, weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state.step += 1
+        state.tokens += ids.numel()
+        state.seconds += time.perf_counter() - t0
+        state.log.append({"step": state.step, "loss": round(loss.item(), 4),
+                          "lr": opt.param_groups[0]["lr"], "tokens": state.tokens,
+                          "seconds": round(state.seconds, 1)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state.tokens / state.seconds:.0f}")
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                            "state": asdict(state)}, tmp)
+        if state.step % cfg.snapshot_every == 0 or state.step == cfg.steps:
+            save_model(model, tokenizer, out / f"snapshot-{state.step:06d}")
+    bar.close()
+    final = out / "final"
+    save_model(model, tokenizer, final)
+    (final / "train_log.json").write_text(json.dumps(asdict(state)))
+    return final
+
+
+def save_model(model: Starcoder2ForCausalLM, tokenizer, path: Path) -> None:
+    """Save fp16 safetensors weights and the tokenizer (the shipped form)."""
+    path.mkdir(parents=True, exist_ok=True)
+    copy.deepcopy(model).to(torch.float16).save_pretrained(path)  # training weights stay fp32
+    tokenizer.save_pretrained(path)

@@ -1,0 +1,50 @@
+"""Where apmae keeps things: one function decides every path.
+
+``APMAE_HOME`` holds every artifact of a run (scenarios, patterns, checkpoints, the
+database). Default: ``$XDG_CACHE_HOME/apmae`` (``~/.cache/apmae``), outside any checkout so a
+fresh clone does not lose hours of training.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: The shipped default target model (weights, tokenizer, model card).
+DEFAULT_MODEL_DIR = PACKAGE_DIR / "default_model"
+
+
+def apmae_home() -> Path:
+    """The folder that holds every artifact; ``APMAE_HOME`` overrides the default."""
+    env = os.environ.get("APMAE_HOME")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "apmae"
+
+
+def run_dir(name: str = "default") -> Path:
+    """The folder of one named run under ``APMAE_HOME``."""
+    return apmae_home() / "runs" / name
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    Readers never see a half-written file, and a crash leaves the old file intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
