@@ -43,6 +43,63 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
     print(final)
 
 
+def _load_tokenizer(model: str | None):
+    from transformers import AutoTokenizer
+
+    from .lm.load import DEFAULT_MODEL_DIR, resolve_model_name
+
+    path = resolve_model_name(model)
+    if path == str(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "tokenizer.json").exists():
+        raise UserError(f"the default model is missing from {DEFAULT_MODEL_DIR}")
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot load a tokenizer ({str(e).splitlines()[0]})") from e
+
+
+def cmd_mine(args: argparse.Namespace) -> None:
+    from .scenarios import MiningStats, check_tasks, mine, write_scenarios
+
+    tasks = check_tasks(args.tasks.split(",")) if args.tasks else None
+    if args.per_task < 1 or args.window < 8:
+        raise UserError("--per-task must be >= 1 and --window >= 8")
+    tokenizer = _load_tokenizer(args.model)
+    stats = MiningStats()
+    kwargs = {"tasks": tasks} if tasks else {}
+    n = write_scenarios(mine(args.source, tokenizer, per_task=args.per_task, seed=args.seed,
+                             window=args.window, split=args.split, stats=stats, **kwargs),
+                        Path(args.out))
+    print(f"{n} scenarios -> {args.out}; by task {stats.by_task}; "
+          f"files seen {stats.files_seen}, skipped {stats.files_skipped}", file=sys.stderr)
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from .extract import ExtractConfig, extract
+    from .lm.load import load_target
+    from .run import Run
+
+    if not Path(args.scenarios).is_file():
+        raise UserError(f"{args.scenarios}: no such scenarios file")
+    cfg = ExtractConfig(batch_size=args.batch_size, keep=args.keep)
+    cfg.keep_fraction(1)  # validates --keep before the model loads
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
+    target = load_target(args.model, device=args.device)
+    n = extract(Run(args.run), Path(args.scenarios), target, cfg)
+    print(f"extracted {n} scenarios into run {args.run}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import build_report, dumps, format_report
+    from .run import Run
+
+    run = Run(args.run)
+    if not run.path.exists():
+        raise UserError(f"no run named {args.run!r} under {run.path.parent}")
+    report = build_report(run)
+    print(dumps(report) if args.json else format_report(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apmae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +114,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_dataclass_flags(p, LMTrainConfig, skip=("source",))
     p.set_defaults(func=cmd_lm_train)
+
+    from .extract import KEEP_HELP
+    from .scenarios import TASKS
+
+    p = sub.add_parser("mine", help="mine completion scenarios from Java source")
+    p.add_argument("source", help="directory, .zip (a JDK's lib/src.zip), .jsonl/.parquet with a "
+                                  "'content' column, or a Hugging Face dataset id")
+    p.add_argument("--out", required=True, help="scenarios file to write (JSONL)")
+    p.add_argument("--tasks", help=f"comma-separated tasks (default: all of {','.join(TASKS)})")
+    p.add_argument("--per-task", type=int, default=100, help="scenarios per task (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--window", type=int, default=256, help="prompt tokens (default 256)")
+    p.add_argument("--split", choices=["train", "test"], help="only files of this split")
+    p.add_argument("--model", help="model whose tokenizer builds the prompts (default: embedded)")
+    p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser("extract", help="complete scenarios and capture every head's attention")
+    p.add_argument("--scenarios", required=True, help="scenarios file from `apmae mine`")
+    p.add_argument("--model", help="HF causal LM name or path (default: the embedded model)")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--keep", default="all", help=KEEP_HELP)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("report", help="print the run's summary")
+    p.add_argument("--run", default="default")
+    p.add_argument("--json", action="store_true", help="the whole report as JSON")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -64,9 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except UserError as e:
+    except (UserError, ValueError, OSError) as e:  # CorpusError, ModelLoadError are ValueErrors
         print(f"apmae: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("apmae: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
     return 0
 
 

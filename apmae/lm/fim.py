@@ -64,8 +64,8 @@ class Window:
 
     input_ids: list[int]
     target_ids: list[int]  # the masked span tokenized alone
-    n_prefix: int  # prefix tokens inside the window
-    n_suffix: int  # suffix tokens inside the window (0 for left-to-right)
+    prefix_ids: list[int]  # the prefix inside the window
+    suffix_ids: list[int]  # the suffix inside the window (empty for left-to-right)
 
 
 def place(n_prefix: int, n_suffix: int, context: int) -> tuple[int, int] | None:
@@ -90,7 +90,7 @@ def build_window(tokenizer, text: str, start: int, end: int, window: int,
             prefix = encode(tokenizer, [text[:start]])[0]
         if len(prefix) < window:
             return None
-        return Window(prefix[-window:], middle, window, 0)
+        return Window(prefix[-window:], middle, prefix[-window:], [])
     context = window - 3
     if lo > 0 and len(prefix) < context:  # the cut was not generous enough: use it all
         prefix = encode(tokenizer, [text[:start]])[0]
@@ -101,6 +101,5 @@ def build_window(tokenizer, text: str, start: int, end: int, window: int,
         return None
     n_p, n_s = kept
     # A cut prefix has >= context tokens, so it is never "early": the cut cannot move the window.
-    input_ids = ([ids.prefix] + prefix[len(prefix) - n_p:] + [ids.suffix] + suffix[:n_s]
-                 + [ids.middle])
-    return Window(input_ids, middle, n_p, n_s)
+    prefix, suffix = prefix[len(prefix) - n_p:], suffix[:n_s]
+    return Window([ids.prefix, *prefix, ids.suffix, *suffix, ids.middle], middle, prefix, suffix)

@@ -1,0 +1,81 @@
+"""Load the target model: any Hugging Face causal LM, by hub name or local path.
+
+The one place that calls ``from_pretrained`` for target models. Attention is ``eager`` so its
+probabilities exist to be captured; ``None`` means the embedded default model shipped inside
+the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..paths import DEFAULT_MODEL_DIR
+from .fim import SpecialIds, special_ids
+
+
+class ModelLoadError(ValueError):
+    """The name or path does not give a usable causal LM."""
+
+
+@dataclass
+class Target:
+    """A loaded target model with what the pipeline needs to know about it."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    ids: SpecialIds
+    layers: int
+    heads: int
+    max_context: int | None  # positions the model supports, when its config says
+
+    @property
+    def tokenizer_sha(self) -> str:
+        return tokenizer_fingerprint(self.tokenizer)
+
+    def check_window(self, window: int, extra: int = 0) -> None:
+        """Refuse a window (plus ``extra`` generated tokens) longer than the model's context."""
+        if self.max_context is not None and window + extra > self.max_context:
+            raise ModelLoadError(f"window of {window} tokens (+{extra} generated) exceeds "
+                                 f"{self.name}'s context of {self.max_context} tokens")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the vocabulary: scenarios mined with one tokenizer need the same one."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha1(repr(vocab).encode()).hexdigest()[:12]
+
+
+def resolve_model_name(name: str | None) -> str:
+    return str(DEFAULT_MODEL_DIR) if name in (None, "", "default") else name
+
+
+def load_target(name: str | None = None, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32) -> Target:
+    """Load a causal LM and its tokenizer with eager attention, in eval mode."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_name(name)
+    if path == str(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "config.json").exists():
+        raise ModelLoadError(f"the default model is missing from {DEFAULT_MODEL_DIR} "
+                             "(train it with `apmae lm train`, then `apmae lm ship`)")
+    if Path(path).exists() and not (Path(path) / "config.json").exists():
+        raise ModelLoadError(f"{path}: no config.json, not a Hugging Face model folder")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]})") from e
+    model.to(device).eval()
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return Target(
+        name="default" if path == str(DEFAULT_MODEL_DIR) else path,
+        model=model, tokenizer=tokenizer, ids=special_ids(tokenizer),
+        layers=text_config.num_hidden_layers, heads=text_config.num_attention_heads,
+        max_context=getattr(text_config, "max_position_embeddings", None),
+    )

@@ -1,0 +1,73 @@
+"""A run: the folder under ``APMAE_HOME/runs/<name>`` that holds every artifact of one analysis.
+
+```
+runs/<name>/
+  run.json          model, tokenizer fingerprint, window, settings of each stage
+  scenarios.jsonl   mined scenarios (apmae mine)
+  results.jsonl     one line per scenario: completion and both correctness flags (apmae extract)
+  patterns/         the pattern array store (apmae.store.arrays)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .paths import atomic_path, run_dir
+from .store.arrays import PatternStore, StoreMeta
+
+
+class Run:
+    def __init__(self, name: str = "default", path: Path | None = None) -> None:
+        self.name = name
+        self.path = path if path is not None else run_dir(name)
+
+    scenarios_path = property(lambda self: self.path / "scenarios.jsonl")
+    results_path = property(lambda self: self.path / "results.jsonl")
+    patterns_path = property(lambda self: self.path / "patterns")
+    meta_path = property(lambda self: self.path / "run.json")
+
+    def meta(self) -> dict:
+        return json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
+
+    def update_meta(self, **fields) -> None:
+        meta = {**self.meta(), **fields}
+        with atomic_path(self.meta_path) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+
+    def results(self) -> Iterator[dict]:
+        """Completed scenarios; a torn last line (a killed run) is ignored."""
+        if not self.results_path.exists():
+            return
+        with open(self.results_path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.endswith("\n"):
+                    yield json.loads(line)
+
+    def append_results(self, rows: list[dict]) -> None:
+        """Append result lines and make them durable before the next batch starts.
+
+        A line torn by ``kill -9`` is cut off first, so the file stays valid JSONL.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.results_path, "a+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    fh.seek(0)
+                    data = fh.read()
+                    fh.truncate(data.rfind(b"\n") + 1)
+                    fh.seek(0, os.SEEK_END)
+            fh.write("".join(json.dumps(r) + "\n" for r in rows).encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def pattern_store(self, meta: StoreMeta | None = None) -> PatternStore | None:
+        """The run's pattern store: created with ``meta``, else opened if it exists."""
+        if meta is None and not (self.patterns_path / "meta.json").exists():
+            return None
+        return PatternStore(self.patterns_path, meta)

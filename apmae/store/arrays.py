@@ -1,0 +1,214 @@
+"""The on-disk store of a run's attention patterns: append-only shards, resumable, memory-mapped.
+
+One entry per scenario id: ``[layers, heads, L]`` (``L = T*(T+1)/2``, the packed lower triangle
+of :mod:`apmae.capture`) in float16. A 256-token window on a 30-layer, 24-head model is ~47 MB
+per scenario, so neither a file per value nor a SQL row per value is an option; entries are
+written a batch at a time.
+
+Layout under ``root``::
+
+    meta.json              shape and provenance, validated on every reopen
+    shards/000000.npy      [rows, layers, heads, L] float16, one per appended batch
+    shards/000000.ids.json the scenario id of each row of 000000.npy
+
+Crash safety: every file is written to a temporary name and renamed into place
+(:func:`apmae.paths.atomic_path`), so no half-written file is ever visible. A shard's ids file is
+its commit record and is written only after the shard itself: a ``kill -9`` between the two
+leaves a shard without ids, which is ignored (its scenarios count as not done and are recomputed
+on resume). Stray ``*.tmp`` files are ignored too. At most the batch in flight is lost.
+
+One writer at a time; any number of readers. A reader sees the shards committed when it opened
+the store (open it again to see later ones).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..paths import atomic_path
+
+_SHARD = re.compile(r"^(\d{6})\.(npy|ids\.json)$")
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """What every entry of a store shares; a reopen with different values is refused."""
+
+    layers: int
+    heads: int
+    window: int  # T, the prompt length in tokens
+    model: str  # name or path of the model the patterns come from
+    dtype: str = "float16"
+
+    @property
+    def length(self) -> int:
+        """L, the packed lower-triangle length of a ``window x window`` pattern."""
+        return self.window * (self.window + 1) // 2
+
+    @property
+    def entry_shape(self) -> tuple[int, int, int]:
+        return (self.layers, self.heads, self.length)
+
+
+class PatternStore:
+    """Append-only pattern store keyed by scenario id (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | os.PathLike[str], meta: StoreMeta | None = None, **fields: Any) -> None:
+        """Open the store at ``root``.
+
+        With ``meta`` (or its fields as keywords: ``layers=, heads=, window=, model=``): create the
+        store if absent, else check it matches (``ValueError`` if not). Without: open an existing
+        store, shape read from its ``meta.json``.
+        """
+        if fields:
+            if meta is not None:
+                raise TypeError("pass either meta or its fields, not both")
+            meta = StoreMeta(**fields)
+        self.root = Path(root)
+        self.shard_dir = self.root / "shards"
+        meta_path = self.root / "meta.json"
+        if meta_path.exists():
+            stored = self._read_meta(meta_path)
+            if meta is not None and meta != stored:
+                diff = {k: (v, getattr(meta, k)) for k, v in asdict(stored).items() if getattr(meta, k) != v}
+                raise ValueError(
+                    f"pattern store {self.root} holds different patterns: "
+                    + ", ".join(f"{k} stored {a!r} != requested {b!r}" for k, (a, b) in diff.items())
+                )
+            self.meta = stored
+        elif meta is None:
+            raise FileNotFoundError(f"no pattern store at {self.root} (missing meta.json)")
+        else:
+            self.meta = meta
+            np.dtype(meta.dtype)  # fail early on a bad dtype name
+            with atomic_path(meta_path) as tmp:
+                tmp.write_text(json.dumps({"format": FORMAT, **asdict(meta)}, indent=2) + "\n")
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+
+        self._where: dict[str, tuple[int, int]] = {}  # scenario id -> (shard, row)
+        self._shard_bytes: dict[int, int] = {}
+        self._maps: dict[int, np.ndarray] = {}
+        self._next_shard = 0
+        self._load_index()
+
+    @staticmethod
+    def _read_meta(path: Path) -> StoreMeta:
+        raw: dict[str, Any] = json.loads(path.read_text())
+        if raw.pop("format", None) != FORMAT:
+            raise ValueError(f"{path}: unknown pattern store format")
+        return StoreMeta(**raw)
+
+    def _load_index(self) -> None:
+        """Collect committed shards: those whose ids file exists. Orphan shards and temp files are skipped."""
+        numbers: set[int] = set()
+        committed: list[int] = []
+        for entry in self.shard_dir.iterdir():
+            m = _SHARD.match(entry.name)
+            if not m:
+                continue  # e.g. a ".000003.npy.x1y2.tmp" left by a kill -9
+            numbers.add(int(m.group(1)))
+            if m.group(2) == "ids.json":
+                committed.append(int(m.group(1)))
+        self._next_shard = max(numbers, default=-1) + 1  # never reuse a number, orphans included
+        for shard in sorted(committed):
+            ids = json.loads(self._ids_path(shard).read_text())
+            for row, sid in enumerate(ids):
+                self._where.setdefault(sid, (shard, row))
+            self._shard_bytes[shard] = self._npy_path(shard).stat().st_size + self._ids_path(shard).stat().st_size
+
+    def _npy_path(self, shard: int) -> Path:
+        return self.shard_dir / f"{shard:06d}.npy"
+
+    def _ids_path(self, shard: int) -> Path:
+        return self.shard_dir / f"{shard:06d}.ids.json"
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def append(self, ids: Sequence[str], patterns: Any) -> None:
+        """Store one batch as a new shard: ``patterns[i]`` (``[layers, heads, L]``) under ``ids[i]``.
+
+        ``patterns`` is a numpy array or a torch tensor, cast to the store's dtype. Ids must be new:
+        the caller skips finished ones with :meth:`has` (that is how a rerun resumes).
+        """
+        ids = [str(i) for i in ids]
+        if hasattr(patterns, "detach"):  # a torch tensor; no torch import needed here
+            patterns = patterns.detach().cpu().numpy()
+        data = np.ascontiguousarray(patterns, dtype=self.meta.dtype)
+        if data.shape != (len(ids), *self.meta.entry_shape):
+            raise ValueError(
+                f"expected patterns of shape {(len(ids), *self.meta.entry_shape)} for {len(ids)} ids, got {data.shape}"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate scenario ids within one batch")
+        done = [i for i in ids if i in self._where]
+        if done:
+            raise ValueError(f"{len(done)} scenario ids already stored, e.g. {done[0]!r}")
+        if not ids:
+            return
+
+        shard = self._next_shard
+        self._next_shard += 1
+        with atomic_path(self._npy_path(shard)) as tmp:
+            with open(tmp, "wb") as f:  # np.save(path) would append ".npy" to the temp name
+                np.save(f, data)
+                f.flush()
+                os.fsync(f.fileno())  # shard on disk before its commit record
+        with atomic_path(self._ids_path(shard)) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(ids, f)
+                f.flush()
+                os.fsync(f.fileno())
+        for row, sid in enumerate(ids):
+            self._where[sid] = (shard, row)
+        self._shard_bytes[shard] = self._npy_path(shard).stat().st_size + self._ids_path(shard).stat().st_size
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def has(self, scenario_id: str) -> bool:
+        return scenario_id in self._where
+
+    __contains__ = has
+
+    def ids(self) -> list[str]:
+        """Stored scenario ids in the order they were appended."""
+        return list(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def _shard(self, shard: int) -> np.ndarray:
+        mm = self._maps.get(shard)
+        if mm is None:
+            mm = np.load(self._npy_path(shard), mmap_mode="r")
+            if mm.shape[1:] != self.meta.entry_shape or mm.dtype != np.dtype(self.meta.dtype):
+                raise ValueError(f"shard {self._npy_path(shard)} has shape {mm.shape} {mm.dtype}, not the store's")
+            self._maps[shard] = mm
+        return mm
+
+    def get(self, scenario_id: str, layer: int | None = None, head: int | None = None) -> np.ndarray:
+        """One scenario's patterns: ``[layers, heads, L]``, ``[heads, L]`` for a layer, ``[L]`` for a head.
+
+        A read-only view into the memory-mapped shard: only the requested bytes are read from
+        disk. ``np.array(...)`` it to keep a copy independent of the file.
+        """
+        try:
+            shard, row = self._where[scenario_id]
+        except KeyError:
+            raise KeyError(f"scenario {scenario_id!r} is not in the pattern store {self.root}") from None
+        if head is not None and layer is None:
+            return self._shard(shard)[row, :, head]
+        index = (row,) + tuple(i for i in (layer, head) if i is not None)
+        return self._shard(shard)[index]
+
+    def nbytes(self) -> int:
+        """Bytes on disk of the committed data (shards, their ids, meta.json); orphans not counted."""
+        meta = self.root / "meta.json"
+        return sum(self._shard_bytes.values()) + meta.stat().st_size

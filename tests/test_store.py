@@ -1,0 +1,119 @@
+"""PatternStore: round trip, crash-resume, shape validation, memory-mapped reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from apmae.store import PatternStore, StoreMeta
+
+META = StoreMeta(layers=2, heads=3, window=6, model="tiny-test")  # L = 21
+
+
+def batch(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *META.entry_shape)).astype(np.float16)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = PatternStore(tmp_path / "p", META)
+    a, b = batch(2, 1), batch(3, 2)
+    store.append(["s0", "s1"], a)
+    store.append(["s2", "s3", "s4"], torch.from_numpy(b))  # tensors are accepted too
+    assert len(store) == 5 and store.ids() == ["s0", "s1", "s2", "s3", "s4"]
+    assert store.has("s3") and "s3" in store and not store.has("nope")
+    np.testing.assert_array_equal(store.get("s1"), a[1])
+
+    again = PatternStore(tmp_path / "p")  # reopen without knowing the shape
+    assert again.meta == META and again.ids() == store.ids()
+    np.testing.assert_array_equal(again.get("s4"), b[2])
+    assert again.get("s4").dtype == np.float16
+    assert again.nbytes() == store.nbytes() >= 5 * 2 * 3 * 21 * 2
+    with pytest.raises(KeyError):
+        again.get("nope")
+
+
+def test_append_validates(tmp_path: Path) -> None:
+    store = PatternStore(tmp_path, META)
+    store.append(["s0"], batch(1, 1))
+    with pytest.raises(ValueError, match="already stored"):
+        store.append(["s0"], batch(1, 1))
+    with pytest.raises(ValueError, match="duplicate"):
+        store.append(["x", "x"], batch(2, 1))
+    with pytest.raises(ValueError, match="shape"):
+        store.append(["s1"], batch(2, 1))
+    store.append([], batch(0, 1))
+    assert len(store) == 1
+
+
+def test_resume_after_crash_ignores_partial_writes(tmp_path: Path) -> None:
+    store = PatternStore(tmp_path, META)
+    store.append(["s0", "s1"], batch(2, 1))
+    shards = tmp_path / "shards"
+    # kill -9 during a write leaves a temp file behind...
+    (shards / ".000001.npy.abcd1234.tmp").write_bytes(b"\x93NUMPY half")
+    # ...or between the shard and its commit record: a complete shard without ids
+    np.save(shards / "000001.npy", batch(2, 9))
+
+    resumed = PatternStore(tmp_path, META)
+    assert resumed.ids() == ["s0", "s1"]
+    committed = resumed.nbytes()
+    todo = [s for s in ["s0", "s1", "s2", "s3"] if not resumed.has(s)]
+    assert todo == ["s2", "s3"]
+    fresh = batch(2, 2)
+    resumed.append(todo, fresh)  # takes a new shard number, never the orphan's
+    assert (shards / "000002.ids.json").exists()
+    assert json.loads((shards / "000002.ids.json").read_text()) == ["s2", "s3"]
+    assert resumed.nbytes() > committed
+
+    final = PatternStore(tmp_path)
+    assert final.ids() == ["s0", "s1", "s2", "s3"]
+    np.testing.assert_array_equal(final.get("s3"), fresh[1])
+    assert [p.name for p in shards.glob(".*.tmp")] == [".000001.npy.abcd1234.tmp"]  # only the planted one
+
+
+def test_crash_before_commit_record_loses_only_that_batch(tmp_path: Path, monkeypatch) -> None:
+    store = PatternStore(tmp_path, META)
+    store.append(["s0"], batch(1, 1))
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the ids file")
+
+    monkeypatch.setattr("apmae.store.arrays.json.dump", die)
+    with pytest.raises(KeyboardInterrupt):
+        store.append(["s1", "s2"], batch(2, 2))
+    monkeypatch.undo()
+    assert (tmp_path / "shards" / "000001.npy").exists()  # the shard made it, its commit did not
+    assert not store.has("s1")
+    assert PatternStore(tmp_path).ids() == ["s0"]
+    assert not list((tmp_path / "shards").glob(".*.tmp"))  # atomic_path cleaned up its temp file
+
+
+def test_reopen_with_other_shape_raises(tmp_path: Path) -> None:
+    PatternStore(tmp_path, META).append(["s0"], batch(1, 1))
+    with pytest.raises(ValueError, match="heads stored 3 != requested 4"):
+        PatternStore(tmp_path, StoreMeta(layers=2, heads=4, window=6, model="tiny-test"))
+    with pytest.raises(ValueError, match="window"):
+        PatternStore(tmp_path, StoreMeta(layers=2, heads=3, window=8, model="tiny-test"))
+    with pytest.raises(ValueError, match="model"):
+        PatternStore(tmp_path, layers=2, heads=3, window=6, model="other")  # fields as keywords
+    assert PatternStore(tmp_path, layers=2, heads=3, window=6, model="tiny-test").ids() == ["s0"]
+    with pytest.raises(FileNotFoundError):
+        PatternStore(tmp_path / "absent")
+
+
+def test_memmap_read_of_one_head(tmp_path: Path) -> None:
+    store = PatternStore(tmp_path, META)
+    data = batch(4, 3)
+    store.append([f"s{i}" for i in range(4)], data)
+    reader = PatternStore(tmp_path)
+    one = reader.get("s2", layer=1, head=2)
+    assert isinstance(one, np.memmap) and one.shape == (21,)
+    np.testing.assert_array_equal(one, data[2, 1, 2])
+    np.testing.assert_array_equal(reader.get("s2", layer=1), data[2, 1])
+    np.testing.assert_array_equal(reader.get("s2", head=0), data[2, :, 0])
+    with pytest.raises(ValueError):
+        one[0] = 0  # read-only view of the file
