@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -41,6 +42,16 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else apmae_home() / "lm" / "default"
     final = train_lm(cfg, out, resume=args.resume)
     print(final)
+
+
+def cmd_lm_ship(args: argparse.Namespace) -> None:
+    from .lm.card import ship
+    from .paths import DEFAULT_MODEL_DIR
+
+    train_dir = Path(args.from_dir) if args.from_dir else apmae_home() / "lm" / "default"
+    final = ship(train_dir, Path(args.dest) if args.dest else DEFAULT_MODEL_DIR,
+                 per_task=args.per_task, snapshots=not args.no_curve)
+    print(json.dumps(final["overall_non_noise"]))
 
 
 def _load_tokenizer(model: str | None):
@@ -81,7 +92,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     if not Path(args.scenarios).is_file():
         raise UserError(f"{args.scenarios}: no such scenarios file")
     cfg = ExtractConfig(batch_size=args.batch_size, keep=args.keep)
-    cfg.keep_fraction(1)  # validates --keep before the model loads
+    cfg.keep_limit()  # validates --keep before the model loads
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     target = load_target(args.model, device=args.device)
@@ -100,6 +111,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(dumps(report) if args.json else format_report(report))
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .pipeline import DemoConfig, build_default_run
+    from .report import build_report, format_report
+    from .run import Run
+
+    cfg = _dataclass_from_args(DemoConfig, args)
+    run = build_default_run(Run(args.run), cfg, source=args.source)
+    print(format_report(build_report(run)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apmae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_dataclass_flags(p, LMTrainConfig, skip=("source",))
     p.set_defaults(func=cmd_lm_train)
+
+    p = lm.add_parser("ship", help="copy the trained model into the package with its model card")
+    p.add_argument("--from", dest="from_dir", help="training folder (default: $APMAE_HOME/lm/default)")
+    p.add_argument("--dest", help="destination (default: the package's default_model/)")
+    p.add_argument("--per-task", type=int, default=100, help="held-out scenarios per task")
+    p.add_argument("--no-curve", action="store_true", help="skip evaluating the snapshots")
+    p.set_defaults(func=cmd_lm_ship)
 
     from .extract import KEEP_HELP
     from .scenarios import TASKS
@@ -138,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default="all", help=KEEP_HELP)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_extract)
+
+    from .pipeline import DemoConfig
+
+    p = sub.add_parser("demo", help="build the default run on the embedded model (resumable)")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    p.add_argument("--source", help="corpus (default: the JDK's src.zip, installed if missing)")
+    _add_dataclass_flags(p, DemoConfig)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("report", help="print the run's summary")
     p.add_argument("--run", default="default")

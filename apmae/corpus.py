@@ -57,9 +57,15 @@ def split_of(path: str, test_fraction: float = TEST_FRACTION) -> Split:
     return "test" if h / 2**64 < test_fraction else "train"
 
 
-def decode_source(data: bytes) -> str | None:
-    """Text of a Java file, or None when it is empty, binary or not UTF-8."""
-    if not data.strip() or b"\x00" in data:
+def decode_source(data: object) -> str | None:
+    """Text of a Java file, or None when it is empty, binary or not UTF-8.
+
+    Rows of JSONL/Parquet arrive as ``str`` (or anything): they get the same checks as bytes,
+    so a lone surrogate escape or a non-string ``content`` is a skipped file, not a crash.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if not isinstance(data, bytes) or not data.strip() or b"\x00" in data:
         return None
     try:
         return data.decode("utf-8")
@@ -107,8 +113,8 @@ class Corpus:
         for path, data in self._raw():
             if self.split is not None and split_of(path) != self.split:
                 continue
-            text = data if isinstance(data, str) else decode_source(data)
-            if text is None or not text.strip():
+            text = decode_source(data)
+            if text is None:
                 self.stats.skip("empty, binary or not UTF-8")
                 continue
             self.stats.read += 1
@@ -123,7 +129,7 @@ class Corpus:
                 return f.text
         raise CorpusError(f"{path} not found in {self.source}")
 
-    def _raw(self) -> Iterator[tuple[str, bytes | str]]:
+    def _raw(self) -> Iterator[tuple[str, object]]:
         src = Path(self.source)
         if src.is_dir():
             for p in sorted(src.rglob("*.java")):
@@ -170,7 +176,7 @@ def _rows_path(row: dict, i: int) -> str:
     return f"{i:08d}.java"
 
 
-def _jsonl_rows(src: Path) -> Iterator[tuple[str, str]]:
+def _jsonl_rows(src: Path) -> Iterator[tuple[str, object]]:
     with open(src, encoding="utf-8", errors="replace") as fh:
         for i, line in enumerate(fh):
             if not line.strip():
@@ -181,10 +187,10 @@ def _jsonl_rows(src: Path) -> Iterator[tuple[str, str]]:
                 raise CorpusError(f"{src}:{i + 1}: not JSON ({e.msg})") from e
             if not isinstance(row, dict) or "content" not in row:
                 raise CorpusError(f"{src}:{i + 1}: no 'content' field")
-            yield _rows_path(row, i), row["content"] or ""
+            yield _rows_path(row, i), row["content"]
 
 
-def _parquet_rows(src: Path) -> Iterator[tuple[str, str]]:
+def _parquet_rows(src: Path) -> Iterator[tuple[str, object]]:
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(src)
@@ -193,11 +199,11 @@ def _parquet_rows(src: Path) -> Iterator[tuple[str, str]]:
     i = 0
     for batch in table.iter_batches(batch_size=1024):
         for row in batch.to_pylist():
-            yield _rows_path(row, i), row["content"] or ""
+            yield _rows_path(row, i), row["content"]
             i += 1
 
 
-def _hf_rows(dataset_id: str, split: str) -> Iterator[tuple[str, str]]:
+def _hf_rows(dataset_id: str, split: str) -> Iterator[tuple[str, object]]:
     try:
         import datasets
     except ImportError as e:
@@ -207,4 +213,4 @@ def _hf_rows(dataset_id: str, split: str) -> Iterator[tuple[str, str]]:
     except Exception as e:  # the hub raises many types; all mean "cannot read it"
         raise CorpusError(f"{dataset_id}: cannot load this dataset ({e})") from e
     for i, row in enumerate(ds):
-        yield _rows_path(row, i), row.get("content") or ""
+        yield _rows_path(row, i), row.get("content")

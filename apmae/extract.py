@@ -37,20 +37,23 @@ class ExtractConfig:
     keep: str = "all"  # all | sample:N | none (patterns can be recomputed by one forward pass)
     extra_tokens: int = 2  # decoding budget beyond the target's length (+ end-of-text)
 
-    def keep_fraction(self, total: int) -> float:
+    def keep_limit(self) -> int | None:
+        """How many scenarios' patterns to keep; None for all."""
         if self.keep == "all":
-            return 1.0
+            return None
         if self.keep == "none":
-            return 0.0
+            return 0
         if self.keep.startswith("sample:") and self.keep[7:].isdigit():
-            return min(1.0, int(self.keep[7:]) / max(1, total))
+            return int(self.keep[7:])
         raise ValueError(f"--keep {self.keep!r}: expected all, none or sample:N")
 
 
-def keeps(scenario_id: str, fraction: float) -> bool:
-    """Deterministic sample: the same scenarios are kept on every rerun."""
-    h = int.from_bytes(hashlib.sha1(scenario_id.encode()).digest()[:8], "big")
-    return h / 2**64 < fraction
+def kept_ids(ids: list[str], limit: int | None) -> set[str]:
+    """The scenarios whose patterns are kept: the ``limit`` smallest id hashes, so the same
+    ones on every rerun and exactly ``limit`` of them (spread over tasks like the file)."""
+    if limit is None:
+        return set(ids)
+    return set(sorted(ids, key=lambda i: hashlib.sha1(i.encode()).digest())[:limit])
 
 
 def _batches(items: Iterable[Scenario], n: int) -> Iterator[list[Scenario]]:
@@ -59,21 +62,23 @@ def _batches(items: Iterable[Scenario], n: int) -> Iterator[list[Scenario]]:
         yield batch
 
 
-def check_scenarios(path: Path, target: Target) -> int:
-    """Validate the file against the model before any work; returns the scenario count."""
-    sha, n, windows = target.tokenizer_sha, 0, set()
+def check_scenarios(path: Path, target: Target, cfg: ExtractConfig) -> tuple[list[str], int]:
+    """Validate the file against the model before any work; returns its ids and window."""
+    sha, ids, windows, longest = target.tokenizer_sha, [], set(), 0
     for s in read_scenarios(path):
         if s.tokenizer != sha:
             raise ValueError(f"{path}: scenario {s.id} was mined with another tokenizer "
                              f"({s.tokenizer}, the model's is {sha}); mine again with this --model")
         windows.add(len(s.input_ids))
-        n += 1
-    if n == 0:
+        longest = max(longest, len(s.target_ids))
+        ids.append(s.id)
+    if not ids:
         raise ValueError(f"{path}: no scenarios")
     if len(windows) > 1:
         raise ValueError(f"{path}: scenarios of different window lengths {sorted(windows)}")
-    target.check_window(windows.pop())
-    return n
+    window = windows.pop()
+    target.check_window(window, extra=longest + cfg.extra_tokens)
+    return ids, window
 
 
 @torch.inference_mode()
@@ -112,24 +117,23 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
 
 def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) -> int:
     """Extract every unfinished scenario of the file into ``run``; returns how many were done."""
-    total = check_scenarios(scenarios_path, target)
-    fraction = cfg.keep_fraction(total)
+    ids, window = check_scenarios(scenarios_path, target, cfg)
+    keep = kept_ids(ids, cfg.keep_limit())
     done = {r["id"] for r in run.results()}
     todo = (s for s in read_scenarios(scenarios_path) if s.id not in done)
     store = None
-    if fraction > 0:
-        window = len(next(read_scenarios(scenarios_path)).input_ids)
+    if keep:
         store = run.pattern_store(StoreMeta(layers=target.layers, heads=target.heads,
                                             window=window, model=target.name))
     run.update_meta(model=target.name, tokenizer=target.tokenizer_sha, layers=target.layers,
                     heads=target.heads, scenarios=str(scenarios_path), keep=cfg.keep)
     n = 0
-    bar = tqdm(total=total, initial=len(done), desc="extract", unit="scenario")
+    bar = tqdm(total=len(ids), initial=len(done), desc="extract", unit="scenario")
     for batch in _batches(todo, cfg.batch_size):
-        kept = [keeps(s.id, fraction) for s in batch]
-        results, patterns = run_batch(target, batch, cfg, capture=any(kept))
-        if store is not None and patterns is not None:
-            sel = [i for i, k in enumerate(kept) if k]
+        # a crash between the store and the results leaves patterns already stored: keep those
+        sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
+        results, patterns = run_batch(target, batch, cfg, capture=bool(sel))
+        if sel:
             store.append([batch[i].id for i in sel], patterns[sel].cpu().numpy())
         run.append_results(results)
         n += len(batch)

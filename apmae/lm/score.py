@@ -29,7 +29,7 @@ def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_t
     Returns each row's generated ids including its stop token, if reached.
     """
     batch = last_logits.size(0)
-    stop = torch.tensor(list(stop_ids))
+    stop = torch.tensor(list(stop_ids), device=last_logits.device)
     tokens = last_logits.argmax(-1)  # [batch]
     out = [tokens]
     done = torch.isin(tokens, stop)

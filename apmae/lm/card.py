@@ -1,0 +1,165 @@
+"""Ship a trained model into the package with its model card.
+
+The card is written from measurements, never by hand: the training command and config, the
+data's identity (path, size, SHA-256), wall time and loss curve from the training log, and
+per-task accuracy on held-out scenarios (files of the test split, which training never saw),
+at the final weights and at every kept snapshot (the learning curve).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..extract import ExtractConfig, extract
+from ..report import task_table
+from ..run import Run
+from ..scenarios import mine, write_scenarios
+from .load import load_target
+
+SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                 "tokenizer_config.json")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def heldout_accuracy(model_dir: Path, scenarios: Path, batch_size: int = 16) -> dict:
+    """Per-task accuracies of the model in ``model_dir`` on a scenarios file."""
+    target = load_target(str(model_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Run("card", Path(tmp))
+        extract(run, scenarios, target, ExtractConfig(batch_size=batch_size, keep="none"))
+        return task_table(run.results())
+
+
+def mine_heldout(model_dir: Path, source: str, out: Path, per_task: int, seed: int) -> Path:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    write_scenarios(mine(source, tokenizer, per_task=per_task, seed=seed, split="test"), out)
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _loss_rows(steps: list[dict], rows: int = 20) -> str:
+    """Markdown rows of the loss, each the mean over the steps since the previous row."""
+    every = max(1, len(steps) // rows)
+    out = []
+    for i in range(every - 1, len(steps), every):
+        chunk = steps[i - every + 1:i + 1]
+        s = steps[i]
+        out.append(f"| {s['step']} | {s['tokens'] / 1e6:.1f} | {s['seconds'] / 60:.0f} | "
+                   f"{sum(x['loss'] for x in chunk) / len(chunk):.3f} |")
+    return "\n".join(out)
+
+
+def render_card(config: dict, log: dict, final: dict, curve: dict[int, dict],
+                data: dict, per_task: int) -> str:
+    """The model card (README.md of the shipped folder), in Markdown."""
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items()
+                     if k not in ("source", "parameters") and not isinstance(v, bool))
+    bools = " ".join(f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in config.items()
+                     if isinstance(v, bool))
+    loss_rows = _loss_rows(log["log"])
+    tasks = list(final["by_task"])
+    acc_rows = "\n".join(
+        f"| {t} | {r['n']} | {_pct(r['accuracy_first_token'])} | {_pct(r['accuracy_exact'])} |"
+        for t, r in final["by_task"].items())
+    o = final["overall_non_noise"]
+    curve_head = "| step | " + " | ".join(tasks) + " | all but noise |"
+    curve_rows = "\n".join(
+        f"| {step} | " + " | ".join(_pct(c["by_task"].get(t, {}).get("accuracy_first_token"))
+                                    for t in tasks)
+        + f" | {_pct(c['overall_non_noise']['accuracy_first_token'])} |"
+        for step, c in sorted(curve.items()))
+    return f"""# apmae default model
+
+A small **Starcoder2** ({config['layers']} layers × {config['heads']} heads, {config['kv_heads']} KV heads,
+hidden {config['hidden_size']}, MLP {config['mlp']}; {config['parameters'] / 1e6:.1f}M parameters, weights in
+float16) with its own byte-level BPE tokenizer (vocabulary {config['vocab_size']}, code-aware
+pre-tokenization, StarCoder's `<|endoftext|>`, `<fim_prefix>`, `<fim_middle>`, `<fim_suffix>`,
+`<fim_pad>`). Trained from scratch on a CPU with a fill-in-the-middle objective, so that apmae has a
+real code model to explore on machines that cannot download one. It is a research fixture, not a
+useful code assistant.
+
+## Reproduce
+
+```
+apmae lm train --source {data['path']} {flags} {bools}
+```
+
+- Data: `{data['path']}` ({data['bytes']:,} bytes, SHA-256 `{data['sha256']}`), the train split of
+  `apmae.corpus.split_of` (whole directories held out; the held-out files are never trained on).
+- Seed {config['seed']}; {config['steps']} steps of {config['batch_size']} sequences
+  ({log['tokens'] / 1e6:.1f}M tokens); wall time {log['seconds'] / 3600:.2f} h of training on
+  2 CPU cores (bf16 autocast), resumed across sessions where needed.
+- Objective: {int(100 * (1 - config['plain_share']))}% PSM fill-in-the-middle prompts built by the same
+  `build_window` as the scenarios ({config['window']}-token prompt, then the middle and end-of-text,
+  weighted ×{config['middle_weight']:g}), {int(100 * config['plain_share'])}% plain left-to-right windows.
+  AdamW (0.9, 0.95), lr {config['lr']} with {config['warmup']} warm-up steps and a cosine to {config['min_lr']},
+  weight decay {config['weight_decay']}.
+
+## Held-out accuracy
+
+{per_task} scenarios per task mined with `apmae mine --split test --per-task {per_task}` from the same
+source (held-out files only), greedy completion. *first token* is the paper's criterion; *exact*
+requires the whole completion to equal the target and then end.
+
+| task | n | first token | exact |
+|---|---|---|---|
+{acc_rows}
+| **all but noise** | {o['n']} | **{_pct(o['accuracy_first_token'])}** | **{_pct(o['accuracy_exact'])}** |
+
+`noise` is the control: random tokens whose labels are assigned alternately.
+
+## Learning curve (first-token accuracy on the same held-out scenarios)
+
+{curve_head}
+|{'---|' * (len(tasks) + 2)}
+{curve_rows}
+
+## Loss curve (weighted training loss, mean over the preceding steps)
+
+| step | tokens (M) | minutes | loss |
+|---|---|---|---|
+{loss_rows}
+"""
+
+
+def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
+         snapshots: bool = True) -> dict:
+    """Copy ``train_dir/final`` into ``dest`` and write its card; returns the card's numbers."""
+    final_dir = train_dir / "final"
+    if not (final_dir / "model.safetensors").exists():
+        raise ValueError(f"{final_dir}: no trained model (run `apmae lm train` to the end)")
+    config = json.loads((train_dir / "train_config.json").read_text())
+    log = json.loads((final_dir / "train_log.json").read_text())
+    source = Path(config["source"])
+    data = {"path": str(source), "bytes": source.stat().st_size, "sha256": file_sha256(source)}
+    scenarios = mine_heldout(final_dir, str(source), train_dir / "heldout.jsonl", per_task, seed)
+    final = heldout_accuracy(final_dir, scenarios)
+    curve = {}
+    if snapshots:
+        for snap in sorted(train_dir.glob("snapshot-*")):
+            curve[int(snap.name.split("-")[1])] = heldout_accuracy(snap, scenarios)
+    curve[log["step"]] = final
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED_FILES:
+        if (final_dir / name).exists():
+            shutil.copy2(final_dir / name, dest / name)
+    shutil.copy2(train_dir / "train_config.json", dest / "train_config.json")
+    (dest / "README.md").write_text(render_card(config, log, final, curve, data, per_task))
+    (dest / "heldout.json").write_text(json.dumps({"final": final, "curve": curve}, indent=1))
+    return final

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its measurements side by side and one JSON object as its last line."""
