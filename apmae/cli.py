@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -68,6 +69,21 @@ def _load_tokenizer(model: str | None):
         raise UserError(f"{path}: cannot load a tokenizer ({str(e).splitlines()[0]})") from e
 
 
+def _check_context(model: str | None, window: int) -> None:
+    """Refuse a window the model cannot attend over, before mining for it."""
+    from transformers import AutoConfig
+
+    from .lm.load import resolve_model_name
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_name(model))
+    except (OSError, ValueError):
+        return  # a bare tokenizer folder: the model's context is checked at extraction
+    context = getattr(config.get_text_config(), "max_position_embeddings", None)
+    if context is not None and window >= context:
+        raise UserError(f"--window {window} does not fit the model's context of {context} tokens")
+
+
 def cmd_mine(args: argparse.Namespace) -> None:
     from .scenarios import MiningStats, check_tasks, mine, write_scenarios
 
@@ -75,6 +91,7 @@ def cmd_mine(args: argparse.Namespace) -> None:
     if args.per_task < 1 or args.window < 8:
         raise UserError("--per-task must be >= 1 and --window >= 8")
     tokenizer = _load_tokenizer(args.model)
+    _check_context(args.model, args.window)
     stats = MiningStats()
     kwargs = {"tasks": tasks} if tasks else {}
     n = write_scenarios(mine(args.source, tokenizer, per_task=args.per_task, seed=args.seed,
@@ -187,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except (UserError, ValueError, OSError) as e:  # CorpusError, ModelLoadError are ValueErrors
+        if os.environ.get("APMAE_DEBUG"):
+            raise
         print(f"apmae: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,8 +2,8 @@
 
 One prefill pass per batch of windows captures all layers × heads (``record_attention``) and
 gives the first generated token; greedy decoding then continues from the KV cache, outside
-the recorder, until every row has ended or spent its budget (the batch's longest target plus
-a margin: a longer completion cannot be exact).
+the recorder, until every row has ended, spent its budget (the batch's longest target plus a
+margin) or gone wrong (a completion that no longer matches its target cannot become exact).
 
 Resumable and bounded: scenarios stream from their file in batches; each batch's patterns
 and then its result lines are made durable before the next starts, so a rerun skips every
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .capture import record_attention
 from .lm.load import Target
-from .lm.score import greedy_continue, judge, to_completion
+from .lm.score import exact_still_possible, greedy_continue, judge, to_completion
 from .run import Run
 from .scenarios import Scenario, read_scenarios
 from .store.arrays import StoreMeta
@@ -98,7 +98,8 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
     logprobs = last.log_softmax(-1)
     stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
     budget = max(len(s.target_ids) for s in batch) + cfg.extra_tokens
-    rows = greedy_continue(model, out.past_key_values, last, budget, stops)
+    viable = exact_still_possible(target.tokenizer, [s.target for s in batch])
+    rows = greedy_continue(model, out.past_key_values, last, budget, stops, viable)
     results = []
     for s, row, lp in zip(batch, rows, logprobs):
         c = to_completion(target.tokenizer, row, stops)

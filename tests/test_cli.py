@@ -150,3 +150,14 @@ def test_mine_extract_report(tmp_path, java_dir, tiny_model_dir, capsys):
     assert main(["report", "--run", "r1"]) == 0
     text = capsys.readouterr().out
     assert "all but noise" in text and "patterns: 14 scenarios" in text
+
+
+def test_mine_refuses_a_window_beyond_the_models_context(tmp_path, capsys, java_dir, tiny_model_dir):
+    """The tiny model has 2048 positions: a 4096-token window is refused before any mining."""
+    from apmae.cli import main
+
+    out = tmp_path / "s.jsonl"
+    code = main(["mine", str(java_dir), "--out", str(out), "--window", "4096",
+                 "--model", str(tiny_model_dir)])
+    assert code == 2 and not out.exists()
+    assert "context of 2048" in capsys.readouterr().err

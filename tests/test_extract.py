@@ -329,7 +329,7 @@ def test_greedy_continue_stops_per_row():
     rows = greedy_continue(model, 0, _logits([3, 2]), max_new_tokens=10, stop_ids=[0, 9])
     assert rows == [[3, 4, 9], [2, 5, 6, 7, 0]]
     # row 0 stopped with 9; from then on it is fed the first stop id (0), whatever the model says
-    assert model.inputs == [[3, 2], [4, 5], [9, 6], [0, 7]]
+    assert model.inputs == [[3, 2], [4, 5], [0, 6], [0, 7]]
     assert model.caches == [0, 1, 2, 3]
 
 
@@ -341,6 +341,21 @@ def test_greedy_continue_respects_the_budget():
     model = ScriptedModel([])
     assert greedy_continue(model, 0, _logits([0, 9]), 5, [0, 9]) == [[0], [9]]
     assert model.inputs == []
+
+
+def test_greedy_continue_ends_rows_that_cannot_match(tiny_tokenizer):
+    """With ``exact_still_possible`` a row ends at the first token that leaves its target;
+    a row still on track keeps going until its stop token."""
+    from apmae.lm.score import exact_still_possible
+
+    tok = tiny_tokenizer
+    a, b, c = (tok.convert_tokens_to_ids(t) for t in ("r", "x", "y"))
+    eos = tok.eos_token_id
+    vocab = len(tok)
+    model = ScriptedModel([[b, b], [c, eos], [eos, eos]], vocab=vocab)
+    viable = exact_still_possible(tok, ["rxy", "xx"])
+    rows = greedy_continue(model, 0, _logits([a, c], vocab), 10, [eos], viable)
+    assert rows == [[a, b, c, eos], [c]]  # row 1 went wrong at once: no further decoding for it
 
 
 def test_to_completion(tiny_tokenizer):

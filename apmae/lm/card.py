@@ -24,12 +24,18 @@ SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "
                  "tokenizer_config.json")
 
 
-def file_sha256(path: Path) -> str:
+def data_identity(source: Path) -> dict:
+    """Path, size and SHA-256 of a corpus file, or of a directory's files in path order."""
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    for f in files:
+        if source.is_dir():
+            h.update(f.relative_to(source).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return {"path": str(source), "bytes": sum(f.stat().st_size for f in files),
+            "sha256": h.hexdigest()}
 
 
 def heldout_accuracy(model_dir: Path, scenarios: Path, batch_size: int = 16) -> dict:
@@ -61,7 +67,8 @@ def _loss_rows(steps: list[dict], rows: int = 20) -> str:
         chunk = steps[i - every + 1:i + 1]
         s = steps[i]
         out.append(f"| {s['step']} | {s['tokens'] / 1e6:.1f} | {s['seconds'] / 60:.0f} | "
-                   f"{sum(x['loss'] for x in chunk) / len(chunk):.3f} |")
+                   f"{sum(x['loss'] for x in chunk) / len(chunk):.3f} | "
+                   f"{sum(x['middle_loss'] for x in chunk) / len(chunk):.3f} |")
     return "\n".join(out)
 
 
@@ -107,7 +114,7 @@ apmae lm train --source {data['path']} {flags} {bools}
   2 CPU cores (bf16 autocast), resumed across sessions where needed.
 - Objective: {int(100 * (1 - config['plain_share']))}% PSM fill-in-the-middle prompts built by the same
   `build_window` as the scenarios ({config['window']}-token prompt, then the middle and end-of-text,
-  weighted ×{config['middle_weight']:g}), {int(100 * config['plain_share'])}% plain left-to-right windows.
+  the middle's mean loss weighing {config['middle_share']:g} against the prompt's), {int(100 * config['plain_share'])}% plain left-to-right windows.
   AdamW (0.9, 0.95), lr {config['lr']} with {config['warmup']} warm-up steps and a cosine to {config['min_lr']},
   weight decay {config['weight_decay']}.
 
@@ -130,10 +137,10 @@ requires the whole completion to equal the target and then end.
 |{'---|' * (len(tasks) + 2)}
 {curve_rows}
 
-## Loss curve (weighted training loss, mean over the preceding steps)
+## Loss curve (training loss and its middle part, means over the preceding steps)
 
-| step | tokens (M) | minutes | loss |
-|---|---|---|---|
+| step | tokens (M) | minutes | loss | middle loss |
+|---|---|---|---|---|
 {loss_rows}
 """
 
@@ -147,7 +154,7 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
     config = json.loads((train_dir / "train_config.json").read_text())
     log = json.loads((final_dir / "train_log.json").read_text())
     source = Path(config["source"])
-    data = {"path": str(source), "bytes": source.stat().st_size, "sha256": file_sha256(source)}
+    data = data_identity(source)
     scenarios = mine_heldout(final_dir, str(source), train_dir / "heldout.jsonl", per_task, seed)
     final = heldout_accuracy(final_dir, scenarios)
     curve = {}

@@ -8,7 +8,7 @@ target text. Prompts of one batch have the same length (a fixed window), so no p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -23,30 +23,45 @@ class Completion:
 
 @torch.inference_mode()
 def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_tokens: int,
-                    stop_ids: Sequence[int]) -> list[list[int]]:
+                    stop_ids: Sequence[int],
+                    viable: Callable[[int, list[int]], bool] | None = None) -> list[list[int]]:
     """Continue greedily from a prefilled cache; ``last_logits`` is ``[batch, vocab]``.
 
-    Returns each row's generated ids including its stop token, if reached.
+    Returns each row's generated ids including its stop token, if reached. ``viable(row,
+    ids)`` may end a row early (e.g. once it can no longer match its target): most
+    completions of a small model go wrong within a token or two, and each decoding step
+    costs a forward pass of the whole batch.
     """
-    batch = last_logits.size(0)
     stop = torch.tensor(list(stop_ids), device=last_logits.device)
-    tokens = last_logits.argmax(-1)  # [batch]
-    out = [tokens]
-    done = torch.isin(tokens, stop)
-    for _ in range(max_new_tokens - 1):
-        if bool(done.all()):
-            break
-        step = model(input_ids=tokens[:, None], past_key_values=past_key_values, use_cache=True)
+    rows = [[t] for t in last_logits.argmax(-1).tolist()]
+    live = [i for i, row in enumerate(rows) if not _ends(row, stop_ids, viable, i)]
+    while live and len(rows[live[0]]) < max_new_tokens:
+        tokens = torch.tensor([row[-1] for row in rows], device=last_logits.device)
+        # rows that ended are fed a stop token; their outputs are ignored
+        fed = torch.where(torch.tensor([i in live for i in range(len(rows))],
+                                       device=tokens.device), tokens, stop[0])
+        step = model(input_ids=fed[:, None], past_key_values=past_key_values, use_cache=True)
         past_key_values = step.past_key_values
-        tokens = torch.where(done, stop[0], step.logits[:, -1].argmax(-1))
-        out.append(tokens)
-        done |= torch.isin(tokens, stop)
-    generated = torch.stack(out, 1).tolist()  # [batch, new]
-    rows = []
-    for row in generated[:batch]:
-        cut = next((i + 1 for i, t in enumerate(row) if t in stop_ids), len(row))
-        rows.append(row[:cut])
+        nxt = step.logits[:, -1].argmax(-1).tolist()
+        for i in live:
+            rows[i].append(nxt[i])
+        live = [i for i in live if not _ends(rows[i], stop_ids, viable, i)]
     return rows
+
+
+def _ends(row: list[int], stop_ids: Sequence[int],
+          viable: Callable[[int, list[int]], bool] | None, i: int) -> bool:
+    """A row ends at a stop token or once ``viable`` rules it out."""
+    return row[-1] in stop_ids or (viable is not None and not viable(i, row))
+
+
+def exact_still_possible(tokenizer, targets: Sequence[str]) -> Callable[[int, list[int]], bool]:
+    """A ``viable`` predicate: the text so far is a prefix of the row's target (a partly
+    decoded multi-byte character keeps the row going)."""
+    def viable(i: int, ids: list[int]) -> bool:
+        text = tokenizer.decode(ids)
+        return "\ufffd" in text or targets[i].startswith(text)
+    return viable
 
 
 def to_completion(tokenizer, row: list[int], stop_ids: Sequence[int]) -> Completion:

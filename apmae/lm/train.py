@@ -5,7 +5,7 @@ trained on exactly the prompt shape it is evaluated on: a ``window``-token PSM p
 the middle and ``<|endoftext|>``. Middles follow the scenario tasks' shapes: one lexeme
 (identifier, literal, bracket, operator, ``;\\n``), a run of 2–10 lexemes, or a few random
 characters; a share of plain left-to-right windows keeps ordinary language modelling.
-Middle and end-of-text tokens weigh more in the loss than the prompt's.
+Middle and end-of-text tokens get a fixed share of the loss (``fim_loss``).
 
 Resumable: ``--resume`` continues from the last atomic checkpoint, sampler state included,
 so a run cut off by a session limit continues bit-for-bit where it stopped.
@@ -38,6 +38,7 @@ LEXEME = re.compile(
     r"|0[xXbB][0-9a-fA-F_]+[lL]?|\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?[lLfFdD]?"
     r"|[A-Za-z_$][\w$]*|[(){}\[\];,.@]|[-+*/%=!<>&|^~?:]+"
 )
+PROMPT, MIDDLE = 1, 2  # token roles in the loss
 
 
 @dataclass
@@ -59,10 +60,10 @@ class LMTrainConfig:
     window: int = 256  # prompt tokens, as in the scenarios
     max_middle: int = 24  # middle tokens at most (longer spans are resampled)
     plain_share: float = 0.1  # share of plain left-to-right windows
-    middle_weight: float = 3.0  # loss weight of middle and end-of-text tokens
+    middle_share: float = 0.5  # share of the loss on middle + end-of-text tokens (see fim_loss)
     # optimisation
     batch_size: int = 16
-    steps: int = 4000
+    steps: int = 3600
     lr: float = 1.5e-3
     min_lr: float = 1e-4
     warmup: int = 300
@@ -103,16 +104,12 @@ class ExampleSampler:
         self.ids: SpecialIds = special_ids(tokenizer)
         self.length = cfg.window + cfg.max_middle + 1
 
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``input_ids, labels, weights``, each ``[n, length]``; label -100 is ignored."""
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids, roles``, each ``[n, length]``; roles: 0 ignored, 1 prompt, 2 middle."""
         rows = [self.example() for _ in range(n)]
-        ids = torch.tensor([r[0] for r in rows])
-        weights = torch.tensor([r[1] for r in rows], dtype=torch.float32)
-        labels = ids.clone()
-        labels[weights == 0] = -100
-        return ids, labels, weights
+        return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
-    def example(self) -> tuple[list[int], list[float]]:
+    def example(self) -> tuple[list[int], list[int]]:
         while True:
             text = self.texts[int(self.rng.integers(len(self.texts)))]
             if self.rng.random() < self.cfg.plain_share:
@@ -122,15 +119,15 @@ class ExampleSampler:
             if row is not None:
                 return row
 
-    def _plain(self, text: str) -> tuple[list[int], list[float]] | None:
+    def _plain(self, text: str) -> tuple[list[int], list[int]] | None:
         start = int(self.rng.integers(0, len(text)))
         ids = encode(self.tok, [text[start:start + self.length * 8]])[0][1:]  # drop a cut piece
         if len(ids) < self.length:
             return None
         ids = ids[: self.length]
-        return ids, [1.0] * self.length
+        return ids, [0] + [PROMPT] * (self.length - 1)
 
-    def _fim(self, text: str) -> tuple[list[int], list[float]] | None:
+    def _fim(self, text: str) -> tuple[list[int], list[int]] | None:
         span = sample_span(self.rng, text)
         if span is None or span[1] <= span[0]:
             return None
@@ -138,11 +135,10 @@ class ExampleSampler:
         if w is None or not w.target_ids or len(w.target_ids) > self.cfg.max_middle:
             return None
         ids = w.input_ids + w.target_ids + [self.ids.eos]
-        # weight of the token at position t is the weight of predicting it from t-1
-        weights = [1.0] * self.cfg.window + [self.cfg.middle_weight] * (len(w.target_ids) + 1)
-        weights[0] = 0.0
+        # the role of the token at position t is that of predicting it from t-1
+        roles = [0] + [PROMPT] * (self.cfg.window - 1) + [MIDDLE] * (len(w.target_ids) + 1)
         pad = self.length - len(ids)
-        return ids + [self.ids.eos] * pad, weights + [0.0] * pad
+        return ids + [self.ids.eos] * pad, roles + [0] * pad
 
 
 def model_config(cfg: LMTrainConfig, tokenizer) -> Starcoder2Config:
@@ -164,12 +160,21 @@ def lr_at(step: int, cfg: LMTrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted next-token cross-entropy; position t predicts token t+1."""
-    logits, labels, weights = logits[:, :-1].float(), labels[:, 1:], weights[:, 1:]
-    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
-                         ignore_index=-100, reduction="none").view_as(weights)
-    return (ce * weights).sum() / weights.sum()
+def fim_loss(logits: torch.Tensor, ids: torch.Tensor, roles: torch.Tensor,
+             middle_share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy, the mean over middle tokens weighing ``middle_share``.
+
+    A window has ~255 prompt tokens and a handful of middle tokens: weighted per token, the
+    middle — the only part the scenarios evaluate — would steer a few percent of the gradient
+    and a small model would stay at unigram guesses after ``<fim_middle>`` for hours.
+    Returns ``(loss, middle_loss)``.
+    """
+    logits, ids, roles = logits[:, :-1].float(), ids[:, 1:], roles[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids.reshape(-1),
+                         reduction="none").view_as(roles)
+    prompt = ce[roles == PROMPT].mean()
+    middle = ce[roles == MIDDLE].mean() if bool((roles == MIDDLE).any()) else prompt.new_zeros(())
+    return (1 - middle_share) * prompt + middle_share * middle, middle
 
 
 @dataclass
@@ -226,10 +231,10 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = lr_at(state.step, cfg)
-        ids, labels, weights = sampler.batch(cfg.batch_size)
+        ids, roles = sampler.batch(cfg.batch_size)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(input_ids=ids).logits
-        loss = weighted_loss(logits, labels, weights)
+        loss, middle_loss = fim_loss(logits, ids, roles, cfg.middle_share)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -238,10 +243,12 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
         state.tokens += ids.numel()
         state.seconds += time.perf_counter() - t0
         state.log.append({"step": state.step, "loss": round(loss.item(), 4),
+                          "middle_loss": round(middle_loss.item(), 4),
                           "lr": opt.param_groups[0]["lr"], "tokens": state.tokens,
                           "seconds": round(state.seconds, 1)})
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state.tokens / state.seconds:.0f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", middle=f"{middle_loss.item():.3f}",
+                        tok_s=f"{state.tokens / state.seconds:.0f}")
         if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -1,0 +1,66 @@
+"""Training, resuming and shipping the default model, on a tiny config and corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from apmae.lm.card import ship
+from apmae.lm.train import LMTrainConfig, sample_span, train_lm
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, java_dir):
+    """The fixtures twice: under p9/ (train split) and p8/ (test split, held out)."""
+    root = tmp_path_factory.mktemp("corpus")
+    for group in ("p8", "p9"):
+        shutil.copytree(java_dir, root / group)
+    return root
+
+
+def tiny(corpus, **over) -> LMTrainConfig:
+    cfg = dict(source=str(corpus), vocab_size=300, tokenizer_files=10, hidden_size=32, layers=1,
+               heads=2, kv_heads=1, mlp=64, window=48, max_middle=8, batch_size=2, steps=4,
+               warmup=1, checkpoint_every=2, snapshot_every=2, bf16=False)
+    cfg.update(over)
+    return LMTrainConfig(**cfg)
+
+
+def test_sample_span_is_a_nonempty_slice(java_texts):
+    rng = np.random.default_rng(0)
+    text = java_texts["Inventory.java"]
+    spans = [sample_span(rng, text) for _ in range(300)]
+    spans = [s for s in spans if s is not None]
+    assert len(spans) > 250
+    assert all(0 <= a < b <= len(text) for a, b in spans)
+    assert any(text[a:b] == ";\n" for a, b in spans)  # statement ends are among the shapes
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, corpus):
+    straight = train_lm(tiny(corpus), tmp_path / "a")
+    train_lm(tiny(corpus, steps=2), tmp_path / "b")
+    resumed = train_lm(tiny(corpus), tmp_path / "b", resume=True)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    log = json.loads((resumed / "train_log.json").read_text())
+    assert [s["step"] for s in log["log"]] == [1, 2, 3, 4]
+    assert all(np.isfinite(s["loss"]) for s in log["log"])
+
+
+def test_ship_writes_weights_and_a_measured_card(tmp_path, corpus):
+    train_lm(tiny(corpus), tmp_path / "train")
+    final = ship(tmp_path / "train", tmp_path / "shipped", per_task=1)
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert (tmp_path / "shipped" / "model.safetensors").stat().st_size < 16 * 2**20
+    assert "| identifiers | 1 |" in card and "## Learning curve" in card
+    assert final["overall_non_noise"]["n"] == 13
+    # the card's number is the measured one
+    first = final["overall_non_noise"]["accuracy_first_token"]
+    assert f"**{100 * first:.1f}%**" in card
