@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -87,13 +88,9 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
     """Complete one batch; returns result rows and ``[batch, layers, heads, tri]`` patterns."""
     model, ids = target.model, target.ids
     input_ids = torch.tensor([s.input_ids for s in batch], device=model.device)
-    patterns = None
-    if capture:
-        with record_attention(model) as rec:
-            out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-        patterns = rec.take()
-    else:
+    with record_attention(model) if capture else nullcontext() as rec:
         out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+    patterns = rec.take() if capture else None
     last = out.logits[:, -1].float()  # [batch, vocab]
     logprobs = last.log_softmax(-1)
     stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]

@@ -44,10 +44,11 @@ def ensure_jdk_source() -> str:
         raise CorpusError(f"{e}; or pass a corpus explicitly") from None
 
 
-def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None) -> Run:
-    """Mine (once) and extract (resumably) the default run."""
+def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
+                      model: str | None = None) -> Run:
+    """Mine (once) and extract (resumably) the default run; ``model`` None is the embedded one."""
     source = source or ensure_jdk_source()
-    target = load_target(None)
+    target = load_target(model)
     settings = {"source": source, "per_task": cfg.per_task, "seed": cfg.seed, "window": cfg.window}
     if run.meta().get("mining") != settings or not run.scenarios_path.exists():
         if run.results_path.exists():

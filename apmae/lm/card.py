@@ -48,10 +48,13 @@ def heldout_accuracy(model_dir: Path, scenarios: Path, batch_size: int = 16) -> 
 
 
 def mine_heldout(model_dir: Path, source: str, out: Path, per_task: int, seed: int) -> Path:
-    from transformers import AutoTokenizer
+    """Held-out scenarios, mined once per (size, seed): the file is written atomically, so an
+    existing one is complete."""
+    if not out.exists():
+        from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    write_scenarios(mine(source, tokenizer, per_task=per_task, seed=seed, split="test"), out)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        write_scenarios(mine(source, tokenizer, per_task=per_task, seed=seed, split="test"), out)
     return out
 
 
@@ -155,7 +158,8 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
     log = json.loads((final_dir / "train_log.json").read_text())
     source = Path(config["source"])
     data = data_identity(source)
-    scenarios = mine_heldout(final_dir, str(source), train_dir / "heldout.jsonl", per_task, seed)
+    scenarios = mine_heldout(final_dir, str(source), train_dir / f"heldout-{per_task}-{seed}.jsonl",
+                             per_task, seed)
     final = heldout_accuracy(final_dir, scenarios)
     curve = {}
     if snapshots:
