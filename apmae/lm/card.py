@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..extract import ExtractConfig, extract
 from ..report import task_table
+from ..paths import atomic_path
 from ..run import Run
 from ..scenarios import mine, write_scenarios
 from .load import load_target
@@ -39,12 +40,19 @@ def data_identity(source: Path) -> dict:
 
 
 def heldout_accuracy(model_dir: Path, scenarios: Path, batch_size: int = 16) -> dict:
-    """Per-task accuracies of the model in ``model_dir`` on a scenarios file."""
+    """Per-task accuracies of the model in ``model_dir`` on a scenarios file, kept beside the
+    weights (``<scenarios stem>.json``) so a snapshot is evaluated once."""
+    cached = model_dir / f"{scenarios.stem}.json"
+    if cached.exists() and cached.stat().st_mtime >= (model_dir / "model.safetensors").stat().st_mtime:
+        return json.loads(cached.read_text())
     target = load_target(str(model_dir))
     with tempfile.TemporaryDirectory() as tmp:
         run = Run("card", Path(tmp))
         extract(run, scenarios, target, ExtractConfig(batch_size=batch_size, keep="none"))
-        return task_table(run.results())
+        table = task_table(run.results())
+    with atomic_path(cached) as tmp_path:
+        tmp_path.write_text(json.dumps(table))
+    return table
 
 
 def mine_heldout(model_dir: Path, source: str, out: Path, per_task: int, seed: int) -> Path:
