@@ -51,7 +51,7 @@ def cmd_lm_ship(args: argparse.Namespace) -> None:
 
     train_dir = Path(args.from_dir) if args.from_dir else apmae_home() / "lm" / "default"
     final = ship(train_dir, Path(args.dest) if args.dest else DEFAULT_MODEL_DIR,
-                 per_task=args.per_task, snapshots=not args.no_curve)
+                 per_task=args.per_task, snapshots=not args.no_curve, step=args.step)
     print(json.dumps(final["overall_non_noise"]))
 
 
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="destination (default: the package's default_model/)")
     p.add_argument("--per-task", type=int, default=100, help="held-out scenarios per task")
     p.add_argument("--no-curve", action="store_true", help="skip evaluating the snapshots")
+    p.add_argument("--step", type=int, help="ship the snapshot of this step, not the final weights")
     p.set_defaults(func=cmd_lm_ship)
 
     from .extract import KEEP_HELP

@@ -64,3 +64,10 @@ def test_ship_writes_weights_and_a_measured_card(tmp_path, corpus):
     # the card's number is the measured one
     first = final["overall_non_noise"]["accuracy_first_token"]
     assert f"**{100 * first:.1f}%**" in card
+
+
+def test_ship_a_snapshot_with_its_part_of_the_log(tmp_path, corpus):
+    train_lm(tiny(corpus), tmp_path / "train")
+    ship(tmp_path / "train", tmp_path / "shipped", per_task=1, step=2)
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "Intermediate weights" in card and "snapshot at step 2 of the 4" in card

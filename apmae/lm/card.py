@@ -102,6 +102,9 @@ def render_card(config: dict, log: dict, final: dict, curve: dict[int, dict],
                                     for t in tasks)
         + f" | {_pct(c['overall_non_noise']['accuracy_first_token'])} |"
         for step, c in sorted(curve.items()))
+    partial = ("" if log["step"] == config["steps"] else
+               f"\n- **Intermediate weights**: the snapshot at step {log['step']} of the "
+               f"{config['steps']} the schedule plans; the learning rate had not yet decayed.")
     return f"""# apmae default model
 
 A small **Starcoder2** ({config['layers']} layers × {config['heads']} heads, {config['kv_heads']} KV heads,
@@ -120,9 +123,9 @@ apmae lm train --source {data['path']} {flags} {bools}
 
 - Data: `{data['path']}` ({data['bytes']:,} bytes, SHA-256 `{data['sha256']}`), the train split of
   `apmae.corpus.split_of` (whole directories held out; the held-out files are never trained on).
-- Seed {config['seed']}; {config['steps']} steps of {config['batch_size']} sequences
+- Seed {config['seed']}; {log['step']} steps of {config['batch_size']} sequences
   ({log['tokens'] / 1e6:.1f}M tokens); wall time {log['seconds'] / 3600:.2f} h of training on
-  2 CPU cores (bf16 autocast), resumed across sessions where needed.
+  2 CPU cores (bf16 autocast), resumed across sessions where needed.{partial}
 - Objective: {int(100 * (1 - config['plain_share']))}% PSM fill-in-the-middle prompts built by the same
   `build_window` as the scenarios ({config['window']}-token prompt, then the middle and end-of-text,
   the middle's mean loss weighing {config['middle_share']:g} against the prompt's), {int(100 * config['plain_share'])}% plain left-to-right windows.
@@ -156,14 +159,28 @@ requires the whole completion to equal the target and then end.
 """
 
 
+def training_log(train_dir: Path, step: int | None) -> dict:
+    """The training log up to ``step`` (None: the finished run's)."""
+    if step is None:
+        return json.loads((train_dir / "final" / "train_log.json").read_text())
+    import torch
+
+    state = torch.load(train_dir / "checkpoint.pt", weights_only=False)["state"]
+    log = [s for s in state["log"] if s["step"] <= step]
+    if not log or log[-1]["step"] != step:
+        raise ValueError(f"{train_dir}: the checkpoint's log does not reach step {step}")
+    return {"step": step, "tokens": log[-1]["tokens"], "seconds": log[-1]["seconds"], "log": log}
+
+
 def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
-         snapshots: bool = True) -> dict:
-    """Copy ``train_dir/final`` into ``dest`` and write its card; returns the card's numbers."""
-    final_dir = train_dir / "final"
+         snapshots: bool = True, step: int | None = None) -> dict:
+    """Copy ``train_dir/final`` (or the snapshot of ``step``) into ``dest`` and write its card;
+    returns the card's numbers."""
+    final_dir = train_dir / ("final" if step is None else f"snapshot-{step:06d}")
     if not (final_dir / "model.safetensors").exists():
         raise ValueError(f"{final_dir}: no trained model (run `apmae lm train` to the end)")
     config = json.loads((train_dir / "train_config.json").read_text())
-    log = json.loads((final_dir / "train_log.json").read_text())
+    log = training_log(train_dir, step)
     source = Path(config["source"])
     data = data_identity(source)
     scenarios = mine_heldout(final_dir, str(source), train_dir / f"heldout-{per_task}-{seed}.jsonl",
@@ -172,7 +189,8 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
     curve = {}
     if snapshots:
         for snap in sorted(train_dir.glob("snapshot-*")):
-            curve[int(snap.name.split("-")[1])] = heldout_accuracy(snap, scenarios)
+            if int(snap.name.split("-")[1]) < log["step"]:
+                curve[int(snap.name.split("-")[1])] = heldout_accuracy(snap, scenarios)
     curve[log["step"]] = final
     dest.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED_FILES:
