@@ -71,3 +71,20 @@ def test_ship_a_snapshot_with_its_part_of_the_log(tmp_path, corpus):
     ship(tmp_path / "train", tmp_path / "shipped", per_task=1, step=2)
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert "Intermediate weights" in card and "snapshot at step 2 of the 4" in card
+
+
+def test_short_window_batches_keep_tokens_per_step(tmp_path, corpus, tiny_tokenizer, java_texts):
+    """A 24-token batch holds twice the sequences of a 48-token one; every FIM row still has
+    its prompt ending in <fim_middle> right before the middle."""
+    from apmae.lm.train import MIDDLE, ExampleSampler
+
+    cfg = tiny(corpus, short_windows="24", plain_share=0.0)
+    sampler = ExampleSampler(list(java_texts.values()), tiny_tokenizer, cfg, np.random.default_rng(1))
+    shapes = set()
+    middle_id = tiny_tokenizer.convert_tokens_to_ids("<fim_middle>")
+    for _ in range(12):
+        ids, roles = sampler.batch(2)
+        shapes.add(tuple(ids.shape))
+        window = ids.shape[1] - cfg.max_middle - 1
+        assert (ids[:, window - 1] == middle_id).all() and (roles[:, window] == MIDDLE).all()
+    assert shapes == {(2, 48 + 9), (4, 24 + 9)}

@@ -161,9 +161,10 @@ requires the whole completion to equal the target and then end.
 
 def training_log(train_dir: Path, step: int | None) -> dict:
     """The training log up to ``step`` (None: the finished run's)."""
-    if step is None:
-        return json.loads((train_dir / "final" / "train_log.json").read_text())
-    import torch
+    model_dir = train_dir / ("final" if step is None else f"snapshot-{step:06d}")
+    if (model_dir / "train_log.json").exists():
+        return json.loads((model_dir / "train_log.json").read_text())
+    import torch  # snapshots of older runs kept no log: read the checkpoint's
 
     state = torch.load(train_dir / "checkpoint.pt", weights_only=False)["state"]
     log = [s for s in state["log"] if s["step"] <= step]

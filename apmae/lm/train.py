@@ -58,6 +58,7 @@ class LMTrainConfig:
     mlp: int = 1024
     # data
     window: int = 256  # prompt tokens, as in the scenarios
+    short_windows: str = ""  # e.g. "64,128": some batches use these shorter prompts (see batch)
     max_middle: int = 24  # middle tokens at most (longer spans are resampled)
     plain_share: float = 0.1  # share of plain left-to-right windows
     middle_share: float = 0.5  # share of the loss on middle + end-of-text tokens (see fim_loss)
@@ -102,42 +103,51 @@ class ExampleSampler:
                  rng: np.random.Generator) -> None:
         self.texts, self.tok, self.cfg, self.rng = texts, tokenizer, cfg, rng
         self.ids: SpecialIds = special_ids(tokenizer)
-        self.length = cfg.window + cfg.max_middle + 1
+        short = [int(w) for w in cfg.short_windows.split(",") if w.strip()]
+        self.windows = [cfg.window, *short]
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``input_ids, roles``, each ``[n, length]``; roles: 0 ignored, 1 prompt, 2 middle."""
-        rows = [self.example() for _ in range(n)]
+        """``input_ids, roles``, each ``[m, window + max_middle + 1]``; roles: 0 ignored,
+        1 prompt, 2 middle.
+
+        The window is drawn per batch from ``window`` and ``short_windows``; a short-window
+        batch holds proportionally more sequences (same tokens per step), so it teaches the
+        model many more middles — where a small model is slowest to learn to find the end of
+        the prefix — for the same compute.
+        """
+        window = self.windows[int(self.rng.integers(len(self.windows)))]
+        rows = [self.example(window) for _ in range(n * self.cfg.window // window)]
         return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
-    def example(self) -> tuple[list[int], list[int]]:
+    def example(self, window: int) -> tuple[list[int], list[int]]:
         while True:
             text = self.texts[int(self.rng.integers(len(self.texts)))]
             if self.rng.random() < self.cfg.plain_share:
-                row = self._plain(text)
+                row = self._plain(text, window)
             else:
-                row = self._fim(text)
+                row = self._fim(text, window)
             if row is not None:
                 return row
 
-    def _plain(self, text: str) -> tuple[list[int], list[int]] | None:
+    def _plain(self, text: str, window: int) -> tuple[list[int], list[int]] | None:
+        length = window + self.cfg.max_middle + 1
         start = int(self.rng.integers(0, len(text)))
-        ids = encode(self.tok, [text[start:start + self.length * 8]])[0][1:]  # drop a cut piece
-        if len(ids) < self.length:
+        ids = encode(self.tok, [text[start:start + length * 8]])[0][1:]  # drop a cut piece
+        if len(ids) < length:
             return None
-        ids = ids[: self.length]
-        return ids, [0] + [PROMPT] * (self.length - 1)
+        return ids[:length], [0] + [PROMPT] * (length - 1)
 
-    def _fim(self, text: str) -> tuple[list[int], list[int]] | None:
+    def _fim(self, text: str, window: int) -> tuple[list[int], list[int]] | None:
         span = sample_span(self.rng, text)
         if span is None or span[1] <= span[0]:
             return None
-        w = build_window(self.tok, text, span[0], span[1], self.cfg.window, self.ids)
+        w = build_window(self.tok, text, span[0], span[1], window, self.ids)
         if w is None or not w.target_ids or len(w.target_ids) > self.cfg.max_middle:
             return None
         ids = w.input_ids + w.target_ids + [self.ids.eos]
         # the role of the token at position t is that of predicting it from t-1
-        roles = [0] + [PROMPT] * (self.cfg.window - 1) + [MIDDLE] * (len(w.target_ids) + 1)
-        pad = self.length - len(ids)
+        roles = [0] + [PROMPT] * (window - 1) + [MIDDLE] * (len(w.target_ids) + 1)
+        pad = window + self.cfg.max_middle + 1 - len(ids)
         return ids + [self.ids.eos] * pad, roles + [0] * pad
 
 
@@ -255,16 +265,16 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
                             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                             "state": asdict(state)}, tmp)
         if state.step % cfg.snapshot_every == 0 or state.step == cfg.steps:
-            save_model(model, tokenizer, out / f"snapshot-{state.step:06d}")
+            save_model(model, tokenizer, out / f"snapshot-{state.step:06d}", state)
     bar.close()
     final = out / "final"
-    save_model(model, tokenizer, final)
-    (final / "train_log.json").write_text(json.dumps(asdict(state)))
+    save_model(model, tokenizer, final, state)
     return final
 
 
-def save_model(model: Starcoder2ForCausalLM, tokenizer, path: Path) -> None:
-    """Save fp16 safetensors weights and the tokenizer (the shipped form)."""
+def save_model(model: Starcoder2ForCausalLM, tokenizer, path: Path, state: TrainState) -> None:
+    """Save fp16 safetensors weights, the tokenizer (the shipped form) and the log so far."""
     path.mkdir(parents=True, exist_ok=True)
     copy.deepcopy(model).to(torch.float16).save_pretrained(path)  # training weights stay fp32
     tokenizer.save_pretrained(path)
+    (path / "train_log.json").write_text(json.dumps(asdict(state)))
