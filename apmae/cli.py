@@ -58,11 +58,9 @@ def cmd_lm_ship(args: argparse.Namespace) -> None:
 def _load_tokenizer(model: str | None):
     from transformers import AutoTokenizer
 
-    from .lm.load import DEFAULT_MODEL_DIR, resolve_model_name
+    from .lm.load import resolve_model_name
 
     path = resolve_model_name(model)
-    if path == str(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "tokenizer.json").exists():
-        raise UserError(f"the default model is missing from {DEFAULT_MODEL_DIR}")
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:

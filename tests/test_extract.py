@@ -152,21 +152,26 @@ def test_bad_keep_is_refused():
     assert ExtractConfig(keep="all").keep_limit() is None
 
 
+def _killed_on_call(fn, n):
+    """``fn`` that raises on its ``n``-th call, as if the process died there."""
+    calls = []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise RuntimeError("killed")
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def test_resume_after_a_crash(tmp_path, scenarios_file, scenarios, tiny_target, monkeypatch):
     """A run that dies in its third batch keeps the first two; the rerun does the rest, and
     every scenario ends up exactly once in the results and in the store."""
     real = extract_mod.run_batch
-    calls = []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("killed")
-        return real(*args, **kwargs)
-
     run = Run("resume", path=tmp_path / "run")
     cfg = ExtractConfig(batch_size=4, keep="all")
-    monkeypatch.setattr(extract_mod, "run_batch", flaky)
+    monkeypatch.setattr(extract_mod, "run_batch", _killed_on_call(real, 3))
     with pytest.raises(RuntimeError, match="killed"):
         extract(run, scenarios_file, tiny_target, cfg)
     monkeypatch.setattr(extract_mod, "run_batch", real)
@@ -188,17 +193,9 @@ def test_resume_after_a_crash_between_patterns_and_results(tmp_path, scenarios_f
     """A kill between a batch's pattern shard and its result lines (the window the docstring
     promises to survive) must still resume to every scenario exactly once."""
     real = Run.append_results
-    calls = []
-
-    def flaky(self, rows):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("killed")
-        return real(self, rows)
-
     run = Run("resume2", path=tmp_path / "run")
     cfg = ExtractConfig(batch_size=4, keep="all")
-    monkeypatch.setattr(Run, "append_results", flaky)
+    monkeypatch.setattr(Run, "append_results", _killed_on_call(real, 2))
     with pytest.raises(RuntimeError, match="killed"):
         extract(run, scenarios_file, tiny_target, cfg)
     monkeypatch.setattr(Run, "append_results", real)

@@ -51,7 +51,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def resolve_model_name(name: str | None) -> str:
-    return str(DEFAULT_MODEL_DIR) if name in (None, "", "default") else name
+    """The path or hub name to load; None/"default" is the shipped model, which must exist."""
+    if name not in (None, "", "default"):
+        return name
+    if not (DEFAULT_MODEL_DIR / "config.json").exists():
+        raise ModelLoadError(f"the default model is missing from {DEFAULT_MODEL_DIR} "
+                             "(train it with `apmae lm train`, then `apmae lm ship`)")
+    return str(DEFAULT_MODEL_DIR)
 
 
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
@@ -60,9 +66,6 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_name(name)
-    if path == str(DEFAULT_MODEL_DIR) and not (DEFAULT_MODEL_DIR / "config.json").exists():
-        raise ModelLoadError(f"the default model is missing from {DEFAULT_MODEL_DIR} "
-                             "(train it with `apmae lm train`, then `apmae lm ship`)")
     if Path(path).exists() and not (Path(path) / "config.json").exists():
         raise ModelLoadError(f"{path}: no config.json, not a Hugging Face model folder")
     try:
