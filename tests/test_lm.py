@@ -88,3 +88,36 @@ def test_short_window_batches_keep_tokens_per_step(tmp_path, corpus, tiny_tokeni
         window = ids.shape[1] - cfg.max_middle - 1
         assert (ids[:, window - 1] == middle_id).all() and (roles[:, window] == MIDDLE).all()
     assert shapes == {(2, 48 + 9), (4, 24 + 9)}
+
+
+def test_a_second_stage_starts_from_the_first_and_the_card_tells_both(tmp_path, corpus):
+    first = tmp_path / "one"
+    train_lm(tiny(corpus), first)
+    second = tiny(corpus, init_from=str(first), short_windows="24", seed=1, steps=2)
+    train_lm(second, tmp_path / "two")
+    # the tokenizer is the first stage's
+    assert (tmp_path / "two" / "tokenizer" / "tokenizer.json").read_text() == \
+        (first / "tokenizer" / "tokenizer.json").read_text()
+    # with a zero learning rate the second stage ends on the first one's weights
+    frozen = train_lm(tiny(corpus, init_from=str(first), lr=0.0, min_lr=0.0, steps=1),
+                      tmp_path / "frozen")
+    a, b = load_file(first / "final" / "model.safetensors"), load_file(frozen / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ship(tmp_path / "two", tmp_path / "shipped", per_task=1)
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert card.count("apmae lm train --source") == 2 and f"--init-from {first}" in card
+    assert "6 steps in all" in card and "stage 2 starts after step 4" in card
+    configs = json.loads((tmp_path / "shipped" / "train_config.json").read_text())
+    assert [c["steps"] for c in configs] == [4, 2]
+
+
+def test_a_second_stage_refuses_an_unfinished_or_different_first(tmp_path, corpus):
+    first = tmp_path / "one"
+    train_lm(tiny(corpus, steps=2), first)
+    (first / "train_config.json").write_text(
+        json.dumps({**json.loads((first / "train_config.json").read_text()), "steps": 4}))
+    with pytest.raises(ValueError, match="stopped at step 2 of 4"):
+        train_lm(tiny(corpus, init_from=str(first)), tmp_path / "two")
+    train_lm(tiny(corpus), first, resume=True)
+    with pytest.raises(ValueError, match="architecture differs in hidden_size"):
+        train_lm(tiny(corpus, init_from=str(first), hidden_size=16), tmp_path / "two")

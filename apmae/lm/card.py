@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..extract import ExtractConfig, extract
@@ -83,14 +84,37 @@ def _loss_rows(steps: list[dict], rows: int = 20) -> str:
     return "\n".join(out)
 
 
-def render_card(config: dict, log: dict, final: dict, curve: dict[int, dict],
-                data: dict, per_task: int) -> str:
-    """The model card (README.md of the shipped folder), in Markdown."""
+def _command(config: dict) -> str:
+    """The ``apmae lm train`` command line that reproduces ``config``."""
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items()
-                     if k not in ("source", "parameters") and not isinstance(v, bool))
+                     if k not in ("source", "parameters") and not isinstance(v, bool) and v != "")
     bools = " ".join(f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in config.items()
                      if isinstance(v, bool))
-    loss_rows = _loss_rows(log["log"])
+    return f"apmae lm train --source {config['source']} {flags} {bools}"
+
+
+def _stage_line(n: int, stage: Stage) -> str:
+    c, log = stage.config, stage.log
+    windows = c["window"] if not c.get("short_windows") else f"{c['window']},{c['short_windows']}"
+    return (f"- Stage {n}: {log['step']} steps of {c['batch_size']} × {c['window']} prompt tokens "
+            f"(prompt lengths {windows}; {log['tokens'] / 1e6:.1f}M tokens, "
+            f"{log['seconds'] / 3600:.2f} h); lr {c['lr']} with {c['warmup']} warm-up steps and "
+            f"a cosine to {c['min_lr']}; middle loss share {c['middle_share']:g}, "
+            f"{int(100 * c['plain_share'])}% plain left-to-right windows; seed {c['seed']}"
+            + (" (from the weights of stage {n - 1}, fresh optimizer)" if c.get("init_from") else ""))
+
+
+def render_card(stages: list[Stage], final: dict, curve: dict[int, dict],
+                data: dict, per_task: int) -> str:
+    """The model card (README.md of the shipped folder), in Markdown."""
+    config, log = stages[-1].config, stages[-1].log
+    offset = sum(s.log["step"] for s in stages[:-1])
+    loss_rows = _loss_rows([{**row, "step": row["step"] + before["step"],
+                             "tokens": row["tokens"] + before["tokens"],
+                             "seconds": row["seconds"] + before["seconds"]}
+                            for i, st in enumerate(stages)
+                            for before in [_totals(stages[:i])] for row in st.log["log"]])
+    total = _totals(stages)
     tasks = list(final["by_task"])
     acc_rows = "\n".join(
         f"| {t} | {r['n']} | {_pct(r['accuracy_first_token'])} | {_pct(r['accuracy_exact'])} |"
@@ -105,6 +129,8 @@ def render_card(config: dict, log: dict, final: dict, curve: dict[int, dict],
     partial = ("" if log["step"] == config["steps"] else
                f"\n- **Intermediate weights**: the snapshot at step {log['step']} of the "
                f"{config['steps']} the schedule plans; the learning rate had not yet decayed.")
+    commands = "\n".join(_command(s.config) for s in stages)
+    stage_lines = "\n".join(_stage_line(i + 1, s) for i, s in enumerate(stages))
     return f"""# apmae default model
 
 A small **Starcoder2** ({config['layers']} layers × {config['heads']} heads, {config['kv_heads']} KV heads,
@@ -118,19 +144,19 @@ useful code assistant.
 ## Reproduce
 
 ```
-apmae lm train --source {data['path']} {flags} {bools}
+{commands}
 ```
 
 - Data: `{data['path']}` ({data['bytes']:,} bytes, SHA-256 `{data['sha256']}`), the train split of
   `apmae.corpus.split_of` (whole directories held out; the held-out files are never trained on).
-- Seed {config['seed']}; {log['step']} steps of {config['batch_size']} sequences
-  ({log['tokens'] / 1e6:.1f}M tokens); wall time {log['seconds'] / 3600:.2f} h of training on
-  2 CPU cores (bf16 autocast), resumed across sessions where needed.{partial}
-- Objective: {int(100 * (1 - config['plain_share']))}% PSM fill-in-the-middle prompts built by the same
-  `build_window` as the scenarios ({config['window']}-token prompt, then the middle and end-of-text,
-  the middle's mean loss weighing {config['middle_share']:g} against the prompt's), {int(100 * config['plain_share'])}% plain left-to-right windows.
-  AdamW (0.9, 0.95), lr {config['lr']} with {config['warmup']} warm-up steps and a cosine to {config['min_lr']},
-  weight decay {config['weight_decay']}.
+- {total['step']} steps in all ({total['tokens'] / 1e6:.1f}M tokens); wall time
+  {total['seconds'] / 3600:.2f} h of training on 2 CPU cores (bf16 autocast), resumed across
+  sessions where needed.{partial}
+{stage_lines}
+- Objective: PSM fill-in-the-middle prompts built by the same `build_window` as the scenarios
+  (the prompt, then the middle and end-of-text; the middle's mean loss weighs its share against
+  the prompt's) and plain left-to-right windows. AdamW (0.9, 0.95), weight decay
+  {config['weight_decay']}.
 
 ## Held-out accuracy
 
@@ -147,6 +173,8 @@ requires the whole completion to equal the target and then end.
 
 ## Learning curve (first-token accuracy on the same held-out scenarios)
 
+Steps count from the start of stage 1{f"; stage 2 starts after step {offset}" if offset else ""}.
+
 {curve_head}
 |{'---|' * (len(tasks) + 2)}
 {curve_rows}
@@ -157,6 +185,29 @@ requires the whole completion to equal the target and then end.
 |---|---|---|---|---|
 {loss_rows}
 """
+
+
+@dataclass
+class Stage:
+    """One ``apmae lm train`` run of the shipped model's history."""
+
+    dir: Path
+    config: dict
+    log: dict
+
+
+def _totals(stages: list[Stage]) -> dict:
+    return {k: sum(s.log[k] for s in stages) for k in ("step", "tokens", "seconds")}
+
+
+def stages_of(train_dir: Path, step: int | None) -> list[Stage]:
+    """The training runs behind ``train_dir`` (up to ``step``), first stage first, following
+    each run's ``init_from``."""
+    config = json.loads((train_dir / "train_config.json").read_text())
+    stage = Stage(train_dir, config, training_log(train_dir, step))
+    if config.get("init_from"):
+        return [*stages_of(Path(config["init_from"]), None), stage]
+    return [stage]
 
 
 def training_log(train_dir: Path, step: int | None) -> dict:
@@ -180,24 +231,28 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
     final_dir = train_dir / ("final" if step is None else f"snapshot-{step:06d}")
     if not (final_dir / "model.safetensors").exists():
         raise ValueError(f"{final_dir}: no trained model (run `apmae lm train` to the end)")
-    config = json.loads((train_dir / "train_config.json").read_text())
-    log = training_log(train_dir, step)
-    source = Path(config["source"])
+    stages = stages_of(train_dir, step)
+    source = Path(stages[-1].config["source"])
     data = data_identity(source)
     scenarios = mine_heldout(final_dir, str(source), train_dir / f"heldout-{per_task}-{seed}.jsonl",
                              per_task, seed)
     final = heldout_accuracy(final_dir, scenarios)
-    curve = {}
-    if snapshots:
-        for snap in sorted(train_dir.glob("snapshot-*")):
-            if int(snap.name.split("-")[1]) < log["step"]:
-                curve[int(snap.name.split("-")[1])] = heldout_accuracy(snap, scenarios)
-    curve[log["step"]] = final
+    curve, offset = {}, 0
+    for st in stages:
+        last = st is stages[-1]
+        if snapshots:
+            for snap in sorted(st.dir.glob("snapshot-*")):
+                at = int(snap.name.split("-")[1])
+                if at < st.log["step"] or (not last and at == st.log["step"]):
+                    curve[offset + at] = heldout_accuracy(snap, scenarios)
+        offset += st.log["step"]
+    curve[offset] = final
     dest.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED_FILES:
         if (final_dir / name).exists():
             shutil.copy2(final_dir / name, dest / name)
-    shutil.copy2(train_dir / "train_config.json", dest / "train_config.json")
-    (dest / "README.md").write_text(render_card(config, log, final, curve, data, per_task))
+    with atomic_path(dest / "train_config.json") as tmp:
+        tmp.write_text(json.dumps([st.config for st in stages], indent=2))
+    (dest / "README.md").write_text(render_card(stages, final, curve, data, per_task))
     (dest / "heldout.json").write_text(json.dumps({"final": final, "curve": curve}, indent=1))
     return final

@@ -74,6 +74,12 @@ class LMTrainConfig:
     checkpoint_every: int = 200
     snapshot_every: int = 1000  # keep fp16 weights for the learning curve
     threads: int = 0  # torch threads; 0 = all cores
+    # warm start: a finished run's folder whose fp32 weights and tokenizer this run continues
+    # with a fresh optimizer and schedule (a second stage with another data mix)
+    init_from: str = ""
+
+#: Fields that fix the architecture and tokenizer: a warm start must keep them.
+ARCHITECTURE = ("vocab_size", "hidden_size", "layers", "heads", "kv_heads", "mlp")
 
 
 def sample_span(rng: np.random.Generator, text: str) -> tuple[int, int] | None:
@@ -162,6 +168,21 @@ def model_config(cfg: LMTrainConfig, tokenizer) -> Starcoder2Config:
     )
 
 
+def check_init(init: Path, cfg: LMTrainConfig) -> None:
+    """A warm start needs a finished run with the same architecture, or a clear error."""
+    try:
+        first = json.loads((init / "train_config.json").read_text())
+        state = torch.load(init / "checkpoint.pt", weights_only=False)["state"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"--init-from {init}: not an `apmae lm train` folder ({e})") from e
+    if state["step"] != first["steps"]:
+        raise ValueError(f"--init-from {init}: that run stopped at step {state['step']} of "
+                         f"{first['steps']}; finish it with --resume first")
+    differ = [k for k in ARCHITECTURE if first[k] != getattr(cfg, k)]
+    if differ:
+        raise ValueError(f"--init-from {init}: architecture differs in {', '.join(differ)}")
+
+
 def lr_at(step: int, cfg: LMTrainConfig) -> float:
     """Linear warm-up, then one cosine cycle down to ``min_lr``."""
     if step < cfg.warmup:
@@ -205,10 +226,15 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
     if not texts:
         raise ValueError(f"{cfg.source}: no readable Java files in the train split")
     tok_dir = out / "tokenizer"
-    if resume and tok_dir.exists():
+    init = Path(cfg.init_from) if cfg.init_from else None
+    if init is not None:
+        check_init(init, cfg)
+    if (resume and tok_dir.exists()) or init is not None:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir if resume and tok_dir.exists()
+                                                  else init / "tokenizer")
+        tokenizer.save_pretrained(tok_dir)
     else:
         pick = np.random.default_rng(cfg.seed).choice(len(texts), min(cfg.tokenizer_files, len(texts)),
                                                       replace=False)
@@ -231,6 +257,8 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
         rng.bit_generator.state = ckpt["rng"]
         torch.set_rng_state(ckpt["torch_rng"])
         state = TrainState(**ckpt["state"])
+    elif init is not None:
+        model.load_state_dict(torch.load(init / "checkpoint.pt", weights_only=False)["model"])
     sampler = ExampleSampler(texts, tokenizer, cfg, rng)
     n_params = sum(p.numel() for p in model.parameters())
     (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "parameters": n_params}, indent=2))
