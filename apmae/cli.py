@@ -117,12 +117,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from .report import build_report, dumps, format_report
-    from .run import Run
 
-    run = Run(args.run)
-    if not run.path.exists():
-        raise UserError(f"no run named {args.run!r} under {run.path.parent}")
-    report = build_report(run)
+    report = build_report(_existing_run(args.run))
     print(dumps(report) if args.json else format_report(report))
 
 
@@ -134,6 +130,32 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cfg = _dataclass_from_args(DemoConfig, args)
     run = build_default_run(Run(args.run), cfg, source=args.source)
     print(format_report(build_report(run)))
+
+
+def _existing_run(name: str):
+    from .run import Run
+
+    run = Run(name)
+    if not run.path.exists():
+        raise UserError(f"no run named {name!r} under {run.path.parent}")
+    return run
+
+
+def cmd_mae_train(args: argparse.Namespace) -> None:
+    from .mae.train import MAETrainConfig, train_mae
+
+    cfg = _dataclass_from_args(MAETrainConfig, args)
+    print(train_mae(_existing_run(args.run), cfg, resume=args.resume))
+
+
+def cmd_mae_eval(args: argparse.Namespace) -> None:
+    from .mae.evaluate import MAEEvalConfig, evaluate
+
+    run = _existing_run(args.run)
+    other = _existing_run(args.other_run) if args.other_run else None
+    result = evaluate(run, _dataclass_from_args(MAEEvalConfig, args), other=other,
+                      model_dir=Path(args.model) if args.model else None)
+    print(json.dumps(result, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-curve", action="store_true", help="skip evaluating the snapshots")
     p.add_argument("--step", type=int, help="ship the snapshot of this step, not the final weights")
     p.set_defaults(func=cmd_lm_ship)
+
+    mae = sub.add_parser("mae", help="AP-MAE, the masked autoencoder over attention patterns") \
+        .add_subparsers(dest="mae_command", required=True)
+    from .mae.evaluate import MAEEvalConfig
+    from .mae.train import MAETrainConfig
+
+    p = mae.add_parser("train", help="train AP-MAE on the run's train-split patterns (torchrun: DDP)")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _add_dataclass_flags(p, MAETrainConfig)
+    p.set_defaults(func=cmd_mae_train)
+
+    p = mae.add_parser("eval", help="masked MSE on held-out patterns against baselines")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    p.add_argument("--other-run", help="a run of another model: AP-MAE's MSE on patterns it never saw")
+    p.add_argument("--model", help="AP-MAE folder (default: the run's mae/model)")
+    _add_dataclass_flags(p, MAEEvalConfig)
+    p.set_defaults(func=cmd_mae_eval)
 
     from .extract import KEEP_HELP
     from .scenarios import TASKS

@@ -49,6 +49,9 @@ def build_report(run: Run) -> dict:
         heads = store.meta.layers * store.meta.heads
         report["patterns"] = {"stored": len(store), "bytes": store.nbytes(),
                               "bytes_per_pattern": round(store.nbytes() / max(1, len(store) * heads))}
+    mae_eval = run.path / "mae" / "eval.json"
+    if mae_eval.exists():
+        report.update(json.loads(mae_eval.read_text()))
     return report
 
 

@@ -53,3 +53,38 @@ def tiny_target(tiny_model_dir):
     from apmae.lm.load import load_target
 
     return load_target(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def split_corpus(tmp_path_factory, java_dir) -> Path:
+    """The fixtures twice: under p9/ (train split) and p8/ (test split, held out)."""
+    import shutil
+
+    from apmae.corpus import split_of
+
+    root = tmp_path_factory.mktemp("corpus")
+    for group in ("p8", "p9"):
+        shutil.copytree(java_dir, root / group)
+    assert split_of("p8/Util.java") == "test" and split_of("p9/Util.java") == "train"
+    return root
+
+
+def build_pattern_run(root: Path, corpus: Path, model_dir: Path, per_task: int = 2):
+    """A run of ``model_dir`` over ``corpus``: 64-token windows, every pattern stored."""
+    from apmae.extract import ExtractConfig, extract
+    from apmae.lm.load import load_target
+    from apmae.run import Run
+    from apmae.scenarios import mine, write_scenarios
+
+    target = load_target(str(model_dir))
+    run = Run(root.name, path=root)
+    write_scenarios(mine(str(corpus), target.tokenizer, per_task=per_task, seed=0, window=64),
+                    run.scenarios_path)
+    extract(run, run.scenarios_path, target, ExtractConfig(batch_size=8, keep="all"))
+    return run
+
+
+@pytest.fixture(scope="session")
+def pattern_run(tmp_path_factory, split_corpus, tiny_model_dir):
+    """A run of the tiny model with both splits and all patterns stored (read-only in tests)."""
+    return build_pattern_run(tmp_path_factory.mktemp("runs") / "tiny", split_corpus, tiny_model_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -15,12 +14,8 @@ from apmae.lm.train import LMTrainConfig, sample_span, train_lm
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, java_dir):
-    """The fixtures twice: under p9/ (train split) and p8/ (test split, held out)."""
-    root = tmp_path_factory.mktemp("corpus")
-    for group in ("p8", "p9"):
-        shutil.copytree(java_dir, root / group)
-    return root
+def corpus(split_corpus):
+    return split_corpus
 
 
 def tiny(corpus, **over) -> LMTrainConfig:

@@ -1,0 +1,1 @@
+"""AP-MAE: a masked autoencoder over attention-pattern images, and the pattern-to-image scaling."""

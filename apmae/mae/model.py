@@ -1,0 +1,320 @@
+"""AP-MAE: a ViT masked autoencoder trained to reconstruct attention-pattern images.
+
+Each (layer, head) attention pattern of a causal LM is a 1-channel ``T x T`` image whose upper
+triangle is zero by construction. It is cut into ``patch_size`` patches; only the patches of the
+lower triangle (diagonal included: ``grid*(grid+1)/2`` of them) exist for the model. Training masks
+a random ``mask_ratio`` of them, encodes the visible ones (with a CLS token and learned position
+embeddings), and the decoder reconstructs the masked ones (MSE on masked patches only). The
+encoder's CLS vector of an unmasked pattern is the embedding later clustered per head.
+
+Two flaws of the reference implementation are fixed here:
+
+1. Its decoder scattered the mask tokens over the *visible* patches' positions, so the visible
+   encodings never reached the decoder where they belong. Here the full decoder sequence is
+   un-shuffled with ``ids_restore``: each visible encoding sits at its own position and mask
+   tokens fill the masked ones (:meth:`APMAEModel._decoder_tokens`).
+2. It trained on lower-triangular patches but encoded all ``grid**2`` patches (zero upper ones,
+   never seen in training) for analysis. Here upper patches never enter the model at all:
+   :meth:`APMAEModel.encode` sees exactly the ``num_patches`` patches of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from apmae.mae.scaling import SCALINGS
+
+try:  # transformers >= 5: init functions that skip weights already loaded by from_pretrained
+    from transformers import initialization as init
+except ImportError:  # transformers 4.x initialises only missing weights itself
+    from torch.nn import init
+
+
+class APMAEConfig(PretrainedConfig):
+    """Sizes of the AP-MAE encoder/decoder and the image scaling it was trained with."""
+
+    model_type = "apmae"
+
+    def __init__(
+        self,
+        image_size: int = 256,
+        patch_size: int = 32,
+        hidden_size: int = 128,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 512,
+        decoder_hidden_size: int = 128,
+        decoder_num_hidden_layers: int = 2,
+        decoder_num_attention_heads: int = 4,
+        decoder_intermediate_size: int = 512,
+        mask_ratio: float = 0.5,
+        scaling: str = "log_affine",
+        log_floor: float = -20.0,
+        layer_norm_eps: float = 1e-6,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ) -> None:
+        if patch_size <= 0 or image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        for name, dim, heads in (
+            ("hidden_size", hidden_size, num_attention_heads),
+            ("decoder_hidden_size", decoder_hidden_size, decoder_num_attention_heads),
+        ):
+            if heads <= 0 or dim % heads:
+                raise ValueError(f"{name} {dim} is not divisible by its {heads} attention heads")
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {scaling!r}; valid: {', '.join(SCALINGS)}")
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.decoder_hidden_size = decoder_hidden_size
+        self.decoder_num_hidden_layers = decoder_num_hidden_layers
+        self.decoder_num_attention_heads = decoder_num_attention_heads
+        self.decoder_intermediate_size = decoder_intermediate_size
+        self.mask_ratio = mask_ratio
+        self.scaling = scaling
+        self.log_floor = log_floor
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+
+    @property
+    def grid(self) -> int:
+        """Patches per image side."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Lower-triangular patches, diagonal included: the only ones the model sees."""
+        return self.grid * (self.grid + 1) // 2
+
+
+#: Named sizes. "paper": the published AP-MAE as the paper describes it; it counts
+#: ~102M parameters, not the 127M the paper quotes (16 decoder layers would give ~126M).
+#: "cpu": small enough to train on a laptop CPU (the APMAEConfig defaults).
+PRESETS: dict[str, dict] = {
+    "paper": dict(
+        image_size=256, patch_size=32,
+        hidden_size=512, num_hidden_layers=24, num_attention_heads=16, intermediate_size=2048,
+        decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=8,
+        decoder_intermediate_size=2048,
+    ),
+    "cpu": dict(
+        image_size=256, patch_size=32,
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+        decoder_hidden_size=128, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+        decoder_intermediate_size=512,
+    ),
+}
+
+
+def config_from_preset(name: str, **overrides) -> APMAEConfig:
+    """The config of preset ``name`` with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return APMAEConfig(**{**PRESETS[name], **overrides})
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block (fused-qkv self-attention + GELU MLP), encoder and decoder alike."""
+
+    def __init__(self, dim: int, heads: int, intermediate: int, eps: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.fc1 = nn.Linear(dim, intermediate)
+        self.fc2 = nn.Linear(intermediate, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.proj(attn.transpose(1, 2).reshape(B, N, D))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+def _tril_patches(grid: int) -> torch.Tensor:
+    """``[grid*(grid+1)/2, 2]`` (row, col) of the lower-triangular patches, row-major."""
+    return torch.tril_indices(grid, grid).T.contiguous()
+
+
+@dataclass
+class APMAEOutput(ModelOutput):
+    """``loss``: MSE on masked patches; ``pred``: ``[B, N, p*p]`` every patch's reconstruction;
+    ``mask``: ``[B, N]`` 1 = masked; ``ids_restore``: ``[B, N]``; ``latent``: encoder output incl. CLS."""
+
+    loss: torch.Tensor | None = None
+    pred: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    ids_restore: torch.Tensor | None = None
+    latent: torch.Tensor | None = None
+
+
+class APMAEModel(PreTrainedModel):
+    """The AP-MAE encoder + decoder over the lower-triangular patches of a pattern image."""
+
+    config_class = APMAEConfig
+    base_model_prefix = "apmae"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: APMAEConfig) -> None:
+        super().__init__(config)
+        c = config
+        D, Dd, P, N = c.hidden_size, c.decoder_hidden_size, c.patch_size**2, c.num_patches
+        self.register_buffer("tril_patches", _tril_patches(c.grid), persistent=False)
+
+        self.patch_embed = nn.Linear(P, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, D))
+        self.blocks = nn.ModuleList(
+            Block(D, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps) for _ in range(c.num_hidden_layers)
+        )
+        self.norm = nn.LayerNorm(D, eps=c.layer_norm_eps)
+
+        self.decoder_embed = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, N + 1, Dd))
+        self.decoder_blocks = nn.ModuleList(
+            Block(Dd, c.decoder_num_attention_heads, c.decoder_intermediate_size, c.layer_norm_eps)
+            for _ in range(c.decoder_num_hidden_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(Dd, eps=c.layer_norm_eps)
+        self.decoder_pred = nn.Linear(Dd, P)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, APMAEModel):
+            for p in (module.cls_token, module.pos_embed, module.mask_token, module.decoder_pos_embed):
+                init.normal_(p, mean=0.0, std=std)
+            # non-persistent, so never loaded: from_pretrained leaves it uninitialised otherwise
+            module.tril_patches = _tril_patches(self.config.grid).to(module.pos_embed.device)
+
+    # --- patches ----------------------------------------------------------------------------
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, H, W]`` or ``[B, H, W]`` -> ``[B, num_patches, p*p]``, lower-triangular patches only."""
+        c = self.config
+        if images.ndim == 4 and images.shape[1] == 1:
+            images = images[:, 0]
+        if images.ndim != 3 or images.shape[1:] != (c.image_size, c.image_size):
+            raise ValueError(f"expected [B, 1, {c.image_size}, {c.image_size}] images, got {tuple(images.shape)}")
+        g, p = c.grid, c.patch_size
+        x = images.to(self.patch_embed.weight.dtype).reshape(-1, g, p, g, p).transpose(2, 3)  # [B, g, g, p, p]
+        rows, cols = self.tril_patches.unbind(1)
+        return x[:, rows, cols].flatten(2)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """``[B, num_patches, p*p]`` -> ``[B, 1, H, W]`` with the upper patches 0 (for display)."""
+        g, p = self.config.grid, self.config.patch_size
+        full = patches.new_zeros(patches.shape[0], g, g, p * p)
+        rows, cols = self.tril_patches.unbind(1)
+        full[:, rows, cols] = patches
+        return full.view(-1, g, g, p, p).transpose(2, 3).reshape(-1, 1, g * p, g * p)
+
+    def random_masking(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keep the ``N_keep`` patches with the smallest ``noise`` (MAE convention).
+
+        Returns ``x_visible [B, N_keep, D]``, ``mask [B, N]`` (1 = masked) and ``ids_restore [B, N]``
+        (each patch's rank in the shuffled order, to put things back).
+        """
+        B, N, D = x.shape
+        n_keep = min(max(round(N * (1 - self.config.mask_ratio)), 1), N - 1)
+        if noise is None:
+            noise = torch.rand(B, N, device=x.device)
+        ids_shuffle = noise.argsort(dim=1)
+        ids_restore = ids_shuffle.argsort(dim=1)
+        x_visible = x.gather(1, ids_shuffle[:, :n_keep, None].expand(-1, -1, D))
+        mask = (ids_restore >= n_keep).to(x.dtype)
+        return x_visible, mask, ids_restore
+
+    # --- encoder ----------------------------------------------------------------------------
+
+    def _patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Embedded lower-triangular patches, each plus the position embedding of its own index."""
+        return self.patch_embed(self.patchify(images)) + self.pos_embed[:, 1:]
+
+    def _run_encoder(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the CLS token, run the encoder blocks and the final norm."""
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_encoder(
+        self, images: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mask and encode: ``latent [B, 1+N_keep, hidden]`` (CLS first), ``mask``, ``ids_restore``."""
+        x, mask, ids_restore = self.random_masking(self._patch_tokens(images), noise)
+        return self._run_encoder(x), mask, ids_restore
+
+    def encode(self, images: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
+        """``[B, hidden]`` embedding of unmasked patterns: all ``num_patches`` lower-triangular patches.
+
+        ``pooling``: ``"cls"`` (the paper's) or ``"mean"`` of the patch tokens.
+        """
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"unknown pooling {pooling!r}; valid: cls, mean")
+        h = self._run_encoder(self._patch_tokens(images))
+        return h[:, 0] if pooling == "cls" else h[:, 1:].mean(dim=1)
+
+    # --- decoder ----------------------------------------------------------------------------
+
+    def _decoder_tokens(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """``[B, 1+N, decoder_hidden]``: CLS, then every patch in its own position (before position
+        embeddings): a visible patch's embedded encoding, or the mask token for a masked one."""
+        x = self.decoder_embed(latent)
+        B, n_visible, Dd = x[:, 1:].shape
+        masked = self.mask_token.expand(B, ids_restore.shape[1] - n_visible, -1)
+        shuffled = torch.cat([x[:, 1:], masked], dim=1)  # visible first, in ids_shuffle order
+        unshuffled = shuffled.gather(1, ids_restore[..., None].expand(-1, -1, Dd))
+        return torch.cat([x[:, :1], unshuffled], dim=1)
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """Reconstruct every patch: ``[B, N, p*p]``."""
+        x = self._decoder_tokens(latent, ids_restore) + self.decoder_pos_embed
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+
+    def forward_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over masked patches of each patch's pixel MSE (targets not normalised)."""
+        per_patch = (pred - self.patchify(images)).pow(2).mean(dim=-1)
+        return (per_patch * mask).sum() / mask.sum()
+
+    def forward(
+        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, return_dict: bool = True
+    ) -> APMAEOutput | tuple:
+        latent, mask, ids_restore = self.forward_encoder(pixel_values, noise)
+        pred = self.forward_decoder(latent, ids_restore)
+        loss = self.forward_loss(pixel_values, pred, mask)
+        out = APMAEOutput(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent)
+        return out if return_dict else out.to_tuple()
+
+
+AutoConfig.register("apmae", APMAEConfig, exist_ok=True)
+AutoModel.register(APMAEConfig, APMAEModel, exist_ok=True)

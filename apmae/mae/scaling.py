@@ -1,0 +1,51 @@
+"""Turn packed log-probability attention patterns into the 1-channel images AP-MAE sees.
+
+Input: ``[N, T*(T+1)/2]`` lower triangles of ``log p`` (as stored by :mod:`apmae.capture`, float16
+or float32, floored at :data:`apmae.capture.LOG_FLOOR`). Output: ``[N, 1, T, T]`` float32, the
+never-attended upper triangle 0.
+
+* ``"log_affine"`` (default): a fixed, global affine map of ``log p``. Clamp to ``[floor, 0]``
+  (``floor=-20``: weights below ``e^-20 ~ 2e-9`` are negligible), then
+  ``GAP + (1 - GAP) * (1 + log p / |floor|)``, so real weights land in ``[GAP, 1]``. The scale is
+  the same for every image, so how sharp or diffuse a head is stays comparable across images
+  (per-image normalisation erases it), and the gap keeps the upper triangle (0) distinct from
+  the smallest real weights.
+* ``"log_normalize"``: the paper's. Per image, ``(log p - min) / (max - min)`` over the lower
+  triangle. The smallest real weight maps to 0 as well and collides with the upper triangle
+  (the reference's flaw); kept for comparison only.
+* ``"prob"``: plain probabilities ``exp(log p)``, for comparison.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from apmae.capture import unpack_lower_triangle
+
+SCALINGS = ("log_affine", "log_normalize", "prob")
+
+#: Value of the smallest real weight under ``log_affine``; the upper triangle is 0, below it.
+GAP = 0.1
+
+
+def to_images(packed: torch.Tensor, scaling: str, floor: float = -20.0) -> torch.Tensor:
+    """``[N, L]`` packed log-probs -> ``[N, 1, T, T]`` float32 images (see the module docstring).
+
+    ``floor`` (< 0) only affects ``log_affine``.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; valid: {', '.join(SCALINGS)}")
+    if packed.ndim != 2:
+        raise ValueError(f"to_images needs [N, T*(T+1)/2], got shape {tuple(packed.shape)}")
+    logp = packed.float()
+    if scaling == "log_affine":
+        if floor >= 0:
+            raise ValueError(f"floor must be negative, got {floor}")
+        values = GAP + (1.0 - GAP) * (1.0 + logp.clamp(floor, 0.0) / -floor)
+    elif scaling == "log_normalize":
+        lo = logp.amin(dim=1, keepdim=True)
+        hi = logp.amax(dim=1, keepdim=True)
+        values = (logp - lo) / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
+    else:
+        values = logp.exp()
+    return unpack_lower_triangle(values, fill=0.0).unsqueeze(1)

@@ -1,0 +1,184 @@
+"""Train AP-MAE on a run's stored patterns: ``apmae mae train``.
+
+AdamW (0.9, 0.95), linear warm-up and one cosine cycle, as the paper. Everything random is a
+function of the seed and the step (the epoch's order, each step's masking noise), so a run
+resumed from its last atomic checkpoint continues exactly where it stopped, and a run under
+``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL on GPU) gives each rank its own slice
+of every step's items.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..paths import atomic_dir, atomic_path
+from ..run import Run
+from .data import PatternFilter, epoch_items, load_packed, select
+from .model import APMAEModel, config_from_preset
+from .scaling import to_images
+
+
+@dataclass
+class MAETrainConfig:
+    """Everything that decides the trained AP-MAE; saved beside it."""
+
+    preset: str = "cpu"  # cpu | paper (see apmae.mae.model.PRESETS)
+    scaling: str = "log_affine"  # see apmae.mae.scaling
+    mask_ratio: float = 0.5
+    patch_size: int = 0  # 0: window / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
+    tasks: str = "all"  # training patterns: tasks, or all but noise
+    completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
+    head_fraction: float = 0.25  # heads per layer drawn per inference and epoch (the paper's)
+    batch_size: int = 64  # patterns per step, over all ranks
+    steps: int = 1500
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup: int = 100
+    weight_decay: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 250
+    threads: int = 0  # torch threads per rank; 0 = the cores shared among ranks
+
+    def pattern_filter(self) -> PatternFilter:
+        return PatternFilter("train", self.tasks, self.completions)
+
+    def check(self) -> None:
+        self.pattern_filter().check()
+        if not 0 < self.head_fraction <= 1:
+            raise ValueError("head_fraction must be in (0, 1]")
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError("batch_size and steps must be >= 1")
+
+
+@dataclass
+class MAEState:
+    step: int = 0
+    seconds: float = 0.0
+    log: list[dict] = field(default_factory=list)
+
+
+def lr_at(step: int, cfg: MAETrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def mae_dir(run: Run) -> Path:
+    return run.path / "mae"
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world)``; joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def step_items(cfg: MAETrainConfig, step: int, n_scenarios: int, layers: int, heads: int,
+               rank: int, world: int):
+    """This rank's items of ``step``: the global batch is consecutive items of the epoch
+    order (epochs concatenated), split among ranks."""
+    per_epoch = n_scenarios * layers * max(1, min(heads, round(cfg.head_fraction * heads)))
+    start = step * cfg.batch_size
+    epoch, offset = divmod(start, per_epoch)
+    items = epoch_items(n_scenarios, layers, heads, cfg.head_fraction, cfg.seed, epoch)[offset:]
+    while len(items) < cfg.batch_size:  # the batch runs over into the next epoch
+        epoch += 1
+        nxt = epoch_items(n_scenarios, layers, heads, cfg.head_fraction, cfg.seed, epoch)
+        items = np.concatenate([items, nxt])
+    return items[:cfg.batch_size][rank::world]
+
+
+def step_noise(cfg: MAETrainConfig, step: int, patches: int, rank: int, world: int) -> torch.Tensor:
+    """This rank's rows of the step's masking noise: drawn for the global batch, so a resumed
+    or distributed run masks every item exactly as a single uninterrupted process would."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    return torch.rand((cfg.batch_size, patches), generator=gen)[rank::world]
+
+
+def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | None = None) -> Path:
+    """Train on ``run``'s train-split patterns; returns the saved model folder."""
+    cfg.check()
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} ranks")
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    out = out or mae_dir(run)
+    ids = select(run, cfg.pattern_filter())
+    if not ids:
+        raise ValueError(f"run {run.name}: no stored train-split patterns match tasks={cfg.tasks} "
+                         f"completions={cfg.completions}")
+    store = run.pattern_store()
+    layers, heads, window = store.meta.layers, store.meta.heads, store.meta.window
+    config = config_from_preset(cfg.preset, image_size=window, scaling=cfg.scaling,
+                                patch_size=cfg.patch_size or max(1, window // 8),
+                                mask_ratio=cfg.mask_ratio)
+    torch.manual_seed(cfg.seed)
+    model = APMAEModel(config)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    state = MAEState()
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if ckpt["config"] != asdict(cfg):
+            raise ValueError(f"{ckpt_path} was trained with other settings; start afresh "
+                             "without --resume or keep them")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = MAEState(**ckpt["state"])
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(
+            {**asdict(cfg), "run": run.name, "train_scenarios": len(ids), "patterns_model": store.meta.model,
+             "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="mae train", unit="step", disable=rank != 0)
+    while state.step < cfg.steps:
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(state.step, cfg)
+        items = step_items(cfg, state.step, len(ids), layers, heads, rank, world)
+        images = to_images(load_packed(store, ids, items), config.scaling, config.log_floor)
+        noise = step_noise(cfg, state.step, config.num_patches, rank, world)
+        loss = trained(pixel_values=images, noise=noise).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state.step += 1
+        state.seconds += time.perf_counter() - t0
+        state.log.append({"step": state.step, "loss": round(loss.item(), 6),
+                          "lr": opt.param_groups[0]["lr"], "seconds": round(state.seconds, 2)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.5f}",
+                        img_s=f"{state.step * cfg.batch_size / state.seconds:.0f}")
+        if rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "state": asdict(state), "config": asdict(cfg)}, tmp)
+    bar.close()
+    final = out / "model"
+    if rank == 0:
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp)
+        with atomic_path(out / "train_log.json") as tmp:
+            tmp.write_text(json.dumps(asdict(state)))
+    if world > 1:
+        dist.barrier()
+    return final
