@@ -26,7 +26,6 @@ from ..paths import atomic_path
 from ..run import Run
 from .data import PatternFilter, all_items, load_packed, select
 from .model import APMAEModel
-from .scaling import to_images
 from .train import mae_dir
 
 BASELINES = ("head_mean", "visible_mean", "nearest_visible")
@@ -77,7 +76,7 @@ def head_mean_patches(model: APMAEModel, run: Run, cfg: MAEEvalConfig) -> torch.
     total = torch.zeros(layers * heads, model.config.num_patches, model.config.patch_size ** 2)
     for sid in tqdm(ids, desc="head means", leave=False):
         packed = torch.from_numpy(np.array(store.get(sid))).reshape(layers * heads, -1)
-        total += model.patchify(to_images(packed, model.config.scaling, model.config.log_floor))
+        total += model.patchify(model.images_from_patterns(packed))
     return (total / len(ids)).reshape(layers, heads, *total.shape[1:])
 
 
@@ -108,7 +107,7 @@ def reconstruction(model: APMAEModel, run: Run, cfg: MAEEvalConfig,
     gen = torch.Generator().manual_seed(cfg.seed)
     for start in tqdm(range(0, len(items), cfg.batch_size), desc="mae eval", unit="batch"):
         batch = items[start:start + cfg.batch_size]
-        images = to_images(load_packed(store, ids, batch), model.config.scaling, model.config.log_floor)
+        images = model.images_from_patterns(load_packed(store, ids, batch))
         noise = torch.rand(len(batch), model.config.num_patches, generator=gen)
         out = model(pixel_values=images, noise=noise)
         target = model.patchify(images)
@@ -183,9 +182,9 @@ def evaluate(run: Run, cfg: MAEEvalConfig, other: Run | None = None,
                                                triptych_dir=mae_dir(run) / "triptychs")}
     if other is not None:
         window = other.pattern_store().meta.window if other.pattern_store() else None
-        if window != model.config.image_size:
-            raise ValueError(f"run {other.name}: its patterns are {window} tokens wide; this "
-                             f"AP-MAE reads {model.config.image_size}")
+        if not window or window % model.config.image_size:
+            raise ValueError(f"run {other.name}: its patterns ({window} tokens wide) do not "
+                             f"make {model.config.image_size}-pixel images")
         same = result["reconstruction"]["mse"]
         mse_other = reconstruction(model, other, cfg, with_baselines=False)["mse"]
         result["generalization"] = {"mse_same_model": same, "mse_other_model": mse_other,

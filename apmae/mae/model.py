@@ -28,7 +28,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from apmae.mae.scaling import SCALINGS
+from apmae.mae.scaling import SCALINGS, to_images
 
 try:  # transformers >= 5: init functions that skip weights already loaded by from_pretrained
     from transformers import initialization as init
@@ -152,6 +152,23 @@ def _tril_patches(grid: int) -> torch.Tensor:
     return torch.tril_indices(grid, grid).T.contiguous()
 
 
+def sincos_2d(cells: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[1 + N, dim]`` position embeddings: zeros for CLS, then sine-cosine features of each
+    patch's grid row (first half) and column (second half), as MAE initialises them: from the
+    first step the model knows which patches share a row (one band of queries) or a column (one
+    band of keys), the structure a masked patch is predicted from. They stay trainable.
+    """
+    quarter = dim // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter))
+    parts = []
+    for axis in cells.float().unbind(1):
+        angles = axis[:, None] * freqs[None]
+        parts += [angles.sin(), angles.cos()]
+    table = torch.cat(parts, 1)
+    table = torch.cat([table, table.new_zeros(len(cells), dim - table.shape[1])], 1)
+    return torch.cat([table.new_zeros(1, dim), table])
+
+
 @dataclass
 class APMAEOutput(ModelOutput):
     """``loss``: MSE on masked patches; ``pred``: ``[B, N, p*p]`` every patch's reconstruction;
@@ -206,10 +223,12 @@ class APMAEModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, APMAEModel):
-            for p in (module.cls_token, module.pos_embed, module.mask_token, module.decoder_pos_embed):
+            for p in (module.cls_token, module.mask_token):
                 init.normal_(p, mean=0.0, std=std)
             # non-persistent, so never loaded: from_pretrained leaves it uninitialised otherwise
             module.tril_patches = _tril_patches(self.config.grid).to(module.pos_embed.device)
+            for p in (module.pos_embed, module.decoder_pos_embed):
+                init.copy_(p, sincos_2d(module.tril_patches, p.shape[-1]).unsqueeze(0))
 
     # --- patches ----------------------------------------------------------------------------
 
@@ -271,6 +290,12 @@ class APMAEModel(PreTrainedModel):
         """Mask and encode: ``latent [B, 1+N_keep, hidden]`` (CLS first), ``mask``, ``ids_restore``."""
         x, mask, ids_restore = self.random_masking(self._patch_tokens(images), noise)
         return self._run_encoder(x), mask, ids_restore
+
+    def images_from_patterns(self, packed: torch.Tensor) -> torch.Tensor:
+        """Stored ``[N, T*(T+1)/2]`` log-prob patterns -> this model's input images (its
+        scaling, floor and size), so every caller prepares patterns the way training did."""
+        c = self.config
+        return to_images(packed, c.scaling, c.log_floor, c.image_size)
 
     def encode(self, images: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
         """``[B, hidden]`` embedding of unmasked patterns: all ``num_patches`` lower-triangular patches.

@@ -28,10 +28,12 @@ SCALINGS = ("log_affine", "log_normalize", "prob")
 GAP = 0.1
 
 
-def to_images(packed: torch.Tensor, scaling: str, floor: float = -20.0) -> torch.Tensor:
+def to_images(packed: torch.Tensor, scaling: str, floor: float = -20.0,
+              size: int | None = None) -> torch.Tensor:
     """``[N, L]`` packed log-probs -> ``[N, 1, T, T]`` float32 images (see the module docstring).
 
-    ``floor`` (< 0) only affects ``log_affine``.
+    ``floor`` (< 0) only affects ``log_affine``. ``size`` (a divisor of ``T``) average-pools the
+    image down to ``size x size``: coarser, but with the token-level texture averaged out.
     """
     if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; valid: {', '.join(SCALINGS)}")
@@ -48,4 +50,9 @@ def to_images(packed: torch.Tensor, scaling: str, floor: float = -20.0) -> torch
         values = (logp - lo) / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
     else:
         values = logp.exp()
-    return unpack_lower_triangle(values, fill=0.0).unsqueeze(1)
+    images = unpack_lower_triangle(values, fill=0.0).unsqueeze(1)
+    if size is None or size == images.shape[-1]:
+        return images
+    if images.shape[-1] % size:
+        raise ValueError(f"image size {size} does not divide the {images.shape[-1]}-token window")
+    return torch.nn.functional.avg_pool2d(images, images.shape[-1] // size)

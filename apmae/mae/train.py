@@ -25,7 +25,6 @@ from ..paths import atomic_dir, atomic_path
 from ..run import Run
 from .data import PatternFilter, epoch_items, load_packed, select
 from .model import APMAEModel, config_from_preset
-from .scaling import to_images
 
 
 @dataclass
@@ -34,8 +33,10 @@ class MAETrainConfig:
 
     preset: str = "cpu"  # cpu | paper (see apmae.mae.model.PRESETS)
     scaling: str = "log_affine"  # see apmae.mae.scaling
+    log_floor: float = -20.0  # log_affine: weights below e^floor count as not attended
+    image_size: int = 0  # 0: the window; a divisor of it average-pools the patterns
     mask_ratio: float = 0.5
-    patch_size: int = 0  # 0: window / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
+    patch_size: int = 0  # 0: image / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
     tasks: str = "all"  # training patterns: tasks, or all but noise
     completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
     head_fraction: float = 0.25  # heads per layer drawn per inference and epoch (the paper's)
@@ -122,8 +123,9 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
                          f"completions={cfg.completions}")
     store = run.pattern_store()
     layers, heads, window = store.meta.layers, store.meta.heads, store.meta.window
-    config = config_from_preset(cfg.preset, image_size=window, scaling=cfg.scaling,
-                                patch_size=cfg.patch_size or max(1, window // 8),
+    size = cfg.image_size or window
+    config = config_from_preset(cfg.preset, image_size=size, scaling=cfg.scaling,
+                                log_floor=cfg.log_floor, patch_size=cfg.patch_size or max(1, size // 8),
                                 mask_ratio=cfg.mask_ratio)
     torch.manual_seed(cfg.seed)
     model = APMAEModel(config)
@@ -154,7 +156,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
         for group in opt.param_groups:
             group["lr"] = lr_at(state.step, cfg)
         items = step_items(cfg, state.step, len(ids), layers, heads, rank, world)
-        images = to_images(load_packed(store, ids, items), config.scaling, config.log_floor)
+        images = model.images_from_patterns(load_packed(store, ids, items))
         noise = step_noise(cfg, state.step, config.num_patches, rank, world)
         loss = trained(pixel_values=images, noise=noise).loss
         opt.zero_grad(set_to_none=True)
