@@ -167,8 +167,8 @@ def test_golden_forward(model):
     assert torch.allclose(model.encode(x)[:, :4], torch.tensor(GOLDEN_ENCODE), rtol=1e-4, atol=1e-5)
 
 
-GOLDEN_LOSS = 0.3974179
-GOLDEN_ENCODE = [[2.2723832, -0.3709040, 0.8655404, 0.4140266], [2.2646387, -0.3644999, 0.8452729, 0.4368061]]
+GOLDEN_LOSS = 1.2450103
+GOLDEN_ENCODE = [[0.3224338, -0.8974563, 0.9697735, 0.5121811], [0.0382669, -1.0772488, 1.0877806, 0.6125205]]
 
 
 # --- scaling -----------------------------------------------------------------------------------
@@ -274,3 +274,31 @@ def test_images_can_be_pooled_to_a_smaller_size():
     assert img.shape == (2, 1, 4, 4)
     with pytest.raises(ValueError, match="does not divide"):
         to_images(packed, "log_affine", size=3)
+
+
+def test_standardisation_changes_the_loss_scale_not_the_prediction_units():
+    """``pred`` is in image units whatever ``pixel_mean``/``pixel_std``; the loss is the MSE
+    in standardised units (so it is divided by ``pixel_std ** 2``)."""
+    torch.manual_seed(0)
+    plain = APMAEModel(APMAEConfig(**TINY)).eval()
+    torch.manual_seed(0)
+    scaled = APMAEModel(APMAEConfig(**TINY, pixel_mean=0.5, pixel_std=0.25)).eval()
+    x, noise = images(), fixed_noise()
+    a, b = plain(x, noise=noise), scaled(x, noise=noise)
+    target = scaled.patchify(x)
+    per_patch = ((b.pred - target) ** 2).mean(-1)
+    mse = (per_patch * b.mask).sum() / b.mask.sum()
+    torch.testing.assert_close(b.loss, mse / 0.25 ** 2)
+    assert not torch.allclose(a.pred, b.pred)  # the input was standardised differently
+
+
+def test_relative_position_bias_indexes_row_and_column_offsets(model):
+    g = model.config.grid
+    idx = model.relative_index(torch.arange(model.config.num_patches)[None])[0]
+    cells = model.tril_patches
+    assert idx[0].eq((2 * g - 1) ** 2).all() and idx[:, 0].eq((2 * g - 1) ** 2).all()  # CLS
+    for i, j in ((1, 2), (3, 0), (9, 9)):
+        dr, dc = (cells[i] - cells[j]).tolist()
+        assert idx[1 + i, 1 + j] == (dr + g - 1) * (2 * g - 1) + (dc + g - 1)
+    plain = APMAEModel(APMAEConfig(**TINY, relative_position_bias=False))
+    assert all(b.rel_bias is None for b in plain.blocks)

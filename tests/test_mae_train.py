@@ -70,7 +70,7 @@ def test_training_saves_a_loadable_model_and_resumes_exactly(tmp_path, pattern_r
     straight = train_mae(pattern_run, tiny(), out=tmp_path / "a")
     import apmae.mae.train as mt
 
-    real, calls = mt.load_packed, []
+    real, calls = mt.step_items, []
 
     def dies_at_step_3(*args):
         calls.append(1)
@@ -78,10 +78,10 @@ def test_training_saves_a_loadable_model_and_resumes_exactly(tmp_path, pattern_r
             raise KeyboardInterrupt  # killed after the step-2 checkpoint
         return real(*args)
 
-    monkeypatch.setattr(mt, "load_packed", dies_at_step_3)
+    monkeypatch.setattr(mt, "step_items", dies_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         train_mae(pattern_run, tiny(), out=tmp_path / "b")
-    monkeypatch.setattr(mt, "load_packed", real)
+    monkeypatch.setattr(mt, "step_items", real)
     assert not (tmp_path / "b" / "model").exists()
     with pytest.raises(ValueError, match="other settings"):  # a resume must keep the settings
         train_mae(pattern_run, tiny(lr=0.5), resume=True, out=tmp_path / "b")

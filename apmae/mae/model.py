@@ -56,6 +56,9 @@ class APMAEConfig(PretrainedConfig):
         mask_ratio: float = 0.5,
         scaling: str = "log_affine",
         log_floor: float = -20.0,
+        relative_position_bias: bool = True,
+        pixel_mean: float = 0.0,
+        pixel_std: float = 1.0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         **kwargs,
@@ -85,6 +88,9 @@ class APMAEConfig(PretrainedConfig):
         self.mask_ratio = mask_ratio
         self.scaling = scaling
         self.log_floor = log_floor
+        self.relative_position_bias = relative_position_bias
+        self.pixel_mean = pixel_mean
+        self.pixel_std = pixel_std
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
@@ -108,7 +114,7 @@ PRESETS: dict[str, dict] = {
         image_size=256, patch_size=32,
         hidden_size=512, num_hidden_layers=24, num_attention_heads=16, intermediate_size=2048,
         decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=8,
-        decoder_intermediate_size=2048,
+        decoder_intermediate_size=2048, relative_position_bias=False,
     ),
     "cpu": dict(
         image_size=256, patch_size=32,
@@ -127,11 +133,22 @@ def config_from_preset(name: str, **overrides) -> APMAEConfig:
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block (fused-qkv self-attention + GELU MLP), encoder and decoder alike."""
+    """Pre-LN transformer block (fused-qkv self-attention + GELU MLP), encoder and decoder alike.
 
-    def __init__(self, dim: int, heads: int, intermediate: int, eps: float) -> None:
+    With ``grid``, each head adds a learned bias per relative grid offset (Δrow, Δcolumn) of
+    two patches (one more entry for any pair with CLS) to its attention logits, as Swin and BEiT
+    do. A pattern's structure runs along rows (one band of queries: the softmax's shared
+    normaliser) and columns (one band of keys: tokens everyone attends to), and the bias lets a
+    head look along them from the first step. Measured on the default run so far: a small gain
+    in masked MSE (ratio to the head-mean baseline 0.989 vs 0.996 at 64 px, 600 steps) for
+    ~20% of the training throughput; off in the ``paper`` preset.
+    """
+
+    def __init__(self, dim: int, heads: int, intermediate: int, eps: float,
+                 grid: int | None = None) -> None:
         super().__init__()
         self.heads = heads
+        self.rel_bias = nn.Parameter(torch.zeros(heads, (2 * grid - 1) ** 2 + 1)) if grid else None
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -139,10 +156,14 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(dim, intermediate)
         self.fc2 = nn.Linear(intermediate, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rel_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``rel_index [B, N, N]``: each token pair's entry in the bias table (see ``relative_index``)."""
         B, N, D = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        attn = F.scaled_dot_product_attention(q, k, v)
+        bias = None
+        if self.rel_bias is not None:
+            bias = self.rel_bias[:, rel_index].transpose(0, 1).to(q.dtype)  # [B, heads, N, N]
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.proj(attn.transpose(1, 2).reshape(B, N, D))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
@@ -192,13 +213,15 @@ class APMAEModel(PreTrainedModel):
         super().__init__(config)
         c = config
         D, Dd, P, N = c.hidden_size, c.decoder_hidden_size, c.patch_size**2, c.num_patches
+        grid = c.grid if c.relative_position_bias else None
         self.register_buffer("tril_patches", _tril_patches(c.grid), persistent=False)
 
         self.patch_embed = nn.Linear(P, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, D))
         self.blocks = nn.ModuleList(
-            Block(D, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps) for _ in range(c.num_hidden_layers)
+            Block(D, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps, grid)
+            for _ in range(c.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(D, eps=c.layer_norm_eps)
 
@@ -206,7 +229,7 @@ class APMAEModel(PreTrainedModel):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, N + 1, Dd))
         self.decoder_blocks = nn.ModuleList(
-            Block(Dd, c.decoder_num_attention_heads, c.decoder_intermediate_size, c.layer_norm_eps)
+            Block(Dd, c.decoder_num_attention_heads, c.decoder_intermediate_size, c.layer_norm_eps, grid)
             for _ in range(c.decoder_num_hidden_layers)
         )
         self.decoder_norm = nn.LayerNorm(Dd, eps=c.layer_norm_eps)
@@ -217,11 +240,13 @@ class APMAEModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            init.normal_(module.weight, mean=0.0, std=std)
+            init.xavier_uniform_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, Block) and module.rel_bias is not None:
+            init.zeros_(module.rel_bias)
         elif isinstance(module, APMAEModel):
             for p in (module.cls_token, module.mask_token):
                 init.normal_(p, mean=0.0, std=std)
@@ -273,15 +298,34 @@ class APMAEModel(PreTrainedModel):
     # --- encoder ----------------------------------------------------------------------------
 
     def _patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Embedded lower-triangular patches, each plus the position embedding of its own index."""
-        return self.patch_embed(self.patchify(images)) + self.pos_embed[:, 1:]
+        """Embedded lower-triangular patches (standardised, see ``forward_loss``), each plus the
+        position embedding of its own index."""
+        c = self.config
+        patches = (self.patchify(images) - c.pixel_mean) / c.pixel_std
+        return self.patch_embed(patches) + self.pos_embed[:, 1:]
 
-    def _run_encoder(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepend the CLS token, run the encoder blocks and the final norm."""
+    def relative_index(self, patches: torch.Tensor) -> torch.Tensor:
+        """``[B, 1+n, 1+n]`` bias-table entries of a CLS + ``patches`` sequence (``patches [B, n]``:
+        indices into ``tril_patches``): the pair's (Δrow, Δcolumn), or the CLS entry."""
+        g = self.config.grid
+        cells = self.tril_patches[patches]  # [B, n, 2]
+        d = cells[:, :, None] - cells[:, None] + (g - 1)
+        B, n = patches.shape
+        out = patches.new_full((B, n + 1, n + 1), (2 * g - 1) ** 2)
+        out[:, 1:, 1:] = d[..., 0] * (2 * g - 1) + d[..., 1]
+        return out
+
+    def _all_patches(self, batch: int) -> torch.Tensor:
+        return torch.arange(self.config.num_patches, device=self.tril_patches.device).expand(batch, -1)
+
+    def _run_encoder(self, x: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """Prepend the CLS token, run the encoder blocks and the final norm; ``patches [B, n]``
+        says which patch each token of ``x`` is."""
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
+        rel = self.relative_index(patches) if self.config.relative_position_bias else None
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rel)
         return self.norm(x)
 
     def forward_encoder(
@@ -289,7 +333,8 @@ class APMAEModel(PreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask and encode: ``latent [B, 1+N_keep, hidden]`` (CLS first), ``mask``, ``ids_restore``."""
         x, mask, ids_restore = self.random_masking(self._patch_tokens(images), noise)
-        return self._run_encoder(x), mask, ids_restore
+        visible = ids_restore.argsort(dim=1)[:, :x.shape[1]]  # ids_shuffle's kept part
+        return self._run_encoder(x, visible), mask, ids_restore
 
     def images_from_patterns(self, packed: torch.Tensor) -> torch.Tensor:
         """Stored ``[N, T*(T+1)/2]`` log-prob patterns -> this model's input images (its
@@ -304,7 +349,7 @@ class APMAEModel(PreTrainedModel):
         """
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}; valid: cls, mean")
-        h = self._run_encoder(self._patch_tokens(images))
+        h = self._run_encoder(self._patch_tokens(images), self._all_patches(images.shape[0]))
         return h[:, 0] if pooling == "cls" else h[:, 1:].mean(dim=1)
 
     # --- decoder ----------------------------------------------------------------------------
@@ -320,15 +365,24 @@ class APMAEModel(PreTrainedModel):
         return torch.cat([x[:, :1], unshuffled], dim=1)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        """Reconstruct every patch: ``[B, N, p*p]``."""
+        """Reconstruct every patch: ``[B, N, p*p]``, in image units."""
         x = self._decoder_tokens(latent, ids_restore) + self.decoder_pos_embed
+        rel = (self.relative_index(self._all_patches(x.shape[0])) if self.config.relative_position_bias
+               else None)
         for block in self.decoder_blocks:
-            x = block(x)
-        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+            x = block(x, rel)
+        c = self.config
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:] * c.pixel_std + c.pixel_mean
 
     def forward_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean over masked patches of each patch's pixel MSE (targets not normalised)."""
-        per_patch = (pred - self.patchify(images)).pow(2).mean(dim=-1)
+        """Mean over masked patches of each patch's pixel MSE, in standardised units
+        (``pixel_mean``, ``pixel_std``: the training patterns' statistics).
+
+        What differs between two patterns of one head is small next to the pixel range (an
+        MSE of ~0.01): trained on raw units, Adam's step-size noise on the output weights
+        swamped it and the model never got past the average pattern; standardised — as MAE
+        standardises its pixels — the same model reconstructs the visible details."""
+        per_patch = ((pred - self.patchify(images)) / self.config.pixel_std).pow(2).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
 
     def forward(

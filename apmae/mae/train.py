@@ -109,6 +109,15 @@ def step_noise(cfg: MAETrainConfig, step: int, patches: int, rank: int, world: i
     return torch.rand((cfg.batch_size, patches), generator=gen)[rank::world]
 
 
+def pixel_stats(model: APMAEModel, store, ids: list[str], cfg: MAETrainConfig,
+                n: int = 2048) -> tuple[float, float]:
+    """Mean and standard deviation of the patch pixels the model sees, over the first ``n``
+    training items (the same on every rank and on resume): its standardisation constants."""
+    items = epoch_items(len(ids), store.meta.layers, store.meta.heads, cfg.head_fraction, cfg.seed, 0)
+    patches = model.patchify(model.images_from_patterns(load_packed(store, ids, items[:n])))
+    return patches.mean().item(), patches.std().item()
+
+
 def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | None = None) -> Path:
     """Train on ``run``'s train-split patterns; returns the saved model folder."""
     cfg.check()
@@ -129,6 +138,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
                                 mask_ratio=cfg.mask_ratio)
     torch.manual_seed(cfg.seed)
     model = APMAEModel(config)
+    config.pixel_mean, config.pixel_std = pixel_stats(model, store, ids, cfg)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
