@@ -158,6 +158,16 @@ def cmd_mae_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def cmd_encode(args: argparse.Namespace) -> None:
+    from .atlas.encode import EncodeConfig, encode_run
+
+    cfg = _dataclass_from_args(EncodeConfig, args)
+    if cfg.batch_size < 1 or cfg.pooling not in ("cls", "mean"):
+        raise UserError("--batch-size must be >= 1 and --pooling cls or mean")
+    n = encode_run(_existing_run(args.run), cfg, model_dir=Path(args.model) if args.model else None)
+    print(f"encoded {n} scenarios of run {args.run}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apmae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="AP-MAE folder (default: the run's mae/model)")
     _add_dataclass_flags(p, MAEEvalConfig)
     p.set_defaults(func=cmd_mae_eval)
+
+    from .atlas.encode import EncodeConfig
+
+    p = sub.add_parser("encode", help="embed every (scenario, layer, head) pattern with AP-MAE")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    p.add_argument("--model", help="AP-MAE folder (default: the run's mae/model)")
+    _add_dataclass_flags(p, EncodeConfig)
+    p.set_defaults(func=cmd_encode)
 
     from .extract import KEEP_HELP
     from .scenarios import TASKS

@@ -113,6 +113,16 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
     return results, patterns
 
 
+@torch.inference_mode()
+def recompute_patterns(target: Target, batch: list[Scenario]) -> torch.Tensor:
+    """``[batch, layers, heads, tri]`` patterns of scenarios whose patterns were not kept: the
+    same prefill pass that extraction captured them from."""
+    input_ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)
+    with record_attention(target.model) as rec:
+        target.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+    return rec.take()
+
+
 def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) -> int:
     """Extract every unfinished scenario of the file into ``run``; returns how many were done."""
     ids, window = check_scenarios(scenarios_path, target, cfg)

@@ -47,11 +47,12 @@ class StoreMeta:
     window: int  # T, the prompt length in tokens
     model: str  # name or path of the model the patterns come from
     dtype: str = "float16"
+    width: int = 0  # entry length when not a packed pattern (e.g. AP-MAE embeddings); 0: L
 
     @property
     def length(self) -> int:
-        """L, the packed lower-triangle length of a ``window x window`` pattern."""
-        return self.window * (self.window + 1) // 2
+        """Entry length: ``width``, else L, the packed lower triangle of a ``window x window`` pattern."""
+        return self.width or self.window * (self.window + 1) // 2
 
     @property
     def entry_shape(self) -> tuple[int, int, int]:

@@ -1,0 +1,1 @@
+"""The pattern atlas: embeddings, clusters per head, correctness prediction, interventions."""

@@ -1,0 +1,135 @@
+"""Recurring patterns of one head: UMAP then HDBSCAN over its embeddings (pure functions).
+
+The paper's settings — UMAP to 8 dimensions (20 neighbours, min_dist 0.05, cosine), HDBSCAN
+(min_samples 20, min_cluster_size 25), label −1 for noise — are the defaults; for heads with
+few points they shrink so that a cluster can still form. Exact duplicate embeddings (identical
+patterns) get a tiny deterministic jitter, as the paper does, since UMAP's neighbour graph
+breaks on zero distances.
+
+New patterns are assigned to a head's clusters by nearest medoid in embedding space (cosine),
+as noise beyond the cluster's radius: plain arrays, no pickled estimators to trust or
+version, and it is what the live explorer needs for one pattern at a time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ClusterConfig:
+    n_components: int = 8
+    n_neighbors: int = 20
+    min_dist: float = 0.05
+    metric: str = "cosine"
+    min_samples: int = 20
+    min_cluster_size: int = 25
+    exemplars: int = 5  # per cluster, nearest to the medoid first
+    radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
+    seed: int = 0
+
+    def scaled(self, n: int) -> tuple[int, int, int]:
+        """``(n_neighbors, min_samples, min_cluster_size)`` for a head with ``n`` points."""
+        size = max(2, min(self.min_cluster_size, n // 10))
+        return max(2, min(self.n_neighbors, n - 1)), max(1, min(self.min_samples, size)), size
+
+
+@dataclass
+class HeadClusters:
+    """One head's clustering: per point, its label, 2-D map position and membership strength;
+    per cluster, medoid and exemplars (point indices) and the assignment arrays."""
+
+    labels: np.ndarray  # [n] int, -1 noise
+    coords: np.ndarray  # [n, 2] float32
+    probabilities: np.ndarray  # [n] float32
+    medoids: dict[int, int] = field(default_factory=dict)
+    exemplars: dict[int, list[int]] = field(default_factory=dict)
+    centers: np.ndarray | None = None  # [k, d] unit vectors of the medoids, label order
+    center_labels: np.ndarray | None = None  # [k]
+    radii: np.ndarray | None = None  # [k] cosine distance
+
+    @property
+    def n_clusters(self) -> int:
+        return int(len(set(self.labels.tolist()) - {-1}))
+
+    @property
+    def noise_share(self) -> float:
+        return float((self.labels == -1).mean()) if len(self.labels) else 0.0
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def jitter_duplicates(x: np.ndarray, seed: int) -> np.ndarray:
+    """``x`` with every repeated row (after its first occurrence) nudged by 1e-4 of the scale."""
+    _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
+    dup = np.ones(len(x), bool)
+    dup[first] = False
+    if not dup.any():
+        return x
+    out = x.astype(np.float64, copy=True)
+    scale = float(np.abs(x).mean()) or 1.0
+    out[dup] += np.random.default_rng(seed).normal(0, 1e-4 * scale, (int(dup.sum()), x.shape[1]))
+    return out
+
+
+def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
+    """Cluster ``x`` (``[n, d]`` embeddings of one head)."""
+    import hdbscan
+    import umap
+
+    x = jitter_duplicates(np.asarray(x, np.float64), cfg.seed)
+    n = len(x)
+    neighbors, min_samples, min_size = cfg.scaled(n)
+    if n < 4:  # too few points for a neighbour graph: one cluster
+        labels, coords = np.zeros(n, int), np.zeros((n, 2), np.float32)
+        return _summarise(x, labels, coords, np.ones(n, np.float32), cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs overridden by random_state; spectral fallbacks
+        reduced = umap.UMAP(n_components=min(cfg.n_components, n - 2), n_neighbors=neighbors,
+                            min_dist=cfg.min_dist, metric=cfg.metric, random_state=cfg.seed,
+                            ).fit_transform(x)
+        coords = umap.UMAP(n_components=2, n_neighbors=neighbors, min_dist=cfg.min_dist,
+                           metric=cfg.metric, random_state=cfg.seed).fit_transform(x)
+    fit = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
+                          allow_single_cluster=True).fit(reduced)
+    return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32),
+                      fit.probabilities_.astype(np.float32), cfg)
+
+
+def _summarise(x: np.ndarray, labels: np.ndarray, coords: np.ndarray, probs: np.ndarray,
+               cfg: ClusterConfig) -> HeadClusters:
+    """Medoids, exemplars and assignment radii of each cluster (cosine distance)."""
+    out = HeadClusters(labels, coords, probs)
+    unit = _unit(x)
+    centers, center_labels, radii = [], [], []
+    for label in sorted(set(labels.tolist()) - {-1}):
+        members = np.flatnonzero(labels == label)
+        dist = 1 - unit[members] @ unit[members].T
+        medoid = members[int(dist.sum(1).argmin())]
+        to_medoid = 1 - unit[members] @ unit[medoid]
+        out.medoids[label] = int(medoid)
+        out.exemplars[label] = [int(i) for i in members[np.argsort(to_medoid, kind="stable")][:cfg.exemplars]]
+        centers.append(unit[medoid])
+        center_labels.append(label)
+        radii.append(float(np.quantile(to_medoid, cfg.radius_quantile)) if len(members) > 1 else 0.0)
+    d = x.shape[1]
+    out.centers = np.array(centers, np.float32).reshape(-1, d)
+    out.center_labels = np.array(center_labels, int)
+    out.radii = np.array(radii, np.float32)
+    return out
+
+
+def assign(x: np.ndarray, centers: np.ndarray, center_labels: np.ndarray,
+           radii: np.ndarray) -> np.ndarray:
+    """Labels of new embeddings ``x [m, d]``: the nearest medoid's, or −1 beyond its radius."""
+    if len(centers) == 0:
+        return np.full(len(x), -1, int)
+    dist = 1 - _unit(np.asarray(x, np.float32)) @ centers.T
+    nearest = dist.argmin(1)
+    within = dist[np.arange(len(x)), nearest] <= radii[nearest] + 1e-6
+    return np.where(within, center_labels[nearest], -1)

@@ -1,0 +1,51 @@
+"""Encoding every pattern of a run with AP-MAE: stored or recomputed, resumable."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from apmae.atlas.encode import EncodeConfig, encode_run, open_embeddings
+from apmae.extract import ExtractConfig, extract
+from apmae.mae.train import MAETrainConfig, train_mae
+from apmae.run import Run
+
+
+@pytest.fixture(scope="module")
+def mae_model(tmp_path_factory, pattern_run):
+    out = tmp_path_factory.mktemp("mae")
+    cfg = MAETrainConfig(batch_size=8, steps=2, warmup=1, head_fraction=0.5, threads=1)
+    return train_mae(pattern_run, cfg, out=out)
+
+
+def test_every_scenario_gets_every_heads_embedding(tmp_path, pattern_run, mae_model):
+    run = Run("copy", path=tmp_path / "copy")
+    shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
+    n = encode_run(run, EncodeConfig(batch_size=4), model_dir=mae_model)
+    store = open_embeddings(run)
+    results = list(run.results())
+    assert n == len(results) == len(store)
+    meta = run.meta()
+    assert store.get(results[0]["id"]).shape == (meta["layers"], meta["heads"], 128)
+    assert encode_run(run, EncodeConfig(), model_dir=mae_model) == 0  # a rerun has nothing to do
+
+
+def test_unkept_patterns_are_recomputed_to_the_same_embeddings(tmp_path, pattern_run, mae_model,
+                                                                tiny_target):
+    full = Run("full", path=tmp_path / "full")
+    shutil.copytree(pattern_run.path, full.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
+    encode_run(full, EncodeConfig(bf16=False), model_dir=mae_model)
+    sparse = Run("sparse", path=tmp_path / "sparse")
+    extract(sparse, pattern_run.scenarios_path, tiny_target, ExtractConfig(keep="sample:3"))
+    assert len(sparse.pattern_store()) == 3
+    encode_run(sparse, EncodeConfig(bf16=False), model_dir=mae_model, target=lambda: tiny_target)
+    a, b = open_embeddings(full), open_embeddings(sparse)
+    for sid in a.ids():
+        np.testing.assert_allclose(a.get(sid), b.get(sid), atol=2e-3, rtol=1e-2)
+
+
+def test_encoding_needs_a_trained_mae(tmp_path, pattern_run):
+    with pytest.raises(ValueError, match="no trained AP-MAE"):
+        encode_run(pattern_run, EncodeConfig(), model_dir=tmp_path / "none")
