@@ -49,3 +49,21 @@ def test_unkept_patterns_are_recomputed_to_the_same_embeddings(tmp_path, pattern
 def test_encoding_needs_a_trained_mae(tmp_path, pattern_run):
     with pytest.raises(ValueError, match="no trained AP-MAE"):
         encode_run(pattern_run, EncodeConfig(), model_dir=tmp_path / "none")
+
+
+def test_pattern_stats_of_known_patterns():
+    import torch
+
+    from apmae.atlas.encode import pattern_stats
+    from apmae.capture import lower_triangle
+
+    T = 4
+    uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]
+    diagonal = torch.eye(T)
+    packed = lower_triangle(torch.stack([uniform, diagonal]).clamp_min(1e-30).log())
+    s = pattern_stats(packed)
+    # uniform: entropy mean log(q+1); distance mean q/2; first token mean 1/(q+1); self the same
+    q = torch.arange(T, dtype=torch.float32)
+    torch.testing.assert_close(s[0], torch.stack([torch.log(q + 1).mean(), (q / 2).mean(),
+                                                  (1 / (q + 1)).mean(), (1 / (q + 1)).mean()]))
+    torch.testing.assert_close(s[1], torch.tensor([0.0, 0.0, 0.25, 1.0]), atol=1e-5, rtol=0)

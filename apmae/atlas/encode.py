@@ -1,7 +1,8 @@
 """Embed every (scenario, layer, head) pattern of a run with AP-MAE: ``apmae encode``.
 
 Embeddings go to an array store beside the patterns (``runs/<name>/embeddings``: one float16
-``[layers, heads, hidden]`` entry per scenario). Scenarios whose patterns were not kept are
+``[layers, heads, hidden]`` entry per scenario), with a few statistics of each raw pattern
+(``pattern_stats``: the features of a predictor that uses no AP-MAE). Scenarios whose patterns were not kept are
 recomputed by the same prefill pass extraction ran, so a run that keeps no patterns at all
 still gets an embedding for every head of every scenario. Resumable like extraction: a rerun
 skips encoded scenarios, and a crash loses at most the batch in flight.
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..capture import unpack_lower_triangle
 from ..extract import recompute_patterns
 from ..lm.load import Target, load_target
 from ..mae.model import APMAEModel
@@ -41,11 +43,37 @@ def open_embeddings(run: Run, meta: StoreMeta | None = None) -> PatternStore:
     return PatternStore(embeddings_path(run), meta)
 
 
+def open_stats(run: Run, meta: StoreMeta | None = None) -> PatternStore:
+    """Raw-pattern statistics (:data:`STATS`) per head, written beside the embeddings."""
+    return PatternStore(run.path / "pattern_stats", meta)
+
+
 def scenarios_of(run: Run) -> list[Scenario]:
     """The run's scenarios that have results, in results order."""
     source = Path(run.meta().get("scenarios", run.scenarios_path))
     by_id = {s.id: s for s in read_scenarios(source)}
     return [by_id[r["id"]] for r in run.results() if r["id"] in by_id]
+
+
+#: Per-head statistics of a raw pattern, the features of the predictor's no-AP-MAE baseline.
+STATS = ("entropy", "distance", "first_token", "self")
+
+
+@torch.inference_mode()
+def pattern_stats(packed: torch.Tensor) -> torch.Tensor:
+    """``[..., L]`` packed log-prob patterns -> ``[..., 4]``, each a mean over query rows: the
+    row's entropy (nats), its mean attention distance ``q - k`` (tokens), the weight on the
+    first token and the weight on itself."""
+    lead, L = packed.shape[:-1], packed.shape[-1]
+    logp = unpack_lower_triangle(packed.reshape(-1, L).float())  # -inf above the diagonal
+    p = logp.exp()
+    T = p.shape[-1]
+    q = torch.arange(T, dtype=torch.float32)
+    entropy = -(p * logp.nan_to_num(neginf=0.0)).sum(-1)
+    distance = (p * (q[:, None] - q[None, :]).clamp_min(0)).sum(-1)
+    stats = torch.stack([entropy.mean(-1), distance.mean(-1), p[..., 0].mean(-1),
+                         p.diagonal(dim1=-2, dim2=-1).mean(-1)], -1)
+    return stats.reshape(*lead, len(STATS))
 
 
 @torch.inference_mode()
@@ -72,6 +100,8 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
     patterns = run.pattern_store()
     store = open_embeddings(run, StoreMeta(layers=meta["layers"], heads=meta["heads"],
                                            window=0, model=str(model_dir), width=model.config.hidden_size))
+    stats = open_stats(run, StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
+                                      model=meta["model"], dtype="float32", width=len(STATS)))
     todo = [s for s in scenarios_of(run) if not store.has(s.id)]
     loaded: Target | None = None
     bar = tqdm(total=len(todo), desc="encode", unit="scenario")
@@ -84,8 +114,12 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
             loaded = loaded or (target or (lambda: load_target(meta["model"])))()
             packed.update(zip((s.id for s in missing), recompute_patterns(loaded, missing)))
         ids = [s.id for s in batch]
-        emb = embed(model, torch.stack([packed[i] for i in ids]), cfg)
-        store.append(ids, emb.to(torch.float16).numpy())
+        batch_patterns = torch.stack([packed[i] for i in ids])
+        # stats first: the embeddings are the commit record a rerun checks
+        fresh = [i for i, sid in enumerate(ids) if not stats.has(sid)]
+        if fresh:
+            stats.append([ids[i] for i in fresh], pattern_stats(batch_patterns[fresh]).numpy())
+        store.append(ids, embed(model, batch_patterns, cfg).to(torch.float16).numpy())
         bar.update(len(batch))
     bar.close()
     return len(todo)

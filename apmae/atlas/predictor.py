@@ -1,0 +1,93 @@
+"""Predict whether a completion is correct from its attention, without the ground truth.
+
+As the paper: per task, the classes are balanced (as many incorrect as correct completions,
+drawn at random) so chance is 50%, and a gradient-boosted classifier sees one *categorical*
+feature per head, its cluster label. Two variants beside it: the AP-MAE embeddings themselves
+(reduced by PCA inside each fold), and a baseline that uses no AP-MAE at all (per-head entropy,
+attention distance, first-token and self weight of the raw pattern). Scores are out-of-fold
+predictions of a stratified k-fold cross-validation: every balanced scenario is predicted once by
+a model that did not train on it, which keeps small tasks measurable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURES = ("clusters", "embeddings", "baseline")
+
+
+@dataclass
+class PredictorConfig:
+    folds: int = 5
+    seed: int = 0
+    max_iter: int = 200  # boosting rounds
+    learning_rate: float = 0.1
+    max_depth: int = 6
+    min_per_class: int = 10  # a task needs this many correct and incorrect completions
+    pca_components: int = 32  # embeddings variant
+    importance_repeats: int = 5
+
+
+def balanced(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices with, in every group (task), as many of each class as the rarer one has."""
+    keep = []
+    for g in np.unique(groups):
+        pos = np.flatnonzero((groups == g) & y)
+        neg = np.flatnonzero((groups == g) & ~y)
+        k = min(len(pos), len(neg))
+        keep += [rng.choice(pos, k, replace=False), rng.choice(neg, k, replace=False)]
+    return np.sort(np.concatenate(keep)) if keep else np.array([], int)
+
+
+def _classifier(kind: str, cfg: PredictorConfig, n_features: int):
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+
+    hgb = HistGradientBoostingClassifier(
+        max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_depth=cfg.max_depth,
+        categorical_features=np.ones(n_features, bool) if kind == "clusters" else None,
+        random_state=cfg.seed)
+    if kind == "embeddings":
+        return make_pipeline(PCA(min(cfg.pca_components, n_features), random_state=cfg.seed), hgb)
+    return hgb
+
+
+def categorical(labels: np.ndarray) -> np.ndarray:
+    """Cluster labels (−1 noise) as the small non-negative codes the classifier's categorical
+    support takes: noise 0, cluster ``c`` → ``c + 1`` (at most 254 per head)."""
+    return np.clip(labels + 1, 0, 254).astype(np.int64)
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, kind: str, cfg: PredictorConfig) -> dict:
+    """Out-of-fold metrics of one feature kind on an already balanced set."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(cfg.folds, int(min(y.sum(), (~y).sum())))
+    proba = np.zeros(len(y))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y):
+        model = _classifier(kind, cfg, x.shape[1]).fit(x[train], y[train])
+        proba[test] = model.predict_proba(x[test])[:, 1]
+    pred = proba >= 0.5
+    return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "accuracy": float(accuracy_score(y, pred)), "auc": float(roc_auc_score(y, proba)),
+            "n_test": int(len(y)), "n_correct": int(y.sum())}
+
+
+def head_importance(x: np.ndarray, y: np.ndarray, cfg: PredictorConfig) -> np.ndarray:
+    """Permutation importance of each feature (head) of the cluster-label model: the drop in
+    balanced accuracy on held-out folds when that head's labels are shuffled."""
+    from sklearn.inspection import permutation_importance
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(cfg.folds, int(min(y.sum(), (~y).sum())))
+    total = np.zeros(x.shape[1])
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y):
+        model = _classifier("clusters", cfg, x.shape[1]).fit(x[train], y[train])
+        result = permutation_importance(model, x[test], y[test], scoring="balanced_accuracy",
+                                        n_repeats=cfg.importance_repeats, random_state=cfg.seed)
+        total += result.importances_mean
+    return total / folds
