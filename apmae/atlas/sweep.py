@@ -1,0 +1,107 @@
+"""Switch heads off and watch the completions: ``apmae sweep``.
+
+Heads are ordered by the predictor's importance (``positive``: most important first;
+``negative``: most negative first; ``neutral``: closest to zero first) or at random
+(``random``: seeded, several repeats), and the first ``n`` of each order are ablated
+(:func:`apmae.intervene.ablate_heads`) for ``n`` from 1 to every head on a log scale. Each point
+scores held-out scenarios against the unablated model: first-token accuracy, flips both ways
+and the change of the target's first-token loss — all from one prefill pass per batch, which
+is what first-token correctness needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..intervene import ablate_heads
+from ..lm.load import Target
+from ..scenarios import Scenario
+
+STRATEGIES = ("positive", "negative", "neutral", "random")
+
+
+@dataclass
+class SweepConfig:
+    scenarios: int = 300  # held-out scenarios scored at every point
+    repeats: int = 3  # random orders averaged
+    batch_size: int = 16
+    seed: int = 0
+
+
+def head_counts(total: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... below ``total``, then ``total``."""
+    counts, base = [], 1
+    while base < total:
+        counts += [c for c in (base, 2 * base, 5 * base) if c < total]
+        base *= 10
+    return sorted(set(counts)) + [total]
+
+
+def orders(importance: dict[tuple[int, int], float], seed: int, repeats: int
+           ) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """``(strategy, repeat, heads in ablation order)`` for every strategy."""
+    heads = sorted(importance)
+    value = np.array([importance[h] for h in heads])
+    ranked = {"positive": np.argsort(-value, kind="stable"),
+              "negative": np.argsort(value, kind="stable"),
+              "neutral": np.argsort(np.abs(value), kind="stable")}
+    out = [(s, 0, [heads[i] for i in idx]) for s, idx in ranked.items()]
+    rng = np.random.default_rng(seed)
+    out += [("random", r, [heads[i] for i in rng.permutation(len(heads))]) for r in range(repeats)]
+    return out
+
+
+@torch.inference_mode()
+def first_token_scores(target: Target, scenarios: list[Scenario], batch_size: int,
+                       heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per scenario: is the greedy first token the target's, and the target's first-token
+    log-probability — with ``heads`` ablated."""
+    hits, logprobs = [], []
+    with ablate_heads(target.model, heads):
+        for start in range(0, len(scenarios), batch_size):
+            batch = scenarios[start:start + batch_size]
+            ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)
+            logits = target.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+            lp = logits.float().log_softmax(-1)
+            first = torch.tensor([s.target_ids[0] for s in batch], device=lp.device)
+            hits.append((lp.argmax(-1) == first).cpu().numpy())
+            logprobs.append(lp.gather(1, first[:, None])[:, 0].cpu().numpy())
+    return np.concatenate(hits), np.concatenate(logprobs)
+
+
+def sweep(target: Target, scenarios: list[Scenario], importance: dict[tuple[int, int], float],
+          cfg: SweepConfig) -> list[dict]:
+    """Every (strategy, n, repeat) point, scored against the unablated model."""
+    base_hits, base_lp = first_token_scores(target, scenarios, cfg.batch_size, [])
+    points = [{"strategy": "none", "n_heads": 0, "repeat": 0, "accuracy": float(base_hits.mean()),
+               "incorrect_to_correct": 0, "correct_to_incorrect": 0, "loss_change": 0.0, "heads": []}]
+    plan = [(s, r, order[:n]) for s, r, order in orders(importance, cfg.seed, cfg.repeats)
+            for n in head_counts(len(order))]
+    for strategy, repeat, heads in tqdm(plan, desc="sweep", unit="point"):
+        hits, lp = first_token_scores(target, scenarios, cfg.batch_size, heads)
+        points.append({
+            "strategy": strategy, "n_heads": len(heads), "repeat": repeat,
+            "accuracy": float(hits.mean()),
+            "incorrect_to_correct": int((hits & ~base_hits).sum()),
+            "correct_to_incorrect": int((~hits & base_hits).sum()),
+            "loss_change": float((base_lp - lp).mean()),  # mean rise of -log p(target)
+            "heads": [list(h) for h in heads]})
+    return points
+
+
+def collapse_points(points: list[dict]) -> dict[str, int | None]:
+    """Per strategy, the fewest heads at which mean accuracy falls to half the unablated one
+    or below (None if it never does)."""
+    base = next(p["accuracy"] for p in points if p["strategy"] == "none")
+    out: dict[str, int | None] = {}
+    for s in STRATEGIES:
+        by_n: dict[int, list[float]] = {}
+        for p in points:
+            if p["strategy"] == s:
+                by_n.setdefault(p["n_heads"], []).append(p["accuracy"])
+        out[s] = next((n for n in sorted(by_n) if np.mean(by_n[n]) <= base / 2), None)
+    return out
