@@ -168,6 +168,69 @@ def cmd_encode(args: argparse.Namespace) -> None:
     print(f"encoded {n} scenarios of run {args.run}", file=sys.stderr)
 
 
+def _atlas_engine():
+    from .atlas.build import engine_for
+
+    return engine_for()
+
+
+def cmd_cluster(args: argparse.Namespace) -> None:
+    from .atlas.build import cluster_run
+    from .atlas.cluster import ClusterConfig
+
+    cfg = _dataclass_from_args(ClusterConfig, args)
+    n = cluster_run(_existing_run(args.run), cfg, _atlas_engine())
+    print(f"clustered {n} heads of run {args.run}", file=sys.stderr)
+
+
+def cmd_predictor_train(args: argparse.Namespace) -> None:
+    from .atlas.build import predictor_run
+    from .atlas.predictor import PredictorConfig
+
+    section = predictor_run(_existing_run(args.run), _dataclass_from_args(PredictorConfig, args),
+                            _atlas_engine())
+    print(json.dumps(section, indent=2))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .atlas.build import sweep_run
+    from .atlas.sweep import SweepConfig
+    from .lm.load import load_target
+
+    run = _existing_run(args.run)
+    engine = _atlas_engine()
+    result = sweep_run(run, _dataclass_from_args(SweepConfig, args), engine,
+                       load_target(run.meta().get("model")))
+    print(json.dumps({"collapse": result["collapse"], "points": len(result["points"])}))
+
+
+def _migrate(direction: str, revision: str) -> None:
+    """Run ``apmae.db.session.upgrade``/``downgrade``; a bad URL or revision, a missing driver
+    or an unreachable server is a one-line error."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db import session
+
+    url = session.database_url()
+    try:
+        at = getattr(session, direction)(url, revision)
+    except (CommandError, SQLAlchemyError) as e:
+        raise UserError(f"{session.masked_url(url)}: {str(e).splitlines()[0]}") from e
+    except ImportError as e:  # the URL's driver, e.g. psycopg
+        raise UserError(f"{session.masked_url(url)}: {e} "
+                        "(PostgreSQL: pip install -e '.[postgres]')") from e
+    print(f"{session.masked_url(url)}: at revision {at or 'base'}")
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    _migrate("upgrade", args.revision)
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> None:
+    _migrate("downgrade", args.revision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apmae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +279,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="AP-MAE folder (default: the run's mae/model)")
     _add_dataclass_flags(p, EncodeConfig)
     p.set_defaults(func=cmd_encode)
+
+    from .atlas.cluster import ClusterConfig
+    from .atlas.predictor import PredictorConfig
+    from .atlas.sweep import SweepConfig
+
+    p = sub.add_parser("cluster", help="UMAP + HDBSCAN per head over the AP-MAE embeddings")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    _add_dataclass_flags(p, ClusterConfig)
+    p.set_defaults(func=cmd_cluster)
+
+    pred = sub.add_parser("predictor", help="predict correctness from pattern clusters") \
+        .add_subparsers(dest="predictor_command", required=True)
+    p = pred.add_parser("train", help="cross-validated predictors per task; head importance")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    _add_dataclass_flags(p, PredictorConfig)
+    p.set_defaults(func=cmd_predictor_train)
+
+    p = sub.add_parser("sweep", help="ablate heads by importance or at random; accuracy per count")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    _add_dataclass_flags(p, SweepConfig)
+    p.set_defaults(func=cmd_sweep)
+
+    db = sub.add_parser("db", help="the SQL store of the pattern atlas (migrations)") \
+        .add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("upgrade", help="create or migrate the database's tables")
+    p.add_argument("--revision", default="head", help="Alembic revision (default: head)")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("downgrade", help="migrate the database back (base: drops every table)")
+    p.add_argument("--revision", default="base", help="Alembic revision (default: base)")
+    p.set_defaults(func=cmd_db_downgrade)
 
     from .extract import KEEP_HELP
     from .scenarios import TASKS

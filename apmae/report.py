@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections import defaultdict
 from typing import Iterable
 
@@ -49,10 +50,27 @@ def build_report(run: Run) -> dict:
         heads = store.meta.layers * store.meta.heads
         report["patterns"] = {"stored": len(store), "bytes": store.nbytes(),
                               "bytes_per_pattern": round(store.nbytes() / max(1, len(store) * heads))}
+    report.update(atlas_sections(run))
     mae_eval = run.path / "mae" / "eval.json"
     if mae_eval.exists():
         report.update(json.loads(mae_eval.read_text()))
     return report
+
+
+def atlas_sections(run: Run) -> dict:
+    """``clusters``, ``predictor`` and ``sweep`` from the SQL store, for the stages that ran."""
+    from .db.session import database_url
+
+    url = database_url()
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return {}  # no atlas yet: do not create an empty database just to report on it
+    from .atlas.build import cluster_summary, engine_for, predictor_summary, sweep_summary
+
+    engine = engine_for(url)
+    sections = {"clusters": cluster_summary(engine, run.name),
+                "predictor": predictor_summary(engine, run.name),
+                "sweep": sweep_summary(engine, run.name)}
+    return {k: v for k, v in sections.items() if v is not None}
 
 
 def format_report(report: dict) -> str:

@@ -41,7 +41,7 @@ def balanced(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(keep)) if keep else np.array([], int)
 
 
-def _classifier(kind: str, cfg: PredictorConfig, n_features: int):
+def _classifier(kind: str, cfg: PredictorConfig, n_features: int, n_samples: int):
     from sklearn.decomposition import PCA
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import make_pipeline
@@ -51,7 +51,8 @@ def _classifier(kind: str, cfg: PredictorConfig, n_features: int):
         categorical_features=np.ones(n_features, bool) if kind == "clusters" else None,
         random_state=cfg.seed)
     if kind == "embeddings":
-        return make_pipeline(PCA(min(cfg.pca_components, n_features), random_state=cfg.seed), hgb)
+        components = min(cfg.pca_components, n_features, n_samples)
+        return make_pipeline(PCA(components, random_state=cfg.seed), hgb)
     return hgb
 
 
@@ -69,7 +70,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, kind: str, cfg: PredictorConfig
     folds = min(cfg.folds, int(min(y.sum(), (~y).sum())))
     proba = np.zeros(len(y))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y):
-        model = _classifier(kind, cfg, x.shape[1]).fit(x[train], y[train])
+        model = _classifier(kind, cfg, x.shape[1], len(train)).fit(x[train], y[train])
         proba[test] = model.predict_proba(x[test])[:, 1]
     pred = proba >= 0.5
     return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
@@ -86,7 +87,7 @@ def head_importance(x: np.ndarray, y: np.ndarray, cfg: PredictorConfig) -> np.nd
     folds = min(cfg.folds, int(min(y.sum(), (~y).sum())))
     total = np.zeros(x.shape[1])
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y):
-        model = _classifier("clusters", cfg, x.shape[1]).fit(x[train], y[train])
+        model = _classifier("clusters", cfg, x.shape[1], len(train)).fit(x[train], y[train])
         result = permutation_importance(model, x[test], y[test], scoring="balanced_accuracy",
                                         n_repeats=cfg.importance_repeats, random_state=cfg.seed)
         total += result.importances_mean

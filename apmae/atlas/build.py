@@ -1,0 +1,270 @@
+"""The atlas stages over a run, kept in SQL: ``apmae cluster``, ``apmae predictor train``,
+``apmae sweep``.
+
+Each stage reads the run's folder (results, embeddings, pattern statistics), computes with the
+pure functions of :mod:`apmae.atlas`, and writes in transactions with upserts on natural keys,
+so a rerun after an interruption neither duplicates nor loses rows. Clustering commits head by
+head and skips heads already clustered with the same settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+from tqdm import tqdm
+
+from ..db import models as m
+from ..db.session import get_or_create_run, make_engine, session_scope, upgrade, upsert_rows
+from ..paths import atomic_path
+from ..run import Run
+from .cluster import ClusterConfig, cluster_head
+from .encode import open_embeddings, open_stats, scenarios_of
+from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate,
+                        head_importance)
+from .sweep import SweepConfig, collapse_points, sweep
+
+
+def engine_for(url: str | None = None) -> Engine:
+    """The database, migrated to the latest schema (every stage upgrades on start)."""
+    upgrade(url)
+    return make_engine(url)
+
+
+def sync_run(engine: Engine, run: Run) -> int:
+    """Mirror the run and its scenarios' results into SQL; returns the SQL run id."""
+    meta = run.meta()
+    if "layers" not in meta:
+        raise ValueError(f"run {run.name} has no extraction results (run `apmae extract` first)")
+    scenarios = {s.id: s for s in scenarios_of(run)}
+    with session_scope(engine) as session:
+        known = session.scalar(select(m.Run.settings).where(m.Run.name == run.name))
+        db_run = get_or_create_run(session, run.name, model=meta["model"], tokenizer=meta["tokenizer"],
+                                   window=len(next(iter(scenarios.values())).input_ids),
+                                   layers=meta["layers"], heads=meta["heads"], settings=known or {})
+        rows = [{"run_id": db_run.id, "key": r["id"], "task": r["task"], "path": r["path"] or "",
+                 "split": r["split"], "start": scenarios[r["id"]].start, "end": scenarios[r["id"]].end,
+                 "target": scenarios[r["id"]].target, "completion": r["completion"],
+                 "correct_exact": r["correct_exact"], "correct_first_token": r["correct_first_token"],
+                 "logprob_target_first": r.get("logprob_target_first")}
+                for r in run.results() if r["id"] in scenarios]
+        upsert_rows(session, m.Scenario, rows, ["run_id", "key"],
+                    ["completion", "correct_exact", "correct_first_token", "logprob_target_first"])
+        return db_run.id
+
+
+def _set_settings(engine: Engine, run_id: int, **stage: object) -> None:
+    with session_scope(engine) as session:
+        db_run = session.get(m.Run, run_id)
+        db_run.settings = {**(db_run.settings or {}), **stage}
+
+
+def _scenario_ids(engine: Engine, run_id: int) -> dict[str, int]:
+    with session_scope(engine) as session:
+        return dict(session.execute(select(m.Scenario.key, m.Scenario.id)
+                                    .where(m.Scenario.run_id == run_id)).all())
+
+
+def assignment_path(run: Run) -> Path:
+    """Per head: medoid directions, their labels and radii, to place new patterns."""
+    return run.path / "atlas" / "assign.npz"
+
+
+# --- cluster ----------------------------------------------------------------------------------
+
+
+def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
+    """Cluster every head of the run; returns how many heads were (re)clustered."""
+    run_id = sync_run(engine, run)
+    emb = open_embeddings(run)
+    keys = emb.ids()
+    if not keys:
+        raise ValueError(f"run {run.name} has no embeddings (run `apmae encode` first)")
+    x = np.stack([np.asarray(emb.get(k), np.float32) for k in keys])  # [n, layers, heads, d]
+    ids = _scenario_ids(engine, run_id)
+    tasks, correct = _labels_of(engine, run_id, keys)
+    fingerprint = {"config": asdict(cfg), "scenarios": len(keys), "embeddings": emb.meta.model}
+    with session_scope(engine) as session:
+        settings = session.get(m.Run, run_id).settings or {}
+        done = {(h.layer, h.head) for h in session.scalars(select(m.Head).where(m.Head.run_id == run_id))}
+    if settings.get("cluster") != fingerprint:
+        done = set()
+    heads = [(l, h) for l in range(x.shape[1]) for h in range(x.shape[2]) if (l, h) not in done]
+    arrays = dict(np.load(assignment_path(run))) if assignment_path(run).exists() and done else {}
+    _set_settings(engine, run_id, cluster=fingerprint)
+    for layer, head in tqdm(heads, desc="cluster", unit="head"):
+        hc = cluster_head(x[:, layer, head], cfg)
+        with session_scope(engine) as session:
+            upsert_rows(session, m.Head, [{"run_id": run_id, "layer": layer, "head": head,
+                                           "n_clusters": hc.n_clusters, "noise_share": hc.noise_share,
+                                           "importance": None}],
+                        ["run_id", "layer", "head"], ["n_clusters", "noise_share"])
+            head_id = session.scalar(select(m.Head.id).where(
+                m.Head.run_id == run_id, m.Head.layer == layer, m.Head.head == head))
+            session.execute(delete(m.Cluster).where(m.Cluster.head_id == head_id))
+            rows = []
+            for label in sorted(set(hc.labels.tolist())):
+                members = np.flatnonzero(hc.labels == label)
+                rows.append({
+                    "head_id": head_id, "label": label, "size": len(members),
+                    "medoid_scenario_id": ids[keys[hc.medoids[label]]] if label in hc.medoids else None,
+                    "exemplars": [keys[i] for i in hc.exemplars.get(label, [])],
+                    "by_task": {t: int(c) for t, c in zip(*np.unique(tasks[members], return_counts=True))},
+                    "by_correct": {"correct": int(correct[members].sum()),
+                                   "incorrect": int((~correct[members]).sum())}})
+            session.execute(m.Cluster.__table__.insert(), rows)
+            upsert_rows(session, m.Membership,
+                        [{"scenario_id": ids[k], "head_id": head_id, "label": int(hc.labels[i]),
+                          "x": float(hc.coords[i, 0]), "y": float(hc.coords[i, 1]),
+                          "probability": float(hc.probabilities[i])} for i, k in enumerate(keys)],
+                        ["scenario_id", "head_id"], ["label", "x", "y", "probability"])
+        arrays[f"L{layer}H{head}_centers"] = hc.centers
+        arrays[f"L{layer}H{head}_labels"] = hc.center_labels
+        arrays[f"L{layer}H{head}_radii"] = hc.radii
+        with atomic_path(assignment_path(run)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+    return len(heads)
+
+
+def _labels_of(engine: Engine, run_id: int, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    with session_scope(engine) as session:
+        rows = {k: (t, c) for k, t, c in session.execute(
+            select(m.Scenario.key, m.Scenario.task, m.Scenario.correct_first_token)
+            .where(m.Scenario.run_id == run_id))}
+    return (np.array([rows[k][0] for k in keys]), np.array([bool(rows[k][1]) for k in keys]))
+
+
+def cluster_summary(engine: Engine, run_name: str) -> dict | None:
+    """The report's ``clusters`` section."""
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(m.Run.id).where(m.Run.name == run_name))
+        heads = session.scalars(select(m.Head).where(m.Head.run_id == run_id)).all() if run_id else []
+        if not heads:
+            return None
+        return {"heads": len(heads),
+                "clustered_share": float(np.mean([1 - h.noise_share for h in heads])),
+                "clusters_per_head_mean": float(np.mean([h.n_clusters for h in heads])),
+                "noise_share_mean": float(np.mean([h.noise_share for h in heads]))}
+
+
+# --- predictor --------------------------------------------------------------------------------
+
+
+def _feature_matrices(run: Run, engine: Engine, run_id: int, keys: list[str]) -> dict[str, np.ndarray]:
+    """Per scenario (rows in ``keys`` order): cluster-label codes, embeddings, raw statistics."""
+    ids = _scenario_ids(engine, run_id)
+    with session_scope(engine) as session:
+        heads = {hid: (l, h) for hid, l, h in session.execute(
+            select(m.Head.id, m.Head.layer, m.Head.head).where(m.Head.run_id == run_id))}
+        members = session.execute(select(m.Membership.scenario_id, m.Membership.head_id,
+                                         m.Membership.label)
+                                  .where(m.Membership.head_id.in_(list(heads)))).all()
+    if not heads:
+        raise ValueError(f"run {run.name} has no clusters (run `apmae cluster` first)")
+    meta = run.meta()
+    row = {ids[k]: i for i, k in enumerate(keys)}
+    labels = np.full((len(keys), meta["layers"], meta["heads"]), -1, int)
+    for sid, hid, label in members:
+        if sid in row:
+            labels[row[sid], heads[hid][0], heads[hid][1]] = label
+    emb, stats = open_embeddings(run), open_stats(run)
+    return {"clusters": categorical(labels.reshape(len(keys), -1)),
+            "embeddings": np.stack([np.asarray(emb.get(k), np.float32).reshape(-1) for k in keys]),
+            "baseline": np.stack([np.asarray(stats.get(k), np.float32).reshape(-1) for k in keys])}
+
+
+def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
+    """Train and evaluate every feature kind per task and over all tasks; store metrics and
+    head importance. Returns the report's ``predictor`` section."""
+    run_id = sync_run(engine, run)
+    keys = open_embeddings(run).ids()
+    tasks, y = _labels_of(engine, run_id, keys)
+    feats = _feature_matrices(run, engine, run_id, keys)
+    rng = np.random.default_rng(cfg.seed)
+    groups = {t: tasks == t for t in sorted(set(tasks.tolist()))}
+    groups["all"] = tasks != "noise"
+    rows, section, importance = [], {}, None
+    for task, sel in groups.items():
+        pos, neg = int((y & sel).sum()), int((~y & sel).sum())
+        if min(pos, neg) < cfg.min_per_class:
+            section[task] = {"skipped": f"{pos} correct / {neg} incorrect: fewer than "
+                                        f"{cfg.min_per_class} of one class"}
+            continue
+        idx = np.flatnonzero(sel)[balanced(y[sel], tasks[sel], rng)]
+        metrics = {kind: cross_validate(feats[kind][idx], y[idx], kind, cfg) for kind in FEATURES}
+        rows += [{"run_id": run_id, "task": task, "features": kind, "metrics": metrics[kind]}
+                 for kind in FEATURES]
+        section[task] = {**metrics["clusters"],
+                         "embeddings_balanced_accuracy": metrics["embeddings"]["balanced_accuracy"],
+                         "baseline_balanced_accuracy": metrics["baseline"]["balanced_accuracy"]}
+        if task == "all":
+            importance = head_importance(feats["clusters"][idx], y[idx], cfg)
+    with session_scope(engine) as session:
+        upsert_rows(session, m.Predictor, rows, ["run_id", "task", "features"], ["metrics"])
+        if importance is not None:
+            heads = run.meta()["heads"]
+            for i, value in enumerate(importance):
+                session.execute(m.Head.__table__.update()
+                                .where(m.Head.run_id == run_id, m.Head.layer == i // heads,
+                                       m.Head.head == i % heads).values(importance=float(value)))
+    _set_settings(engine, run_id, predictor=asdict(cfg))
+    return {"by_task": section}
+
+
+def predictor_summary(engine: Engine, run_name: str) -> dict | None:
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(m.Run.id).where(m.Run.name == run_name))
+        rows = session.execute(select(m.Predictor.task, m.Predictor.features, m.Predictor.metrics)
+                               .where(m.Predictor.run_id == run_id)).all() if run_id else []
+    if not rows:
+        return None
+    by: dict[str, dict] = {}
+    for task, kind, metrics in rows:
+        entry = by.setdefault(task, {})
+        if kind == "clusters":
+            entry.update(metrics)
+        else:
+            entry[f"{kind}_balanced_accuracy"] = metrics["balanced_accuracy"]
+    return {"by_task": by}
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+
+def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target) -> dict:
+    """Sweep on held-out (test-split, non-noise) scenarios; store the points."""
+    run_id = sync_run(engine, run)
+    with session_scope(engine) as session:
+        importance = {(h.layer, h.head): h.importance for h in
+                      session.scalars(select(m.Head).where(m.Head.run_id == run_id))}
+    if not importance or any(v is None for v in importance.values()):
+        raise ValueError(f"run {run.name} has no head importance (run `apmae predictor train` first)")
+    pool = [s for s in scenarios_of(run) if s.split == "test" and s.task != "noise"]
+    if not pool:
+        raise ValueError(f"run {run.name} has no held-out scenarios to sweep on")
+    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(pool))[:cfg.scenarios])
+    points = sweep(target, [pool[i] for i in pick], importance, cfg)
+    with session_scope(engine) as session:
+        session.execute(delete(m.SweepPoint).where(m.SweepPoint.run_id == run_id))
+        session.execute(m.SweepPoint.__table__.insert(),
+                        [{"run_id": run_id, "accuracy_exact": None, **p} for p in points])
+    _set_settings(engine, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)})
+    return sweep_summary(engine, run.name)
+
+
+def sweep_summary(engine: Engine, run_name: str) -> dict | None:
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(m.Run.id).where(m.Run.name == run_name))
+        points = [{"strategy": p.strategy, "n_heads": p.n_heads, "repeat": p.repeat,
+                   "accuracy": p.accuracy, "incorrect_to_correct": p.incorrect_to_correct,
+                   "correct_to_incorrect": p.correct_to_incorrect, "loss_change": p.loss_change}
+                  for p in session.scalars(select(m.SweepPoint).where(m.SweepPoint.run_id == run_id)
+                                           .order_by(m.SweepPoint.strategy, m.SweepPoint.n_heads,
+                                                     m.SweepPoint.repeat))] if run_id else []
+    if not points:
+        return None
+    return {"points": points, "collapse": collapse_points(points)}

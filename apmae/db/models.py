@@ -1,0 +1,159 @@
+"""The atlas's tables (SQLAlchemy 2 typed declarative).
+
+Only portable column types, so one schema serves SQLite and PostgreSQL; every constraint and
+index is named by ``NAMING`` so Alembic migrations render and compare deterministically. A run's
+rows hang off it with ``ON DELETE CASCADE``: deleting the run removes them in the database,
+without loading them into the session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _run_fk(index: bool = False) -> Mapped[int]:
+    return mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=index)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Run(Base):
+    """One analysed model over one set of scenarios (mirrors the run folder's ``run.json``)."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String, unique=True, index=True)
+    model: Mapped[str] = mapped_column(String)
+    tokenizer: Mapped[str] = mapped_column(String)  # the tokenizer's fingerprint
+    window: Mapped[int] = mapped_column(Integer)
+    layers: Mapped[int] = mapped_column(Integer)
+    heads: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)  # configs and seeds of every stage
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Scenario(Base):
+    """One completion scenario and how the model did on it (a line of ``results.jsonl``)."""
+
+    __tablename__ = "scenarios"
+    __table_args__ = (UniqueConstraint("run_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk(index=True)
+    key: Mapped[str] = mapped_column(String)  # the scenario id in results.jsonl
+    task: Mapped[str] = mapped_column(String, index=True)
+    path: Mapped[str] = mapped_column(String)
+    split: Mapped[str | None] = mapped_column(String)
+    start: Mapped[int | None] = mapped_column(Integer)
+    end: Mapped[int | None] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(Text)
+    completion: Mapped[str] = mapped_column(Text)
+    correct_exact: Mapped[bool] = mapped_column(Boolean)
+    correct_first_token: Mapped[bool] = mapped_column(Boolean)
+    logprob_target_first: Mapped[float | None] = mapped_column(Float)
+
+
+class Head(Base):
+    """One attention head of a run, with the summary of its clustering."""
+
+    __tablename__ = "heads"
+    __table_args__ = (UniqueConstraint("run_id", "layer", "head"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    layer: Mapped[int] = mapped_column(Integer)
+    head: Mapped[int] = mapped_column(Integer)
+    n_clusters: Mapped[int] = mapped_column(Integer)
+    noise_share: Mapped[float] = mapped_column(Float)
+    importance: Mapped[float | None] = mapped_column(Float)
+
+
+class Cluster(Base):
+    """One cluster of a head's patterns; label -1 is the noise."""
+
+    __tablename__ = "clusters"
+    __table_args__ = (UniqueConstraint("head_id", "label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("heads.id", ondelete="CASCADE"), index=True)
+    label: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    medoid_scenario_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scenarios.id", ondelete="SET NULL"))
+    exemplars: Mapped[list[str]] = mapped_column(JSON)  # scenario keys, best first
+    by_task: Mapped[dict[str, int]] = mapped_column(JSON)  # {task: count}
+    by_correct: Mapped[dict[str, int]] = mapped_column(JSON)  # {"correct": n, "incorrect": n}
+
+
+class Membership(Base):
+    """Where one scenario's pattern of one head landed: its cluster and 2-D map position."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (Index(None, "head_id", "label"),)
+    scenario_id: Mapped[int] = mapped_column(
+        ForeignKey("scenarios.id", ondelete="CASCADE"), primary_key=True)
+    head_id: Mapped[int] = mapped_column(
+        ForeignKey("heads.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float | None] = mapped_column(Float)
+
+
+class Predictor(Base):
+    """How well one feature set predicts correctness on one task (or "all")."""
+
+    __tablename__ = "predictors"
+    __table_args__ = (UniqueConstraint("run_id", "task", "features"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    task: Mapped[str] = mapped_column(String)
+    features: Mapped[str] = mapped_column(String)  # "clusters" | "embeddings" | "baseline"
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class SweepPoint(Base):
+    """One point of an ablation sweep: ``n_heads`` heads switched off by ``strategy``."""
+
+    __tablename__ = "sweep_points"
+    __table_args__ = (UniqueConstraint("run_id", "strategy", "n_heads", "repeat"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    strategy: Mapped[str] = mapped_column(String)
+    n_heads: Mapped[int] = mapped_column(Integer)
+    repeat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    accuracy: Mapped[float] = mapped_column(Float)
+    accuracy_exact: Mapped[float | None] = mapped_column(Float)
+    incorrect_to_correct: Mapped[int] = mapped_column(Integer)
+    correct_to_incorrect: Mapped[int] = mapped_column(Integer)
+    loss_change: Mapped[float | None] = mapped_column(Float)
+    heads: Mapped[list[list[int]]] = mapped_column(JSON)  # [[layer, head], ...]

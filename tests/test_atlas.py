@@ -1,0 +1,98 @@
+"""The atlas stages end to end on a tiny run: SQL rows, idempotent reruns, report sections."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from apmae.atlas.build import (assignment_path, cluster_run, cluster_summary, engine_for,
+                               predictor_run, sweep_run)
+from apmae.atlas.cluster import ClusterConfig
+from apmae.atlas.encode import EncodeConfig, encode_run
+from apmae.atlas.predictor import PredictorConfig
+from apmae.atlas.sweep import SweepConfig
+from apmae.db import models as m
+from apmae.db.session import session_scope
+from apmae.mae.train import MAETrainConfig, train_mae
+from apmae.run import Run
+
+
+def _counts(engine) -> dict[str, int]:
+    with session_scope(engine) as s:
+        return {t.__tablename__: s.scalar(select(func.count()).select_from(t))
+                for t in (m.Run, m.Scenario, m.Head, m.Cluster, m.Membership, m.Predictor, m.SweepPoint)}
+
+
+@pytest.fixture(scope="module")
+def atlas_run(tmp_path_factory, pattern_run):
+    """A copy of the tiny run whose labels alternate (the tiny random model gets nothing
+    right), so that the predictor has two classes to separate; encoded with a tiny AP-MAE."""
+    root = tmp_path_factory.mktemp("atlas")
+    run = Run("atlas", path=root / "atlas")
+    shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
+    rows = [json.loads(line) for line in run.results_path.read_text().splitlines()]
+    for i, r in enumerate(rows):
+        r["correct_first_token"] = bool(i % 2)
+    run.results_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = train_mae(run, MAETrainConfig(batch_size=8, steps=2, warmup=1, head_fraction=0.5,
+                                          threads=1))
+    encode_run(run, EncodeConfig(), model_dir=model)
+    return run
+
+
+def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_target):
+    engine = engine_for(f"sqlite:///{tmp_path / 'atlas.db'}")
+    heads = atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
+    assert cluster_run(atlas_run, ClusterConfig(), engine) == heads
+    after_cluster = _counts(engine)
+    n = len(list(atlas_run.results()))
+    assert after_cluster["heads"] == heads and after_cluster["memberships"] == n * heads
+    assert assignment_path(atlas_run).exists()
+    assert cluster_run(atlas_run, ClusterConfig(), engine) == 0  # every head done: skipped
+    assert _counts(engine) == after_cluster
+    summary = cluster_summary(engine, "atlas")
+    assert summary["heads"] == heads and 0 <= summary["clustered_share"] <= 1
+
+    cfg = PredictorConfig(max_iter=20, min_per_class=3, folds=3, importance_repeats=2)
+    section = predictor_run(atlas_run, cfg, engine)
+    assert 0 <= section["by_task"]["all"]["balanced_accuracy"] <= 1
+    assert "baseline_balanced_accuracy" in section["by_task"]["all"]
+    predictor_run(atlas_run, cfg, engine)
+    after_predictor = _counts(engine)
+    assert after_predictor["predictors"] == 3 * sum(1 for v in section["by_task"].values()
+                                                    if "skipped" not in v)
+
+    sweep = sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine,
+                      tiny_target)
+    assert {p["strategy"] for p in sweep["points"]} >= {"positive", "negative", "neutral", "random"}
+    points = _counts(engine)["sweep_points"]
+    sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target)
+    assert _counts(engine)["sweep_points"] == points
+
+
+def test_stages_in_the_wrong_order_say_what_to_run(tmp_path, atlas_run, tiny_target):
+    engine = engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(ValueError, match="apmae cluster"):
+        predictor_run(atlas_run, PredictorConfig(), engine)
+    with pytest.raises(ValueError, match="apmae predictor train"):
+        sweep_run(atlas_run, SweepConfig(), engine, tiny_target)
+
+
+def test_cli_runs_the_stages_and_the_report_shows_them(tmp_path, atlas_run, monkeypatch, capsys):
+    from apmae.cli import main
+
+    home = tmp_path / "home"
+    shutil.copytree(atlas_run.path, home / "runs" / "atlas")
+    monkeypatch.setenv("APMAE_HOME", str(home))
+    assert main(["cluster", "--run", "atlas"]) == 0
+    assert main(["predictor", "train", "--run", "atlas", "--min-per-class", "3", "--folds", "3",
+                 "--max-iter", "20", "--importance-repeats", "2"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--run", "atlas", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clusters"]["heads"] == atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
+    assert "all" in report["predictor"]["by_task"]
+    assert main(["sweep", "--run", "nope"]) == 2
