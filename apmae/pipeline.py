@@ -1,8 +1,9 @@
 """The default run, stage by stage; every stage skips work that is already done.
 
 ``apmae demo`` calls :func:`build_default_run`: mine scenarios from the JDK's source with the
-embedded model's tokenizer, then complete them and capture their patterns. Later stages
-(AP-MAE, clustering, prediction, the explorer) add themselves here.
+embedded model's tokenizer, complete them and capture their patterns, then the atlas: train and
+evaluate AP-MAE, encode every pattern, cluster every head, train the correctness predictor and
+sweep head ablations. Each stage reuses what an earlier build left.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class DemoConfig:
     window: int = 256
     keep: str = "sample:700"  # patterns kept: 32 heads x 66 KB each per scenario
     batch_size: int = 8
+    mae_steps: int = 1500  # AP-MAE training steps (~6 minutes on 2 cores)
+    atlas: bool = True  # also build the atlas (AP-MAE, encode, cluster, predictor, sweep)
 
 
 def ensure_jdk_source() -> str:
@@ -59,4 +62,30 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
         run.update_meta(mining=settings)
     extract(run, run.scenarios_path, target,
             ExtractConfig(batch_size=cfg.batch_size, keep=cfg.keep))
+    if cfg.atlas:
+        build_atlas(run, cfg, target)
     return run
+
+
+def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None) -> None:
+    """AP-MAE (trained once, evaluated once), embeddings, clusters, predictor and sweep."""
+    from .atlas.build import cluster_run, engine_for, predictor_run, sweep_run
+    from .atlas.cluster import ClusterConfig
+    from .atlas.encode import EncodeConfig, encode_run
+    from .atlas.predictor import PredictorConfig
+    from .atlas.sweep import SweepConfig
+    from .mae.evaluate import MAEEvalConfig, evaluate
+    from .mae.train import MAETrainConfig, mae_dir, train_mae
+
+    if not (mae_dir(run) / "model" / "config.json").exists():
+        train_mae(run, MAETrainConfig(steps=cfg.mae_steps, seed=cfg.seed), resume=True)
+    if not (mae_dir(run) / "eval.json").exists():
+        evaluate(run, MAEEvalConfig(seed=cfg.seed))
+    encode_run(run, EncodeConfig(), target=lambda: target)
+    engine = engine_for(url)
+    cluster_run(run, ClusterConfig(seed=cfg.seed), engine)
+    predictor_run(run, PredictorConfig(seed=cfg.seed), engine)
+    try:
+        sweep_run(run, SweepConfig(seed=cfg.seed), engine, target)
+    except ValueError as e:  # no task had both right and wrong completions to rank heads by
+        print(f"sweep skipped: {e}", file=sys.stderr)

@@ -62,8 +62,8 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     assert "baseline_balanced_accuracy" in section["by_task"]["all"]
     predictor_run(atlas_run, cfg, engine)
     after_predictor = _counts(engine)
-    assert after_predictor["predictors"] == 3 * sum(1 for v in section["by_task"].values()
-                                                    if "skipped" not in v)
+    scored = sum(1 for v in section["by_task"].values() if "skipped" not in v)
+    assert after_predictor["predictors"] == 3 * scored + (len(section["by_task"]) - scored)
 
     sweep = sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine,
                       tiny_target)

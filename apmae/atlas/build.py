@@ -193,6 +193,8 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
         if min(pos, neg) < cfg.min_per_class:
             section[task] = {"skipped": f"{pos} correct / {neg} incorrect: fewer than "
                                         f"{cfg.min_per_class} of one class"}
+            rows.append({"run_id": run_id, "task": task, "features": "clusters",
+                         "metrics": section[task]})  # the report says why there is no figure
             continue
         idx = np.flatnonzero(sel)[balanced(y[sel], tasks[sel], rng)]
         metrics = {kind: cross_validate(feats[kind][idx], y[idx], kind, cfg) for kind in FEATURES}
@@ -227,7 +229,7 @@ def predictor_summary(engine: Engine, run_name: str) -> dict | None:
         entry = by.setdefault(task, {})
         if kind == "clusters":
             entry.update(metrics)
-        else:
+        elif "balanced_accuracy" in metrics:
             entry[f"{kind}_balanced_accuracy"] = metrics["balanced_accuracy"]
     return {"by_task": by}
 

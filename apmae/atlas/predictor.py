@@ -46,8 +46,11 @@ def _classifier(kind: str, cfg: PredictorConfig, n_features: int, n_samples: int
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import make_pipeline
 
+    # sklearn's default leaf of 20 samples leaves a balanced task of ~60 training scenarios
+    # without a single split; scale it with the data, as the paper's CatBoost does not need to
     hgb = HistGradientBoostingClassifier(
         max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_depth=cfg.max_depth,
+        min_samples_leaf=max(2, min(20, n_samples // 10)),
         categorical_features=np.ones(n_features, bool) if kind == "clusters" else None,
         random_state=cfg.seed)
     if kind == "embeddings":
