@@ -8,6 +8,7 @@ sweep head ablations. Each stage reuses what an earlier build left.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -18,12 +19,14 @@ from .corpus import CorpusError, default_source, find_jdk_src_zip
 from .extract import ExtractConfig, extract
 from .lm.load import load_target
 from .run import Run
-from .scenarios import mine, write_scenarios
+from .scenarios import TASKS, mine, write_scenarios
 
 
 @dataclass
 class DemoConfig:
-    per_task: int = 100  # scenarios per task (14 tasks)
+    per_task: int = 100  # scenarios per task (14 tasks) from the train split's files
+    heldout_per_task: int = 50  # and per task (noise aside) from the held-out files: what
+    # AP-MAE's evaluation, the predictor's balance and the sweep need most
     seed: int = 0
     window: int = 256
     keep: str = "sample:700"  # patterns kept: 32 heads x 66 KB each per scenario
@@ -49,16 +52,23 @@ def ensure_jdk_source() -> str:
 
 def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
                       model: str | None = None) -> Run:
-    """Mine (once) and extract (resumably) the default run; ``model`` None is the embedded one."""
+    """Mine (once) and extract (resumably) the default run, then build its atlas; ``model``
+    None is the embedded one."""
     source = source or ensure_jdk_source()
     target = load_target(model)
-    settings = {"source": source, "per_task": cfg.per_task, "seed": cfg.seed, "window": cfg.window}
+    settings = {"source": source, "per_task": cfg.per_task, "heldout_per_task": cfg.heldout_per_task,
+                "seed": cfg.seed, "window": cfg.window}
     if run.meta().get("mining") != settings or not run.scenarios_path.exists():
         if run.results_path.exists():
             raise ValueError(f"run {run.name} at {run.path} was built with other settings "
                              f"{run.meta().get('mining')}; use another --run or delete it")
-        write_scenarios(mine(source, target.tokenizer, per_task=cfg.per_task, seed=cfg.seed,
-                             window=cfg.window), run.scenarios_path)
+        heldout_tasks = [t for t in TASKS if t != "noise"]
+        write_scenarios(itertools.chain(
+            mine(source, target.tokenizer, per_task=cfg.per_task, seed=cfg.seed,
+                 window=cfg.window, split="train"),
+            mine(source, target.tokenizer, tasks=heldout_tasks, per_task=cfg.heldout_per_task,
+                 seed=cfg.seed, window=cfg.window, split="test") if cfg.heldout_per_task else ()),
+            run.scenarios_path)
         run.update_meta(mining=settings)
     extract(run, run.scenarios_path, target,
             ExtractConfig(batch_size=cfg.batch_size, keep=cfg.keep))
