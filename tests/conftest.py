@@ -10,6 +10,48 @@ import torch
 JAVA_DIR = Path(__file__).parent / "fixtures" / "java"
 
 
+#: Vocabulary of the tiny random models below (token ids only, no tokenizer).
+TINY_VOCAB = 64
+
+
+def tiny_starcoder2(attn: str = "eager"):
+    """A random 2-layer Starcoder2 (GQA, biased projections); peaky patterns (init 0.5)."""
+    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+
+    config = Starcoder2Config(
+        vocab_size=TINY_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        use_bias=True, initializer_range=0.5, attn_implementation=attn,
+    )
+    torch.manual_seed(0)
+    return Starcoder2ForCausalLM(config).eval()
+
+
+def tiny_llama():
+    """A random 3-layer Llama with grouped-query attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=TINY_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        initializer_range=0.5, attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_gpt2():
+    """A random 2-layer GPT-2 (Conv1D projections)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=TINY_VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+        initializer_range=0.5, attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(config).eval()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test writes under its own APMAE_HOME, never the user's."""

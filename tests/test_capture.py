@@ -7,14 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    Starcoder2Config,
-    Starcoder2ForCausalLM,
-)
+
+from conftest import TINY_VOCAB, tiny_gpt2, tiny_llama, tiny_starcoder2
 
 from apmae.capture import (
     LOG_FLOOR,
@@ -24,41 +18,11 @@ from apmae.capture import (
     unpack_lower_triangle,
 )
 
-VOCAB, T = 64, 20
-
-
-def tiny_starcoder2(attn: str = "eager") -> Starcoder2ForCausalLM:
-    config = Starcoder2Config(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        initializer_range=0.5,  # peaky, far-from-uniform patterns make the comparison meaningful
-        attn_implementation=attn,
-    )
-    torch.manual_seed(0)
-    return Starcoder2ForCausalLM(config).eval()
-
-
-def tiny_llama() -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        initializer_range=0.5, attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
-
-
-def tiny_gpt2() -> GPT2LMHeadModel:
-    config = GPT2Config(
-        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-        initializer_range=0.5, attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(config).eval()
+T = 20
 
 
 def ids(batch: int, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
+    return torch.randint(0, TINY_VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
 
 
 def hook_count(model: torch.nn.Module) -> int:

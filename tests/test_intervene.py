@@ -9,59 +9,28 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    Starcoder2Config,
-    Starcoder2ForCausalLM,
-)
+
+from conftest import TINY_VOCAB, tiny_gpt2, tiny_llama, tiny_starcoder2
 
 from apmae.capture import record_attention
 from apmae.intervene import ablate_heads, num_attention_heads, output_projections
 
-VOCAB, T = 64, 12
+T = 12
 
 
-def tiny_starcoder2() -> Starcoder2ForCausalLM:
-    config = Starcoder2Config(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        use_bias=True, initializer_range=0.5, attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    model = Starcoder2ForCausalLM(config).eval()
+def tiny_starcoder2_biased():
+    model = tiny_starcoder2()
     with torch.no_grad():  # a nonzero o_proj bias, so "the bias stays" is actually checked
         for proj in output_projections(model):
             proj.bias.normal_()
     return model
 
 
-def tiny_llama() -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        initializer_range=0.5, attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
-
-
-def tiny_gpt2() -> GPT2LMHeadModel:
-    config = GPT2Config(
-        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-        initializer_range=0.5, attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(config).eval()
-
-
-BUILDERS = [tiny_starcoder2, tiny_llama, tiny_gpt2]
+BUILDERS = [tiny_starcoder2_biased, tiny_llama, tiny_gpt2]
 
 
 def ids(batch: int = 2, seed: int = 1) -> torch.Tensor:
-    return torch.randint(0, VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
+    return torch.randint(0, TINY_VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
 
 
 def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +79,7 @@ def test_equals_zeroed_projection_weights(build) -> None:
 
 def test_starcoder2_bias_survives_whole_layer_ablation() -> None:
     """All heads of a layer ablated: the projection still adds its bias (zeroed input, not output)."""
-    model = tiny_starcoder2()
+    model = tiny_starcoder2_biased()
     x = ids()
     heads = [(0, h) for h in range(4)]
     with ablate_heads(model, heads):
@@ -201,7 +170,7 @@ def test_two_models_do_not_share_ablations() -> None:
 
 def test_threads_see_only_their_own_ablation() -> None:
     """Thread A runs ablated passes, thread B plain ones, on one model at the same time."""
-    model = tiny_starcoder2()
+    model = tiny_starcoder2_biased()
     heads = [(0, 1), (1, 3)]
     inputs = [ids(1, seed=s) for s in range(4)]
     plain = [logits(model, x) for x in inputs]
@@ -263,7 +232,7 @@ def test_asyncio_tasks_see_only_their_own_ablation() -> None:
     assert pre_hook_count(model) == 0
 
 
-@pytest.mark.parametrize(("build", "layer"), [(tiny_starcoder2, 0), (tiny_llama, 1)])
+@pytest.mark.parametrize(("build", "layer"), [(tiny_starcoder2_biased, 0), (tiny_llama, 1)])
 def test_composes_with_record_attention(build, layer) -> None:
     """Patterns recorded inside an ablation are the ablated model's: later layers change, the rest not."""
     model = build()

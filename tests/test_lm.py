@@ -102,6 +102,7 @@ def test_a_second_stage_starts_from_the_first_and_the_card_tells_both(tmp_path, 
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert card.count("apmae lm train --source") == 2 and f"--init-from {first}" in card
     assert "6 steps in all" in card and "stage 2 starts after step 4" in card
+    assert "(from the weights of stage 1, fresh optimizer)" in card
     configs = json.loads((tmp_path / "shipped" / "train_config.json").read_text())
     assert [c["steps"] for c in configs] == [4, 2]
 

@@ -101,7 +101,7 @@ def _stage_line(n: int, stage: Stage) -> str:
             f"{log['seconds'] / 3600:.2f} h); lr {c['lr']} with {c['warmup']} warm-up steps and "
             f"a cosine to {c['min_lr']}; middle loss share {c['middle_share']:g}, "
             f"{int(100 * c['plain_share'])}% plain left-to-right windows; seed {c['seed']}"
-            + (" (from the weights of stage {n - 1}, fresh optimizer)" if c.get("init_from") else ""))
+            + (f" (from the weights of stage {n - 1}, fresh optimizer)" if c.get("init_from") else ""))
 
 
 def render_card(stages: list[Stage], final: dict, curve: dict[int, dict],

@@ -10,6 +10,7 @@ ranks of a distributed run take disjoint slices of the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -63,6 +64,7 @@ def select(run: Run, flt: PatternFilter) -> list[str]:
     return [i for i in store.ids() if i in ok]
 
 
+@lru_cache(maxsize=2)  # every step of an epoch slices the same order: draw it once
 def epoch_items(n_scenarios: int, layers: int, heads: int, head_fraction: float,
                 seed: int, epoch: int) -> np.ndarray:
     """``[M, 3]`` rows (scenario index, layer, head) of one epoch, shuffled: per scenario and
@@ -72,7 +74,9 @@ def epoch_items(n_scenarios: int, layers: int, heads: int, head_fraction: float,
     picks = np.argsort(rng.random((n_scenarios, layers, heads)), axis=-1)[..., :k]
     s, l, _ = np.meshgrid(np.arange(n_scenarios), np.arange(layers), np.arange(k), indexing="ij")
     items = np.stack([s.ravel(), l.ravel(), picks.ravel()], axis=1)
-    return items[rng.permutation(len(items))]
+    items = items[rng.permutation(len(items))]
+    items.flags.writeable = False  # shared by every caller through the cache
+    return items
 
 
 def all_items(n_scenarios: int, layers: int, heads: int) -> np.ndarray:
