@@ -130,6 +130,28 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cfg = _dataclass_from_args(DemoConfig, args)
     run = build_default_run(Run(args.run), cfg, source=args.source)
     print(format_report(build_report(run)))
+    if not args.build_only:
+        _serve(args.run, args.host, args.port)
+
+
+def _serve(run: str, host: str, port: int) -> None:
+    import uvicorn
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    print(f"apmae: explorer of run {run!r} at http://{host}:{port}/ (Ctrl-C stops it)", file=sys.stderr)
+    uvicorn.run(create_app(Settings(run=run)), host=host, port=port, log_level="warning")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    _existing_run(args.run)
+    _serve(args.run, args.host, args.port)
+
+
+def _add_serve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
+    p.add_argument("--port", type=int, default=8000)
 
 
 def _existing_run(name: str):
@@ -340,7 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     p.add_argument("--source", help="corpus (default: the JDK's src.zip, installed if missing)")
     _add_dataclass_flags(p, DemoConfig)
+    p.add_argument("--build-only", action="store_true", help="build, print the report, do not serve")
+    _add_serve_flags(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="the browser explorer over a built run")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    _add_serve_flags(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="print the run's summary")
     p.add_argument("--run", default="default")

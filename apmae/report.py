@@ -41,7 +41,9 @@ def scenario_section(run: Run) -> dict:
     return section
 
 
-def build_report(run: Run) -> dict:
+def build_report(run: Run, url: str | None = None) -> dict:
+    """The run's summary: scenarios, patterns, atlas sections (from the database at ``url``,
+    default :func:`apmae.db.session.database_url`) and AP-MAE's evaluation."""
     report: dict = {"run": run.name, "path": str(run.path), "meta": run.meta()}
     if run.results_path.exists():
         report["scenarios"] = scenario_section(run)
@@ -50,18 +52,18 @@ def build_report(run: Run) -> dict:
         heads = store.meta.layers * store.meta.heads
         report["patterns"] = {"stored": len(store), "bytes": store.nbytes(),
                               "bytes_per_pattern": round(store.nbytes() / max(1, len(store) * heads))}
-    report.update(atlas_sections(run))
+    report.update(atlas_sections(run, url))
     mae_eval = run.path / "mae" / "eval.json"
     if mae_eval.exists():
         report.update(json.loads(mae_eval.read_text()))
     return report
 
 
-def atlas_sections(run: Run) -> dict:
+def atlas_sections(run: Run, url: str | None = None) -> dict:
     """``clusters``, ``predictor`` and ``sweep`` from the SQL store, for the stages that ran."""
     from .db.session import database_url
 
-    url = database_url()
+    url = url or database_url()
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return {}  # no atlas yet: do not create an empty database just to report on it
     from .atlas.build import cluster_summary, engine_for, predictor_summary, sweep_summary

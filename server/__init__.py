@@ -1,1 +1,1 @@
-"""The explorer's FastAPI app (its routes and templates arrive with the explorer issue)."""
+"""The explorer: a FastAPI app over one built run (``apmae serve``); see :func:`server.app.create_app`."""

@@ -130,3 +130,51 @@ def build_pattern_run(root: Path, corpus: Path, model_dir: Path, per_task: int =
 def pattern_run(tmp_path_factory, split_corpus, tiny_model_dir):
     """A run of the tiny model with both splits and all patterns stored (read-only in tests)."""
     return build_pattern_run(tmp_path_factory.mktemp("runs") / "tiny", split_corpus, tiny_model_dir)
+
+
+def build_atlas_run(root: Path, pattern_run):
+    """A copy of the tiny run whose labels alternate (the tiny random model gets nothing
+    right), so that the predictor has two classes to separate; encoded with a tiny AP-MAE."""
+    import json
+    import shutil
+
+    from apmae.atlas.encode import EncodeConfig, encode_run
+    from apmae.mae.train import MAETrainConfig, train_mae
+    from apmae.run import Run
+
+    run = Run(root.name, path=root)
+    shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
+    rows = [json.loads(line) for line in run.results_path.read_text().splitlines()]
+    for i, r in enumerate(rows):
+        r["correct_first_token"] = bool(i % 2)
+    run.results_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = train_mae(run, MAETrainConfig(batch_size=8, steps=2, warmup=1, head_fraction=0.5,
+                                          threads=1))
+    encode_run(run, EncodeConfig(), model_dir=model)
+    return run
+
+
+@pytest.fixture(scope="module")
+def atlas_run(tmp_path_factory, pattern_run):
+    return build_atlas_run(tmp_path_factory.mktemp("atlas") / "atlas", pattern_run)
+
+
+@pytest.fixture(scope="session")
+def explorer_run(tmp_path_factory, pattern_run, tiny_target):
+    """A tiny run with its whole atlas built (clusters, predictor, sweep) in its own SQLite
+    database: what the explorer serves in the server and browser tests. Returns
+    ``(run, database_url)``; read-only."""
+    from apmae.atlas.build import cluster_run, engine_for, predictor_run, sweep_run
+    from apmae.atlas.cluster import ClusterConfig
+    from apmae.atlas.predictor import PredictorConfig
+    from apmae.atlas.sweep import SweepConfig
+
+    root = tmp_path_factory.mktemp("explorer")
+    run = build_atlas_run(root / "explore", pattern_run)
+    url = f"sqlite:///{root / 'explore.db'}"
+    engine = engine_for(url)
+    cluster_run(run, ClusterConfig(), engine)
+    predictor_run(run, PredictorConfig(max_iter=20, min_per_class=3, folds=3, importance_repeats=2),
+                  engine)
+    sweep_run(run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target)
+    return run, url

@@ -11,36 +11,16 @@ from sqlalchemy import func, select
 from apmae.atlas.build import (assignment_path, cluster_run, cluster_summary, engine_for,
                                predictor_run, sweep_run)
 from apmae.atlas.cluster import ClusterConfig
-from apmae.atlas.encode import EncodeConfig, encode_run
 from apmae.atlas.predictor import PredictorConfig
 from apmae.atlas.sweep import SweepConfig
 from apmae.db import models as m
 from apmae.db.session import session_scope
-from apmae.mae.train import MAETrainConfig, train_mae
-from apmae.run import Run
 
 
 def _counts(engine) -> dict[str, int]:
     with session_scope(engine) as s:
         return {t.__tablename__: s.scalar(select(func.count()).select_from(t))
                 for t in (m.Run, m.Scenario, m.Head, m.Cluster, m.Membership, m.Predictor, m.SweepPoint)}
-
-
-@pytest.fixture(scope="module")
-def atlas_run(tmp_path_factory, pattern_run):
-    """A copy of the tiny run whose labels alternate (the tiny random model gets nothing
-    right), so that the predictor has two classes to separate; encoded with a tiny AP-MAE."""
-    root = tmp_path_factory.mktemp("atlas")
-    run = Run("atlas", path=root / "atlas")
-    shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
-    rows = [json.loads(line) for line in run.results_path.read_text().splitlines()]
-    for i, r in enumerate(rows):
-        r["correct_first_token"] = bool(i % 2)
-    run.results_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    model = train_mae(run, MAETrainConfig(batch_size=8, steps=2, warmup=1, head_fraction=0.5,
-                                          threads=1))
-    encode_run(run, EncodeConfig(), model_dir=model)
-    return run
 
 
 def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_target):

@@ -23,7 +23,7 @@ from ..paths import atomic_path
 from ..run import Run
 from .cluster import ClusterConfig, cluster_head
 from .encode import open_embeddings, open_stats, scenarios_of
-from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate,
+from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate, fit,
                         head_importance)
 from .sweep import SweepConfig, collapse_points, sweep
 
@@ -215,6 +215,23 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
                                        m.Head.head == i % heads).values(importance=float(value)))
     _set_settings(engine, run_id, predictor=asdict(cfg))
     return {"by_task": section}
+
+
+def fit_live_predictor(run: Run, cfg: PredictorConfig, engine: Engine):
+    """The cluster-label classifier over every non-noise task, fitted on one balanced draw of
+    all scenarios; None when a class has fewer than ``cfg.min_per_class``. Refitted when the
+    explorer starts (seconds), so no pickled estimator is ever loaded."""
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(m.Run.id).where(m.Run.name == run.name))
+    if run_id is None:
+        return None
+    keys = open_embeddings(run).ids()
+    tasks, y = _labels_of(engine, run_id, keys)
+    sel = tasks != "noise"
+    if min(int((y & sel).sum()), int((~y & sel).sum())) < cfg.min_per_class:
+        return None
+    idx = np.flatnonzero(sel)[balanced(y[sel], tasks[sel], np.random.default_rng(cfg.seed))]
+    return fit(_feature_matrices(run, engine, run_id, keys)["clusters"][idx], y[idx], "clusters", cfg)
 
 
 def predictor_summary(engine: Engine, run_name: str) -> dict | None:

@@ -81,6 +81,12 @@ def cross_validate(x: np.ndarray, y: np.ndarray, kind: str, cfg: PredictorConfig
             "n_test": int(len(y)), "n_correct": int(y.sum())}
 
 
+def fit(x: np.ndarray, y: np.ndarray, kind: str, cfg: PredictorConfig):
+    """The classifier of ``kind`` fitted on all of an already balanced set: what a live
+    prediction uses, once cross-validation has measured how good such a model is."""
+    return _classifier(kind, cfg, x.shape[1], len(y)).fit(x, y)
+
+
 def head_importance(x: np.ndarray, y: np.ndarray, cfg: PredictorConfig) -> np.ndarray:
     """Permutation importance of each feature (head) of the cluster-label model: the drop in
     balanced accuracy on held-out folds when that head's labels are shuffled."""

@@ -103,3 +103,17 @@ def build_window(tokenizer, text: str, start: int, end: int, window: int,
     # A cut prefix has >= context tokens, so it is never "early": the cut cannot move the window.
     prefix, suffix = prefix[len(prefix) - n_p:], suffix[:n_s]
     return Window([ids.prefix, *prefix, ids.suffix, *suffix, ids.middle], middle, prefix, suffix)
+
+
+def build_prompt(tokenizer, text: str, start: int, end: int, window: int,
+                 ids: SpecialIds | None = None) -> Window:
+    """:func:`build_window`, or for a text with fewer tokens than the window the whole text as a
+    shorter prompt: a pasted snippet must get an answer, where mining skips short files."""
+    ids = ids or special_ids(tokenizer)
+    found = build_window(tokenizer, text, start, end, window, ids)
+    if found is not None:
+        return found
+    prefix, middle, suffix = encode(tokenizer, [text[:start], text[start:end], text[end:]])
+    if not ids.fim:
+        return Window(prefix[-window:], middle, prefix[-window:], [])
+    return Window([ids.prefix, *prefix, ids.suffix, *suffix, ids.middle], middle, prefix, suffix)

@@ -1,0 +1,277 @@
+"""Analyse one piece of pasted Java against a built run: what the explorer's ``/try`` does.
+
+A request names the span to complete (character offsets, a task whose span the analyser
+picks, or an open cursor without ground truth). The analyser builds the same FIM prompt as
+mining (:func:`apmae.lm.fim.build_prompt`), completes it greedily with chosen heads ablated
+or not, captures every head's pattern in the prefill pass, embeds the patterns with the run's
+AP-MAE, places each in its head's clusters (nearest medoid, :func:`apmae.atlas.cluster.assign`)
+and asks the correctness predictor, which sees only those cluster labels, never the target.
+
+Everything heavy is loaded once (:meth:`LiveAtlas.load`); each call is one prefill plus greedy
+decoding. Ablation and capture are isolated per thread (context variables), so concurrent
+calls on one model do not see each other's hooks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .atlas.build import assignment_path, fit_live_predictor
+from .atlas.cluster import assign
+from .atlas.encode import EncodeConfig, embed
+from .atlas.predictor import PredictorConfig, categorical
+from .capture import lower_triangle, record_attention, tril_window, unpack_lower_triangle
+from .intervene import ablate_heads
+from .lm.fim import Window, build_prompt
+from .lm.load import Target, load_target
+from .lm.score import greedy_continue, judge, to_completion
+from .mae.model import APMAEModel
+from .mae.train import mae_dir
+from .run import Run
+from .scenarios import TASKS, random_token_span, read_scenarios
+from .spans import find_spans, parse_java
+
+#: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
+EXTRA_TOKENS = 4
+OPEN_TOKENS = 16
+
+
+class LiveError(ValueError):
+    """A request the analyser cannot serve; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """The masked span; ``target`` is None for an open completion at a cursor."""
+
+    start: int
+    end: int
+    task: str | None
+    target: str | None
+
+
+def locate(code: str, tokenizer, *, start: int | None = None, end: int | None = None,
+           task: str | None = None, cursor: int | None = None) -> Span:
+    """The span a request asks for: exactly one of ``start``+``end``, ``task`` or ``cursor``
+    (``tokenizer`` cuts the ``random`` task's tokens)."""
+    if not code.strip():
+        raise LiveError("the code is empty")
+    modes = [start is not None or end is not None, task is not None, cursor is not None]
+    if sum(modes) != 1:
+        raise LiveError("give exactly one of: start and end (the span to mask), task (a task "
+                        "whose span the server picks), cursor (an open completion)")
+    if cursor is not None:
+        if not 0 <= cursor <= len(code):
+            raise LiveError(f"cursor {cursor} is outside the code (0..{len(code)})")
+        return Span(cursor, cursor, None, None)
+    if task is not None:
+        return _task_span(code, task, tokenizer)
+    if start is None or end is None:
+        raise LiveError("start and end go together")
+    if not 0 <= start < end <= len(code):
+        raise LiveError(f"span {start}..{end} is not a non-empty range inside the code "
+                        f"(0..{len(code)})")
+    if not code[start:end].strip():
+        raise LiveError("the span to mask is only whitespace")
+    return Span(start, end, None, code[start:end])
+
+
+def _task_span(code: str, task: str, tokenizer) -> Span:
+    """A span of ``task`` in ``code``: the candidate nearest the middle, so the prompt has
+    context on both sides (``random``: a seeded 3–10 token span)."""
+    if task not in TASKS:
+        raise LiveError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    if task == "noise":
+        raise LiveError("noise is the control of random tokens, not a span of code; pick another task")
+    if task == "random":
+        found = random_token_span(tokenizer, code, random.Random(0)) if code else None
+        spans = [found] if found else []
+    else:
+        tree = parse_java(code)
+        if tree is None:
+            raise LiveError(f"the code does not parse as Java (syntax errors), so no {task} span "
+                            "can be found in it; mark the span with start and end instead")
+        spans = find_spans(task, code, tree)
+    if not spans:
+        raise LiveError(f"no {task} span in the code")
+    middle = len(code) / 2
+    s, e = min(spans, key=lambda se: (abs((se[0] + se[1]) / 2 - middle), se[0]))
+    return Span(s, e, task, code[s:e])
+
+
+@dataclass
+class Outcome:
+    """One completion of one prompt, with what the model's attention says about it."""
+
+    completion: str
+    finished: bool  # ended with end-of-text within the budget
+    first_token: str
+    correct_exact: bool | None  # None without ground truth
+    correct_first_token: bool | None
+    target_first_prob: float | None  # probability of the target's first token
+    predicted_correct: float | None  # the predictor's probability; None without a predictor
+    labels: np.ndarray | None  # [layers, heads] cluster per head (-1 noise); None without an atlas
+    patterns: torch.Tensor  # [layers, heads, T*(T+1)/2] log-probs (float16), the prefill's
+
+
+@dataclass
+class Analysis:
+    span: Span
+    window: Window
+    tokens: list[str]  # the prompt's tokens, as the heatmaps' axis labels
+    approximate: bool  # prompt shorter than the run's window: patterns resized for AP-MAE
+    baseline: Outcome
+    ablated: Outcome | None = None
+    ablate: tuple[tuple[int, int], ...] = ()
+
+
+class LiveAtlas:
+    """A built run, loaded for live analysis: target model, AP-MAE, cluster medoids, predictor.
+
+    The atlas parts are optional: without them a call still completes and captures, and says
+    which parts are missing in :attr:`missing`.
+    """
+
+    def __init__(self, run: Run, target: Target, window: int, mae: APMAEModel | None = None,
+                 centers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+                 predictor=None) -> None:
+        self.run, self.target, self.window = run, target, window
+        self.mae, self.centers, self.predictor = mae, centers or {}, predictor
+
+    @classmethod
+    def load(cls, run: Run, engine=None, target: Target | None = None) -> LiveAtlas:
+        """Load everything the run has; ``engine`` (the SQL store) is needed for the predictor."""
+        meta = run.meta()
+        if "layers" not in meta:
+            raise LiveError(f"run {run.name} at {run.path} has no extraction results "
+                            "(build it with `apmae demo` or `apmae extract`)")
+        target = target or load_target(meta["model"])
+        window = _window_of(run)
+        model_dir = mae_dir(run) / "model"
+        mae = APMAEModel.from_pretrained(model_dir).eval() if (model_dir / "config.json").exists() else None
+        centers = {}
+        if assignment_path(run).exists():
+            arrays = np.load(assignment_path(run))
+            centers = {(l, h): (arrays[f"L{l}H{h}_centers"], arrays[f"L{l}H{h}_labels"],
+                                arrays[f"L{l}H{h}_radii"])
+                       for l in range(target.layers) for h in range(target.heads)
+                       if f"L{l}H{h}_centers" in arrays}
+        predictor = fit_live_predictor(run, PredictorConfig(), engine) if engine and centers else None
+        return cls(run, target, window, mae, centers, predictor)
+
+    @property
+    def missing(self) -> list[str]:
+        """Parts of the atlas this run lacks, each with the command that builds it."""
+        out = []
+        if self.mae is None:
+            out.append("AP-MAE (apmae mae train)")
+        if not self.centers:
+            out.append("clusters (apmae encode, apmae cluster)")
+        if self.predictor is None:
+            out.append("correctness predictor (apmae predictor train; needs right and wrong completions)")
+        return out
+
+    def check_heads(self, heads: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+        """Validated ``(layer, head)`` pairs to ablate."""
+        total = self.target.layers * self.target.heads
+        if len(heads) > total:
+            raise LiveError(f"{len(heads)} heads to ablate, but the model has only {total}")
+        out = []
+        for pair in heads:
+            if len(pair) != 2:
+                raise LiveError(f"ablate entry {list(pair)} is not [layer, head]")
+            layer, head = int(pair[0]), int(pair[1])
+            if not (0 <= layer < self.target.layers and 0 <= head < self.target.heads):
+                raise LiveError(f"head [{layer}, {head}] does not exist: layers 0..{self.target.layers - 1}, "
+                                f"heads 0..{self.target.heads - 1}")
+            if (layer, head) in out:
+                raise LiveError(f"head [{layer}, {head}] is listed twice")
+            out.append((layer, head))
+        return tuple(out)
+
+    def analyze(self, code: str, span: Span, ablate: Sequence[Sequence[int]] = ()) -> Analysis:
+        """Complete ``span`` of ``code``; with ``ablate``, again with those heads switched off."""
+        heads = self.check_heads(ablate)
+        window = build_prompt(self.target.tokenizer, code, span.start, span.end, self.window,
+                              self.target.ids)
+        if not window.input_ids:
+            raise LiveError("there is no code before the span for a left-to-right model to continue")
+        self.target.check_window(len(window.input_ids), extra=len(window.target_ids) + EXTRA_TOKENS)
+        tokens = [self.target.tokenizer.decode([i]) for i in window.input_ids]
+        out = Analysis(span, window, tokens, len(window.input_ids) != self.window,
+                       self.complete(window, span))
+        if heads:
+            out.ablated, out.ablate = self.complete(window, span, heads), heads
+        return out
+
+    @torch.inference_mode()
+    def complete(self, window: Window, span: Span, heads: Sequence[tuple[int, int]] = ()) -> Outcome:
+        """Greedy completion of one prompt with ``heads`` ablated, judged against the span's
+        target when there is one, its prefill's patterns placed in the atlas."""
+        model, ids = self.target.model, self.target.ids
+        input_ids = torch.tensor([window.input_ids], device=model.device)
+        stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
+        budget = len(window.target_ids) + EXTRA_TOKENS if span.target is not None else OPEN_TOKENS
+        with ablate_heads(model, heads):
+            with record_attention(model) as rec:
+                out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+            patterns = rec.take()[0]
+            last = out.logits[:, -1].float()
+            row = greedy_continue(model, out.past_key_values, last, budget, stops)[0]
+        c = to_completion(self.target.tokenizer, row, stops)
+        exact = first = prob = None
+        if span.target is not None:
+            exact, first = judge(c, span.target, window.target_ids, fim=ids.fim)
+            prob = float(last.softmax(-1)[0, window.target_ids[0]]) if window.target_ids else None
+        labels = self.labels(patterns)
+        return Outcome(
+            completion=c.text, finished=c.finished,
+            first_token=self.target.tokenizer.decode([c.first_token]) if c.first_token >= 0 else "",
+            correct_exact=exact, correct_first_token=first, target_first_prob=prob,
+            predicted_correct=self.predict(labels), labels=labels, patterns=patterns)
+
+    def labels(self, patterns: torch.Tensor) -> np.ndarray | None:
+        """``[layers, heads]`` cluster of each head's pattern (−1 noise), None without an atlas."""
+        if self.mae is None or not self.centers:
+            return None
+        L, H, n = patterns.shape
+        images_side = self.mae.config.image_size
+        emb = embed(self.mae, _resized(patterns.reshape(L * H, n), images_side), EncodeConfig())
+        emb = emb.reshape(L, H, -1).numpy()
+        out = np.full((L, H), -1, int)
+        for (l, h), (centers, center_labels, radii) in self.centers.items():
+            out[l, h] = assign(emb[l, h][None], centers, center_labels, radii)[0]
+        return out
+
+    def predict(self, labels: np.ndarray | None) -> float | None:
+        """Probability that the completion is right, from the heads' cluster labels alone."""
+        if labels is None or self.predictor is None:
+            return None
+        return float(self.predictor.predict_proba(categorical(labels.reshape(1, -1)))[0, 1])
+
+
+def _window_of(run: Run) -> int:
+    """The run's prompt length: its first scenario's."""
+    source = Path(run.meta().get("scenarios", run.scenarios_path))
+    first = next(read_scenarios(source), None)
+    if first is None:
+        raise LiveError(f"run {run.name} has no scenarios at {source}")
+    return first.window
+
+
+def _resized(packed: torch.Tensor, size: int) -> torch.Tensor:
+    """Packed ``[N, T*(T+1)/2]`` patterns of a ``T``-token prompt as packed patterns of a
+    ``size``-token one (nearest neighbour on the log-probabilities), for a prompt shorter or
+    longer than AP-MAE's images; unchanged when ``T`` is a multiple of ``size``."""
+    T = tril_window(packed.shape[-1])
+    if T % size == 0:
+        return packed
+    full = unpack_lower_triangle(packed.float())  # -inf above the diagonal
+    index = (torch.arange(size) * T // size).clamp_max(T - 1)
+    return lower_triangle(full[:, index][:, :, index])

@@ -1,0 +1,75 @@
+"""The app factory: routes, static assets (plotly.js from the installed plotly package, so
+the explorer works offline), limits, and errors that say what to change."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import plotly
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .routers import atlas, live, pages
+from .settings import Settings
+from .state import Busy, Explorer
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def create_app(settings: Settings | None = None, state: Explorer | None = None) -> FastAPI:
+    """The explorer over ``settings.run``; ``state`` replaces loading it (tests)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.explorer = state or Explorer.load(settings)
+        yield
+        app.state.explorer.pool.shutdown()
+
+    app = FastAPI(title="apmae explorer", lifespan=lifespan,
+                  description="Attention patterns of a code LM, clustered with AP-MAE: browse "
+                              "them, complete pasted Java, predict correctness, ablate heads.")
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return JSONResponse({"detail": f"request body over {settings.max_body_bytes} bytes"}, 413)
+        return await call_next(request)
+
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, _exc: Busy) -> JSONResponse:
+        return JSONResponse({"detail": "the model is busy with other requests; retry shortly"},
+                            503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(TimeoutError)
+    async def timeout(_request: Request, _exc: TimeoutError) -> JSONResponse:
+        return JSONResponse({"detail": f"no answer within {settings.timeout_s} s"}, 504)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                parts.append(f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse the body')}")
+                continue
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, 422)
+
+    app.include_router(atlas.router)
+    app.include_router(live.router)
+    app.include_router(pages.router)
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    app.mount("/static", StaticFiles(directory=pages.FRONTEND / "static"), name="static")
+    return app

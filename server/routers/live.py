@@ -1,0 +1,120 @@
+"""``POST /api/predict`` and ``POST /api/intervene``: complete pasted Java, predict whether the
+completion is right, switch heads off; and the patterns of those results, head by head."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+
+from apmae.heatmap import FLOOR, log10_matrix, thumbnail_png
+from apmae.live import Analysis, LiveError, Outcome, locate
+
+from ..deps import explorer, ready_atlas
+from ..schemas import InterveneRequest, InterveneResponse, PatternOut, PredictRequest, PredictResponse
+from ..state import Explorer
+
+router = APIRouter(prefix="/api", tags=["live"])
+
+
+def _analyze(state: Explorer, body: PredictRequest, ablate: list[list[int]]) -> Analysis:
+    """Validate and run one request (blocking: runs in the inference pool)."""
+    atlas = ready_atlas(state)
+    size = len(body.code.encode("utf-8", "surrogatepass"))
+    if size > state.settings.max_code_bytes:
+        raise HTTPException(413, f"code is {size} bytes; the limit is {state.settings.max_code_bytes}")
+    try:
+        span = locate(body.code, atlas.target.tokenizer, start=body.start, end=body.end,
+                      task=body.task, cursor=body.cursor)
+        return atlas.analyze(body.code, span, ablate)
+    except LiveError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+def _outcome(o: Outcome) -> dict:
+    return {"completion": o.completion, "finished": o.finished, "first_token": o.first_token,
+            "correct_exact": o.correct_exact, "correct_first_token": o.correct_first_token,
+            "target_first_prob": o.target_first_prob, "predicted_correct": o.predicted_correct}
+
+
+def _heads(state: Explorer, rid: str, labels: np.ndarray | None) -> list[dict]:
+    t = state.atlas.target
+    return [{"layer": l, "head": h, "cluster": None if labels is None else int(labels[l, h]),
+             "pattern_url": f"/api/live/{rid}/heads/{l}/{h}/pattern",
+             "thumb_url": f"/api/live/{rid}/heads/{l}/{h}/thumb.png"}
+            for l in range(t.layers) for h in range(t.heads)]
+
+
+def _common(state: Explorer, a: Analysis) -> tuple[str, dict]:
+    entry = {"baseline": a.baseline.patterns.numpy()}
+    if a.ablated is not None:
+        entry["ablated"] = a.ablated.patterns.numpy()
+    entry["tokens"] = np.array(a.tokens, dtype=object)
+    rid = state.cache.put(entry)
+    return rid, {"id": rid, "task": a.span.task, "target": a.span.target, "start": a.span.start,
+                 "end": a.span.end, "tokens": a.tokens}
+
+
+@router.post("/predict", response_model=PredictResponse,
+             responses={413: {"description": "code too large"}, 422: {"description": "bad span or task"},
+                        503: {"description": "busy or run not built"}})
+async def predict(body: PredictRequest, state: Explorer = Depends(explorer)) -> dict:
+    """Complete the span, capture every head, place each head's pattern in its clusters and
+    predict correctness from those clusters alone (the target is not used)."""
+    a = await state.pool.run(_analyze, state, body, [])
+    rid, out = _common(state, a)
+    return {**out, **_outcome(a.baseline), "window": len(a.window.input_ids),
+            "approximate": a.approximate, "missing": state.atlas.missing,
+            "heads": _heads(state, rid, a.baseline.labels)}
+
+
+@router.post("/intervene", response_model=InterveneResponse,
+             responses={413: {"description": "code too large"}, 422: {"description": "bad request"},
+                        503: {"description": "busy or run not built"}})
+async def intervene(body: InterveneRequest, state: Explorer = Depends(explorer)) -> dict:
+    """The same completion twice: as is, and with the ``ablate`` heads switched off."""
+    if not body.ablate:
+        raise HTTPException(422, "ablate is empty: name at least one [layer, head]")
+    a = await state.pool.run(_analyze, state, body, body.ablate)
+    rid, out = _common(state, a)
+    before, after = a.baseline.labels, a.ablated.labels
+    changed = [] if before is None else [
+        {"layer": int(l), "head": int(h), "before": int(before[l, h]), "after": int(after[l, h])}
+        for l, h in zip(*np.nonzero(before != after))]
+    return {**out, "ablate": [list(h) for h in a.ablate],
+            "baseline": _outcome(a.baseline),
+            "ablated": {**_outcome(a.ablated), "changed_heads": changed},
+            "heads": _heads(state, rid, before)}
+
+
+def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) -> tuple[np.ndarray, list[str]]:
+    entry = state.cache.get(rid)
+    if entry is None:
+        raise HTTPException(404, f"result {rid} is gone (results are kept while memory allows); run it again")
+    if which not in entry:
+        raise HTTPException(404, f"result {rid} has no {which} patterns")
+    patterns = entry[which]
+    if not (0 <= layer < patterns.shape[0] and 0 <= head < patterns.shape[1]):
+        raise HTTPException(404, f"no head [{layer}, {head}]")
+    return patterns[layer, head], entry["tokens"].tolist()
+
+
+@router.get("/live/{rid}/heads/{layer}/{head}/pattern", response_model=PatternOut)
+def live_pattern(rid: str, layer: int, head: int,
+                 which: Literal["baseline", "ablated"] = Query("baseline"),
+                 state: Explorer = Depends(explorer)) -> dict:
+    """One head's pattern of a live result, as log10 weights with the prompt's tokens."""
+    packed, tokens = _live_pattern(state, rid, which, layer, head)
+    return {"layer": layer, "head": head, "tokens": tokens, "z": log10_matrix(packed), "floor": FLOOR}
+
+
+@router.get("/live/{rid}/heads/{layer}/{head}/thumb.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def live_thumb(rid: str, layer: int, head: int,
+               which: Literal["baseline", "ablated"] = Query("baseline"),
+               state: Explorer = Depends(explorer)) -> Response:
+    packed, _ = _live_pattern(state, rid, which, layer, head)
+    return Response(thumbnail_png(packed), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=3600"})

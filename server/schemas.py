@@ -1,0 +1,96 @@
+"""The JSON API's request and response bodies (what ``/docs`` shows)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PredictRequest(BaseModel):
+    """Java code and the span to complete: ``start`` + ``end`` (character offsets of the span
+    to mask), or ``task`` (the server picks a span of that task and says which), or ``cursor``
+    (an open completion at that offset, without ground truth)."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(description="Java source; at most APMAE_MAX_CODE_BYTES bytes (UTF-8)")
+    start: int | None = Field(None, description="first character of the span to mask")
+    end: int | None = Field(None, description="one past the last character of the span")
+    task: str | None = Field(None, description="a completion task, e.g. identifiers")
+    cursor: int | None = Field(None, description="offset of an open completion")
+
+
+class InterveneRequest(PredictRequest):
+    ablate: list[list[int]] = Field(description="[[layer, head], ...] to switch off", max_length=4096)
+
+
+class HeadEntry(BaseModel):
+    layer: int
+    head: int
+    cluster: int | None = Field(description="assigned cluster; -1 noise; null without an atlas")
+    pattern_url: str
+    thumb_url: str
+
+
+class OutcomeOut(BaseModel):
+    completion: str
+    finished: bool
+    first_token: str
+    correct_exact: bool | None
+    correct_first_token: bool | None
+    target_first_prob: float | None
+    predicted_correct: float | None = Field(description="the predictor's probability that the "
+                                            "completion is right, from cluster labels alone")
+
+
+class PredictResponse(OutcomeOut):
+    id: str = Field(description="handle of this result's patterns")
+    task: str | None
+    target: str | None
+    start: int
+    end: int
+    tokens: list[str]
+    window: int
+    approximate: bool = Field(description="prompt shorter than the run's window: clusters are "
+                              "assigned from resized patterns")
+    missing: list[str] = Field(description="parts of the atlas the run lacks")
+    heads: list[HeadEntry]
+
+
+class ChangedHead(BaseModel):
+    layer: int
+    head: int
+    before: int
+    after: int
+
+
+class InterveneOutcome(OutcomeOut):
+    changed_heads: list[ChangedHead] = Field(default_factory=list)
+
+
+class InterveneResponse(BaseModel):
+    id: str
+    task: str | None
+    target: str | None
+    start: int
+    end: int
+    tokens: list[str]
+    ablate: list[list[int]]
+    baseline: InterveneOutcome
+    ablated: InterveneOutcome
+    heads: list[HeadEntry]
+
+
+class PatternOut(BaseModel):
+    layer: int
+    head: int
+    tokens: list[str]
+    z: list[list[float | None]] = Field(description="log10 attention weight per (query, key); "
+                                        "null above the diagonal")
+    floor: float
+
+
+class HealthOut(BaseModel):
+    status: str
+    run: str
+    ready: bool
+    problem: str | None
+    queue: int
