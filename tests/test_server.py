@@ -1,0 +1,217 @@
+"""The explorer's JSON API on a tiny built run: every resource, predict and intervene, and a
+clear 4xx for every kind of bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+from server.state import Busy, Explorer, InferencePool
+
+CODE = """package demo;
+
+public class Totals {
+    private int count = 0;
+
+    public int sum(int[] values) {
+        int total = 0;
+        for (int i = 0; i < values.length; i++) {
+            total += values[i];
+        }
+        count = count + 1;
+        return total;
+    }
+
+    public boolean isEmpty(String text) {
+        return text == null || text.length() == 0;
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def client(explorer_run):
+    run, url = explorer_run
+    settings = Settings(run=run.name, database_url=url, max_code_bytes=4096, max_body_bytes=16384)
+    with TestClient(create_app(settings, Explorer.load(settings, run=run))) as c:
+        yield c
+
+
+def test_health_and_overview(client, explorer_run):
+    run, _ = explorer_run
+    assert client.get("/api/health").json() == {"status": "ok", "run": run.name, "ready": True,
+                                                 "problem": None, "queue": 0}
+    body = client.get("/api/run").json()
+    assert body["missing"] == [] and body["layers"] == 2 and body["heads"] == 4
+    assert body["window"] == 64
+    report = body["report"]
+    assert {"scenarios", "clusters", "predictor", "sweep"} <= set(report)
+    assert set(body["tasks"]) == {r["task"] for r in run.results()}
+
+
+def test_grid_head_map_and_cluster(client, explorer_run):
+    run, _ = explorer_run
+    n = len(list(run.results()))
+    grid = client.get("/api/heads").json()
+    assert [(h["layer"], h["head"]) for h in grid] == [(l, h) for l in range(2) for h in range(4)]
+    assert all(h["importance"] is not None for h in grid)
+    head = client.get("/api/heads/1/2").json()
+    assert sum(c["size"] for c in head["clusters"]) == n
+    points = client.get("/api/heads/1/2/map").json()["points"]
+    assert len(points) == n and {"x", "y", "cluster", "key", "task", "correct"} <= set(points[0])
+    task = points[0]["task"]
+    only = client.get("/api/heads/1/2/map", params={"task": task, "correct": False}).json()["points"]
+    assert only and all(p["task"] == task and p["correct"] is False for p in only)
+    cluster = head["clusters"][0]
+    detail = client.get(f"/api/clusters/{cluster['id']}", params={"limit": 3}).json()
+    assert (detail["layer"], detail["head"], detail["size"]) == (1, 2, cluster["size"])
+    assert len(detail["members"]) == min(3, cluster["size"])
+    assert client.get("/api/heads/7/0").status_code == 404
+    assert client.get("/api/clusters/999999").status_code == 404
+
+
+def test_scenarios_filters_and_patterns(client, explorer_run):
+    run, _ = explorer_run
+    rows = list(run.results())
+    page = client.get("/api/scenarios", params={"limit": 5}).json()
+    assert page["total"] == len(rows) and len(page["items"]) == 5
+    task = rows[0]["task"]
+    by_task = client.get("/api/scenarios", params={"task": task, "limit": 500}).json()
+    assert by_task["total"] == sum(r["task"] == task for r in rows)
+    key = rows[0]["id"]
+    member = client.get("/api/scenarios", params={"layer": 0, "head": 1, "cluster": -1}).json()
+    assert member["total"] >= 0
+    assert client.get("/api/scenarios", params={"cluster": 0}).status_code == 422
+    detail = client.get(f"/api/scenarios/{key}").json()
+    assert detail["key"] == key and len(detail["heads"]) == 8 and detail["prefix"] is not None
+    pattern = client.get(f"/api/scenarios/{key}/heads/1/3/pattern").json()
+    z = pattern["z"]
+    assert len(z) == 64 == len(pattern["tokens"]) and z[0][1] is None and z[63][0] is not None
+    stored = np.asarray(run.pattern_store().get(key))[1, 3]
+    expected = np.clip(stored[1:3].astype(np.float64) / np.log(10), -6, 0)  # row 1, keys 0 and 1
+    assert z[1][:2] == pytest.approx(expected, abs=0.006)
+    png = client.get(f"/api/scenarios/{key}/heads/1/3/thumb.png")
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    assert client.get("/api/scenarios/nope/heads/0/0/pattern").status_code == 404
+    assert client.get(f"/api/scenarios/{key}/heads/0/9/pattern").status_code == 404
+
+
+def test_sweep(client):
+    body = client.get("/api/sweep").json()
+    strategies = {p["strategy"] for p in body["points"]}
+    assert strategies >= {"none", "positive", "negative", "neutral", "random"}
+    assert set(body["collapse"]) == {"positive", "negative", "neutral", "random"}
+    only = client.get("/api/sweep", params={"strategy": "random"}).json()["points"]
+    assert {p["strategy"] for p in only} == {"none", "random"}
+
+
+def test_predict_by_offsets_task_and_cursor(client):
+    start = CODE.index("total +=") + len("total ")
+    body = client.post("/api/predict", json={"code": CODE, "start": start, "end": start + 2}).json()
+    assert body["target"] == "+=" and (body["start"], body["end"]) == (start, start + 2)
+    assert isinstance(body["completion"], str) and body["correct_first_token"] in (True, False)
+    assert 0 <= body["target_first_prob"] <= 1 and 0 <= body["predicted_correct"] <= 1
+    assert len(body["heads"]) == 8 and len(body["tokens"]) == body["window"]
+    assert all(h["cluster"] is not None for h in body["heads"])
+    pattern = client.get(body["heads"][3]["pattern_url"]).json()
+    assert len(pattern["z"]) == body["window"]
+    assert client.get(body["heads"][3]["thumb_url"]).content[:4] == b"\x89PNG"
+
+    by_task = client.post("/api/predict", json={"code": CODE, "task": "boolean_operators"}).json()
+    assert by_task["task"] == "boolean_operators" and by_task["target"] in ("<", "==", "||")
+    assert CODE[by_task["start"]:by_task["end"]] == by_task["target"]
+
+    open_ = client.post("/api/predict", json={"code": CODE, "cursor": start}).json()
+    assert open_["target"] is None and open_["correct_exact"] is None
+    assert open_["correct_first_token"] is None and open_["target_first_prob"] is None
+    assert open_["predicted_correct"] is not None
+
+
+def test_intervene_compares_baseline_and_ablated(client):
+    start = CODE.index("total +=") + len("total ")
+    request = {"code": CODE, "start": start, "end": start + 2}
+    plain = client.post("/api/predict", json=request).json()
+    body = client.post("/api/intervene", json={**request, "ablate": [[0, 1], [1, 2]]}).json()
+    assert body["ablate"] == [[0, 1], [1, 2]]
+    assert body["baseline"]["completion"] == plain["completion"]
+    assert body["baseline"]["target_first_prob"] == pytest.approx(plain["target_first_prob"])
+    every = [[l, h] for l in range(2) for h in range(4)]
+    off = client.post("/api/intervene", json={**request, "ablate": every}).json()
+    assert off["ablated"]["target_first_prob"] != pytest.approx(off["baseline"]["target_first_prob"])
+    for change in off["ablated"]["changed_heads"]:
+        assert change["before"] != change["after"]
+    rid = off["id"]
+    ablated = client.get(f"/api/live/{rid}/heads/0/0/pattern", params={"which": "ablated"})
+    assert ablated.status_code == 200
+    assert client.get("/api/live/nope/heads/0/0/pattern").status_code == 404
+
+
+@pytest.mark.parametrize(("url", "body", "status", "message"), [
+    ("/api/predict", {"code": "", "cursor": 0}, 422, "empty"),
+    ("/api/predict", {"code": "x" * 5000, "cursor": 0}, 413, "limit is 4096"),
+    ("/api/predict", {"code": CODE, "start": 10, "end": 5}, 422, "non-empty range"),
+    ("/api/predict", {"code": CODE, "start": 0, "end": 99999}, 422, "inside the code"),
+    ("/api/predict", {"code": CODE, "start": 3}, 422, "start and end go together"),
+    ("/api/predict", {"code": CODE, "task": "nope"}, 422, "unknown task"),
+    ("/api/predict", {"code": CODE, "task": "noise"}, 422, "control"),
+    ("/api/predict", {"code": "class A { }", "task": "string_literals"}, 422, "no string_literals span"),
+    ("/api/predict", {"code": "class A { int x = ", "task": "eol"}, 422, "does not parse"),
+    ("/api/predict", {"code": CODE, "task": "eol", "cursor": 3}, 422, "exactly one"),
+    ("/api/predict", {"code": CODE}, 422, "exactly one"),
+    ("/api/predict", {"code": CODE, "cursor": -1}, 422, "outside the code"),
+    ("/api/predict", {"code": CODE, "cursor": 1, "extra": 1}, 422, "extra"),
+    ("/api/predict", {"code": 5, "cursor": 1}, 422, "code"),
+    ("/api/intervene", {"code": CODE, "cursor": 1, "ablate": []}, 422, "ablate is empty"),
+    ("/api/intervene", {"code": CODE, "cursor": 1, "ablate": [[2, 0]]}, 422, "does not exist"),
+    ("/api/intervene", {"code": CODE, "cursor": 1, "ablate": [[0, 4]]}, 422, "does not exist"),
+    ("/api/intervene", {"code": CODE, "cursor": 1, "ablate": [[0, 1], [0, 1]]}, 422, "twice"),
+    ("/api/intervene", {"code": CODE, "cursor": 1, "ablate": [[0]]}, 422, "[layer, head]"),
+    ("/api/intervene", {"code": CODE, "cursor": 1, "ablate": [[0, 0]] * 9}, 422, "only 8"),
+])
+def test_bad_input_gets_a_clear_4xx(client, url, body, status, message):
+    response = client.post(url, json=body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+def test_malformed_and_oversized_bodies(client):
+    bad = client.post("/api/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and "malformed JSON" in bad.json()["detail"]
+    big = client.post("/api/predict", content=b"x" * 20000, headers={"content-type": "application/json"})
+    assert big.status_code == 413
+
+
+def test_pool_refuses_beyond_its_queue_and_times_out():
+    asyncio.run(_pool_bounds())
+
+
+async def _pool_bounds() -> None:
+    pool, gate = InferencePool(workers=1, queue=1, timeout_s=5), threading.Event()
+    first = asyncio.ensure_future(pool.run(gate.wait))
+    second = asyncio.ensure_future(pool.run(gate.wait))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Busy):
+        await pool.run(gate.wait)
+    gate.set()
+    assert await first and await second and pool.pending == 0
+    slow = InferencePool(workers=1, queue=0, timeout_s=0.05)
+    with pytest.raises(TimeoutError):
+        await slow.run(threading.Event().wait, 0.5)
+    pool.shutdown()
+    slow.shutdown()
+
+
+def test_unbuilt_run_says_what_to_run(tmp_path):
+    settings = Settings(run="nothing", database_url=f"sqlite:///{tmp_path / 'x.db'}")
+    with TestClient(create_app(settings)) as c:
+        health = c.get("/api/health").json()
+        assert health["ready"] is False and "apmae demo" in health["problem"]
+        response = c.post("/api/predict", json={"code": CODE, "cursor": 3})
+        assert response.status_code == 503 and "apmae demo" in response.json()["detail"]
+        assert c.get("/api/heads").status_code == 404
