@@ -8,28 +8,43 @@ margin) or gone wrong (a completion that no longer matches its target cannot bec
 Resumable and bounded: scenarios stream from their file in batches; each batch's patterns
 and then its result lines are made durable before the next starts, so a rerun skips every
 finished scenario and ``kill -9`` loses at most the batch in flight.
+
+Sharded under ``torchrun``: rank r takes every world-th batch from batch r into its own part of
+the run (``parts/rank-<r>``, resumable the same way); once every rank is done, rank 0 merges
+the parts into the run in the file's order and removes them. The merged run is the one a
+single process writes, byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from .capture import record_attention
+from .distributed import rank_and_world
 from .lm.load import Target
 from .lm.score import exact_still_possible, greedy_continue, judge, to_completion
+from .paths import fsync_dir
 from .run import Run
 from .scenarios import Scenario, read_scenarios
-from .store.arrays import StoreMeta
+from .store.arrays import PatternStore, StoreMeta
 
 KEEP_HELP = "which patterns to store: all | sample:N (a bounded sample) | none"
+#: How long a rank that finished its share waits for the others: shares can take hours apart
+#: (a resumed rank may have nothing left), and torchrun ends every rank when one fails.
+SHARE_WAIT = timedelta(days=7)
 
 
 @dataclass
@@ -124,20 +139,31 @@ def recompute_patterns(target: Target, batch: list[Scenario]) -> torch.Tensor:
 
 
 def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) -> int:
-    """Extract every unfinished scenario of the file into ``run``; returns how many were done."""
+    """Extract every unfinished scenario of the file into ``run``; returns how many this
+    process extracted (under torchrun: this rank's share, see :func:`_extract_share`)."""
     ids, window = check_scenarios(scenarios_path, target, cfg)
     keep = kept_ids(ids, cfg.keep_limit())
+    meta = StoreMeta(layers=target.layers, heads=target.heads, window=window, model=target.name)
+    rank, world = rank_and_world()
+    # opened before any work: a store of other patterns is refused and run.json left alone
+    store = run.pattern_store(meta) if keep and rank == 0 else None
+    if rank == 0:
+        run.update_meta(model=target.name, tokenizer=target.tokenizer_sha, layers=target.layers,
+                        heads=target.heads, scenarios=str(scenarios_path), keep=cfg.keep)
+    if world > 1:
+        return _extract_share(run, scenarios_path, ids, keep, meta, target, cfg, rank, world)
     done = {r["id"] for r in run.results()}
     todo = (s for s in read_scenarios(scenarios_path) if s.id not in done)
-    store = None
-    if keep:
-        store = run.pattern_store(StoreMeta(layers=target.layers, heads=target.heads,
-                                            window=window, model=target.name))
-    run.update_meta(model=target.name, tokenizer=target.tokenizer_sha, layers=target.layers,
-                    heads=target.heads, scenarios=str(scenarios_path), keep=cfg.keep)
-    n = 0
     bar = tqdm(total=len(ids), initial=len(done), desc="extract", unit="scenario")
-    for batch in _batches(todo, cfg.batch_size):
+    return _extract_batches(run, store, _batches(todo, cfg.batch_size), keep, target, cfg, bar)
+
+
+def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[list[Scenario]],
+                     keep: set[str], target: Target, cfg: ExtractConfig, bar: tqdm) -> int:
+    """Extract ``batches`` into ``run``, each batch's patterns and then its results made
+    durable before the next starts; returns how many scenarios were done."""
+    n = 0
+    for batch in batches:
         # a crash between the store and the results leaves patterns already stored: keep those
         sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
         results, patterns = run_batch(target, batch, cfg, capture=bool(sel))
@@ -148,3 +174,80 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) 
         bar.update(len(batch))
     bar.close()
     return n
+
+
+def _extract_share(run: Run, scenarios_path: Path, ids: list[str], keep: set[str],
+                   meta: StoreMeta, target: Target, cfg: ExtractConfig, rank: int,
+                   world: int) -> int:
+    """This rank's share into its part of ``run``, then, once every rank is done, rank 0's
+    merge; returns how many scenarios this rank extracted.
+
+    The share is whole batches of the single-process batching (batch k goes to rank k % world),
+    not every world-th scenario: a batch's decoding budget is its longest target and float
+    kernels may depend on the batch's shape, so only the same batches give the same
+    completions and patterns. Scenarios finished in the run or in any part (an earlier launch,
+    of any world size) are skipped.
+    """
+    done = {r["id"] for p in (run, *run.parts()) for r in p.results()}
+    share = [i for k, i in enumerate(ids) if k // cfg.batch_size % world == rank]
+    left = sum(i not in done for i in share)
+    n = 0
+    if left:  # a finished share leaves no part behind
+        part = run.part(rank)
+        batches = (b for k, b in enumerate(_batches(read_scenarios(scenarios_path), cfg.batch_size))
+                   if k % world == rank)
+        todo = (t for b in batches if (t := [s for s in b if s.id not in done]))
+        bar = tqdm(total=len(share), initial=len(share) - left, desc=f"extract rank {rank}",
+                   unit="scenario")
+        n = _extract_batches(part, part.pattern_store(meta) if keep else None, todo, keep,
+                             target, cfg, bar)
+    dist.barrier(timeout=SHARE_WAIT)
+    if rank == 0:
+        merge_parts(run, scenarios_path, keep, meta, cfg.batch_size)
+    return n
+
+
+def merge_parts(run: Run, scenarios_path: Path, keep: set[str], meta: StoreMeta,
+                batch_size: int) -> None:
+    """Append the parts' results and patterns to ``run`` in the file's order, then delete them.
+
+    Batch by batch as a single process extracts (patterns, then results, each durable), so the
+    merged files are the single-process ones byte for byte; a part's shard that is exactly a
+    batch's patterns (the rule) is hard-linked, not copied. Scenarios already in the run are
+    skipped: a merge killed halfway resumes, and a second merge adds nothing.
+    """
+    shutil.rmtree(_removed_parts(run), ignore_errors=True)  # a removal a kill cut short
+    parts = run.parts()
+    if not parts:
+        return
+    rows = {r["id"]: r for p in parts for r in p.results()}
+    stored = {i: src for p in parts if (src := p.pattern_store()) is not None for i in src.ids()}
+    merged = {r["id"] for r in run.results()}
+    store = run.pattern_store(meta) if keep else None
+    for batch in _batches(read_scenarios(scenarios_path), batch_size):
+        new = [s.id for s in batch if s.id not in merged]
+        missing = [i for i in new if i not in rows]
+        if missing:
+            raise ValueError(f"run {run.name}: scenario {missing[0]} is in no part of "
+                             f"{run.parts_path}; rerun the extraction to finish it")
+        sel = [i for i in new if i in keep and i in stored and not store.has(i)]
+        if sel and not store.link(sel, stored[sel[0]]):
+            store.append(sel, np.stack([stored[i].get(i) for i in sel]))
+        if new:
+            run.append_results([rows[i] for i in new])
+    _remove_parts(run)
+
+
+def _removed_parts(run: Run) -> Path:
+    return run.path / ".parts.removed"
+
+
+def _remove_parts(run: Run) -> None:
+    """Delete the merged parts once the merge survives a power loss (its folders synced too).
+    Renamed away first, so a kill midway leaves no half-deleted part for a rerun to read."""
+    for folder in (run.path, run.patterns_path, run.patterns_path / "shards"):
+        if folder.exists():
+            fsync_dir(folder)
+    os.replace(run.parts_path, _removed_parts(run))
+    fsync_dir(run.path)
+    shutil.rmtree(_removed_parts(run))

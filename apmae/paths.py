@@ -51,6 +51,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` durable: a file renamed or created into it (what
+    :func:`atomic_path` does) survives a power loss only once its folder is synced too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Like :func:`atomic_path` for a folder (a saved model): built under a temporary name,

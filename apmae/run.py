@@ -6,6 +6,7 @@ runs/<name>/
   scenarios.jsonl   mined scenarios (apmae mine)
   results.jsonl     one line per scenario: completion and both correctness flags (apmae extract)
   patterns/         the pattern array store (apmae.store.arrays)
+  parts/rank-<r>/   a torchrun rank's share of an extraction, a run of its own until merged
 ```
 """
 
@@ -29,6 +30,18 @@ class Run:
     results_path = property(lambda self: self.path / "results.jsonl")
     patterns_path = property(lambda self: self.path / "patterns")
     meta_path = property(lambda self: self.path / "run.json")
+    parts_path = property(lambda self: self.path / "parts")
+
+    def part(self, rank: int) -> Run:
+        """Where torchrun rank ``rank`` extracts its share: results and patterns of their own,
+        so ranks never write to one file, merged into this run afterwards."""
+        return Run(f"{self.name}/rank-{rank}", path=self.parts_path / f"rank-{rank}")
+
+    def parts(self) -> list[Run]:
+        """The parts not merged yet, of any earlier world size too."""
+        if not self.parts_path.exists():
+            return []
+        return [Run(f"{self.name}/{p.name}", path=p) for p in sorted(self.parts_path.glob("rank-*"))]
 
     def meta(self) -> dict:
         return json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}

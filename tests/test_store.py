@@ -117,3 +117,24 @@ def test_memmap_read_of_one_head(tmp_path: Path) -> None:
     np.testing.assert_array_equal(reader.get("s2", head=0), data[2, :, 0])
     with pytest.raises(ValueError):
         one[0] = 0  # read-only view of the file
+
+
+def test_link_adds_another_stores_shard_without_a_copy(tmp_path: Path) -> None:
+    """A shard holding exactly the ids, in order, is hard-linked; anything else is refused
+    (False, nothing stored) so the caller appends a copy."""
+    src = PatternStore(tmp_path / "src", META)
+    src.append(["s0", "s1"], batch(2, 1))
+    src.append(["s2"], batch(1, 2))
+    dst = PatternStore(tmp_path / "dst", META)
+    assert not dst.link(["s0"], src) and not dst.link(["s1", "s0"], src) and len(dst) == 0
+    other = PatternStore(tmp_path / "other", StoreMeta(layers=2, heads=3, window=6, model="x"))
+    assert not other.link(["s2"], src)
+    assert dst.link(["s0", "s1"], src) and dst.link(["s2"], src)
+    for shard in ("000000", "000001"):
+        a, b = (tmp_path / d / "shards" / f"{shard}.npy" for d in ("src", "dst"))
+        assert a.stat().st_ino == b.stat().st_ino
+    with pytest.raises(ValueError, match="already stored"):
+        dst.link(["s2"], src)
+    again = PatternStore(tmp_path / "dst")
+    assert again.ids() == ["s0", "s1", "s2"]
+    np.testing.assert_array_equal(again.get("s1"), src.get("s1"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..distributed import rank_device
 from ..paths import DEFAULT_MODEL_DIR
 from .fim import SpecialIds, special_ids
 
@@ -62,7 +63,8 @@ def resolve_model_name(name: str | None) -> str:
 
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32) -> Target:
-    """Load a causal LM and its tokenizer with eager attention, in eval mode."""
+    """Load a causal LM and its tokenizer with eager attention, in eval mode; under torchrun a
+    bare ``cuda`` device is this rank's GPU (:func:`apmae.distributed.rank_device`)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_name(name)
@@ -74,7 +76,7 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]})") from e
-    model.to(device).eval()
+    model.to(rank_device(device)).eval()
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return Target(
         name="default" if path == str(DEFAULT_MODEL_DIR) else path,

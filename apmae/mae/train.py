@@ -3,8 +3,8 @@
 AdamW (0.9, 0.95), linear warm-up and one cosine cycle, as the paper. Everything random is a
 function of the seed and the step (the epoch's order, each step's masking noise), so a run
 resumed from its last atomic checkpoint continues exactly where it stopped, and a run under
-``torchrun`` (DistributedDataParallel; gloo on CPU, NCCL on GPU) gives each rank its own slice
-of every step's items.
+``torchrun`` (DistributedDataParallel over gloo: the model trains on the CPU) gives each rank
+its own slice of every step's items.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ..distributed import rank_and_world
 from ..paths import atomic_dir, atomic_path
 from ..run import Run
 from .data import PatternFilter, epoch_items, load_packed, select
@@ -79,14 +80,6 @@ def mae_dir(run: Run) -> Path:
     return run.path / "mae"
 
 
-def _distributed() -> tuple[int, int]:
-    """``(rank, world)``; joins the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
 def step_items(cfg: MAETrainConfig, step: int, n_scenarios: int, layers: int, heads: int,
                rank: int, world: int):
     """This rank's items of ``step``: the global batch is consecutive items of the epoch
@@ -121,7 +114,7 @@ def pixel_stats(model: APMAEModel, store, ids: list[str], cfg: MAETrainConfig,
 def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | None = None) -> Path:
     """Train on ``run``'s train-split patterns; returns the saved model folder."""
     cfg.check()
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} ranks")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))

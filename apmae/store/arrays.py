@@ -17,6 +17,8 @@ its commit record and is written only after the shard itself: a ``kill -9`` betw
 leaves a shard without ids, which is ignored (its scenarios count as not done and are recomputed
 on resume). Stray ``*.tmp`` files are ignored too. At most the batch in flight is lost.
 
+:meth:`PatternStore.link` adds another store's shard as a hard link (a merge without a copy).
+
 One writer at a time; any number of readers. A reader sees the shards committed when it opened
 the store (open it again to see later ones).
 """
@@ -120,7 +122,7 @@ class PatternStore:
                 committed.append(int(m.group(1)))
         self._next_shard = max(numbers, default=-1) + 1  # never reuse a number, orphans included
         for shard in sorted(committed):
-            ids = json.loads(self._ids_path(shard).read_text())
+            ids = self._shard_ids(shard)
             for row, sid in enumerate(ids):
                 self._where.setdefault(sid, (shard, row))
             self._shard_bytes[shard] = self._npy_path(shard).stat().st_size + self._ids_path(shard).stat().st_size
@@ -162,6 +164,33 @@ class PatternStore:
                 np.save(f, data)
                 f.flush()
                 os.fsync(f.fileno())  # shard on disk before its commit record
+        self._commit(shard, ids)
+
+    def link(self, ids: Sequence[str], source: PatternStore) -> bool:
+        """Store ``ids`` as a hard link to the shard of ``source`` that holds exactly them, in
+        this order: merging a store into another (sharded extraction) then neither copies
+        the patterns nor needs twice their disk. False, and nothing stored, when ``source`` has
+        no such shard or the file system cannot link; :meth:`append` a copy then."""
+        ids = [str(i) for i in ids]
+        where = source._where.get(ids[0]) if ids else None
+        if where is None or source.meta != self.meta or source._shard_ids(where[0]) != ids:
+            return False
+        if any(i in self._where for i in ids):
+            raise ValueError("scenario ids already stored")
+        shard = self._next_shard
+        try:
+            os.link(source._npy_path(where[0]), self._npy_path(shard))
+        except OSError:
+            return False
+        self._next_shard += 1
+        self._commit(shard, ids)
+        return True
+
+    def _shard_ids(self, shard: int) -> list[str]:
+        return json.loads(self._ids_path(shard).read_text())
+
+    def _commit(self, shard: int, ids: list[str]) -> None:
+        """Write the ids file of a shard already on disk: its commit record."""
         with atomic_path(self._ids_path(shard)) as tmp:
             with open(tmp, "w") as f:
                 json.dump(ids, f)
