@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -76,3 +77,26 @@ def test_cli_runs_the_stages_and_the_report_shows_them(tmp_path, atlas_run, monk
     assert report["clusters"]["heads"] == atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
     assert "all" in report["predictor"]["by_task"]
     assert main(["sweep", "--run", "nope"]) == 2
+
+
+def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):
+    def rows(workers: int) -> tuple[list, list, bytes]:
+        engine = engine_for(f"sqlite:///{tmp_path / f'w{workers}.db'}")
+        cluster_run(atlas_run, ClusterConfig(workers=workers), engine)
+        with session_scope(engine) as s:
+            # by (layer, head): heads finish, and get their ids, in any order
+            members = s.execute(select(m.Head.layer, m.Head.head, m.Scenario.key, m.Membership.label,
+                                       m.Membership.x, m.Membership.y)
+                                .join(m.Head, m.Head.id == m.Membership.head_id)
+                                .join(m.Scenario, m.Scenario.id == m.Membership.scenario_id)
+                                .order_by(m.Head.layer, m.Head.head, m.Scenario.key)).all()
+            clusters = s.execute(select(m.Head.layer, m.Head.head, m.Cluster.label, m.Cluster.size,
+                                        m.Cluster.exemplars).join(m.Head, m.Head.id == m.Cluster.head_id)
+                                 .order_by(m.Head.layer, m.Head.head, m.Cluster.label)).all()
+        arrays = np.load(assignment_path(atlas_run))
+        return members, clusters, {k: arrays[k].tolist() for k in sorted(arrays.files)}
+
+    parallel, inline = rows(2), rows(1)
+    assert parallel[1] == inline[1]  # clusters
+    assert parallel[2] == inline[2]  # medoids and radii for assignment
+    assert parallel[0] == inline[0]  # labels and map positions

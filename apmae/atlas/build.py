@@ -9,6 +9,10 @@ head and skips heads already clustered with the same settings.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from ..db import models as m
 from ..db.session import get_or_create_run, make_engine, session_scope, upgrade, upsert_rows
 from ..paths import atomic_path
 from ..run import Run
-from .cluster import ClusterConfig, cluster_head
+from .cluster import ClusterConfig, HeadClusters, cluster_head
 from .encode import open_embeddings, open_stats, scenarios_of
 from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate, fit,
                         head_importance)
@@ -86,7 +90,8 @@ def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
     x = np.stack([np.asarray(emb.get(k), np.float32) for k in keys])  # [n, layers, heads, d]
     ids = _scenario_ids(engine, run_id)
     tasks, correct = _labels_of(engine, run_id, keys)
-    fingerprint = {"config": asdict(cfg), "scenarios": len(keys), "embeddings": emb.meta.model}
+    settings_used = {k: v for k, v in asdict(cfg).items() if k != "workers"}  # same result either way
+    fingerprint = {"config": settings_used, "scenarios": len(keys), "embeddings": emb.meta.model}
     with session_scope(engine) as session:
         settings = session.get(m.Run, run_id).settings or {}
         done = {(h.layer, h.head) for h in session.scalars(select(m.Head).where(m.Head.run_id == run_id))}
@@ -95,39 +100,59 @@ def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
     heads = [(l, h) for l in range(x.shape[1]) for h in range(x.shape[2]) if (l, h) not in done]
     arrays = dict(np.load(assignment_path(run))) if assignment_path(run).exists() and done else {}
     _set_settings(engine, run_id, cluster=fingerprint)
-    for layer, head in tqdm(heads, desc="cluster", unit="head"):
-        hc = cluster_head(x[:, layer, head], cfg)
-        with session_scope(engine) as session:
-            upsert_rows(session, m.Head, [{"run_id": run_id, "layer": layer, "head": head,
-                                           "n_clusters": hc.n_clusters, "noise_share": hc.noise_share,
-                                           "importance": None}],
-                        ["run_id", "layer", "head"], ["n_clusters", "noise_share"])
-            head_id = session.scalar(select(m.Head.id).where(
-                m.Head.run_id == run_id, m.Head.layer == layer, m.Head.head == head))
-            session.execute(delete(m.Cluster).where(m.Cluster.head_id == head_id))
-            rows = []
-            for label in sorted(set(hc.labels.tolist())):
-                members = np.flatnonzero(hc.labels == label)
-                rows.append({
-                    "head_id": head_id, "label": label, "size": len(members),
-                    "medoid_scenario_id": ids[keys[hc.medoids[label]]] if label in hc.medoids else None,
-                    "exemplars": [keys[i] for i in hc.exemplars.get(label, [])],
-                    "by_task": {t: int(c) for t, c in zip(*np.unique(tasks[members], return_counts=True))},
-                    "by_correct": {"correct": int(correct[members].sum()),
-                                   "incorrect": int((~correct[members]).sum())}})
-            session.execute(m.Cluster.__table__.insert(), rows)
-            upsert_rows(session, m.Membership,
-                        [{"scenario_id": ids[k], "head_id": head_id, "label": int(hc.labels[i]),
-                          "x": float(hc.coords[i, 0]), "y": float(hc.coords[i, 1]),
-                          "probability": float(hc.probabilities[i])} for i, k in enumerate(keys)],
-                        ["scenario_id", "head_id"], ["label", "x", "y", "probability"])
+    for (layer, head), hc in tqdm(_cluster_heads(x, heads, cfg), total=len(heads), desc="cluster",
+                                  unit="head"):
+        _store_head(engine, run_id, layer, head, hc, keys, ids, tasks, correct)
         arrays[f"L{layer}H{head}_centers"] = hc.centers
         arrays[f"L{layer}H{head}_labels"] = hc.center_labels
         arrays[f"L{layer}H{head}_radii"] = hc.radii
-        with atomic_path(assignment_path(run)) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(assignment_path(run)) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
     return len(heads)
+
+
+def _cluster_heads(x: np.ndarray, heads: list[tuple[int, int]], cfg: ClusterConfig
+                   ) -> Iterator[tuple[tuple[int, int], HeadClusters]]:
+    """Each head's clustering as it finishes: in ``cfg.workers`` processes (one per core by
+    default; UMAP with a fixed seed and HDBSCAN each use one core), or inline for one."""
+    workers = min(cfg.workers or os.cpu_count() or 1, len(heads))
+    if workers <= 1:
+        yield from (((l, h), cluster_head(x[:, l, h], cfg)) for l, h in heads)
+        return
+    # spawn: the parent has torch's thread pools, which a forked child must not inherit
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(cluster_head, x[:, l, h], cfg): (l, h) for l, h in heads}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _store_head(engine: Engine, run_id: int, layer: int, head: int, hc: HeadClusters,
+                keys: list[str], ids: dict[str, int], tasks: np.ndarray, correct: np.ndarray) -> None:
+    """One head's summary, clusters and memberships, in one transaction."""
+    with session_scope(engine) as session:
+        upsert_rows(session, m.Head, [{"run_id": run_id, "layer": layer, "head": head,
+                                       "n_clusters": hc.n_clusters, "noise_share": hc.noise_share,
+                                       "importance": None}],
+                    ["run_id", "layer", "head"], ["n_clusters", "noise_share"])
+        head_id = session.scalar(select(m.Head.id).where(
+            m.Head.run_id == run_id, m.Head.layer == layer, m.Head.head == head))
+        session.execute(delete(m.Cluster).where(m.Cluster.head_id == head_id))
+        rows = []
+        for label in sorted(set(hc.labels.tolist())):
+            members = np.flatnonzero(hc.labels == label)
+            rows.append({
+                "head_id": head_id, "label": label, "size": len(members),
+                "medoid_scenario_id": ids[keys[hc.medoids[label]]] if label in hc.medoids else None,
+                "exemplars": [keys[i] for i in hc.exemplars.get(label, [])],
+                "by_task": {t: int(c) for t, c in zip(*np.unique(tasks[members], return_counts=True))},
+                "by_correct": {"correct": int(correct[members].sum()),
+                               "incorrect": int((~correct[members]).sum())}})
+        session.execute(m.Cluster.__table__.insert(), rows)
+        upsert_rows(session, m.Membership,
+                    [{"scenario_id": ids[k], "head_id": head_id, "label": int(hc.labels[i]),
+                      "x": float(hc.coords[i, 0]), "y": float(hc.coords[i, 1]),
+                      "probability": float(hc.probabilities[i])} for i, k in enumerate(keys)],
+                    ["scenario_id", "head_id"], ["label", "x", "y", "probability"])
 
 
 def _labels_of(engine: Engine, run_id: int, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:

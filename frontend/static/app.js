@@ -1,0 +1,1393 @@
+/* apmae explorer: one init function per page (chosen by <body data-page>), plain DOM.
+ *
+ * Everything that comes from the API (code, targets, completions, tokens, paths, task names)
+ * is inserted as text: el()/append() create text nodes, innerHTML is never used. Strings that
+ * plotly renders (tick labels, hover text) go through plotText(), which escapes its
+ * pseudo-HTML. Each view keeps its state in the URL (query string; the Try page's code in the
+ * hash) so that a link reproduces it. */
+"use strict";
+
+(function () {
+  // ---------------------------------------------------------------- DOM helpers
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+
+  /** An element with properties and children; strings become text nodes, never HTML. */
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = String(v);
+      else if (k === "dataset") Object.assign(node.dataset, v);
+      else if (k.startsWith("on") && typeof v === "function") node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    return append(node, children);
+  }
+
+  function append(node, children) {
+    for (const c of [children].flat(Infinity)) {
+      if (c == null || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function clear(node) { node.replaceChildren(); return node; }
+
+  /** A same-origin link to ``path`` with query parameters (empty ones left out). */
+  function href(path, query) {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(query || {})) if (v != null && v !== "") p.set(k, v);
+    const s = p.toString();
+    return s ? `${path}?${s}` : path;
+  }
+
+  const params = () => new URLSearchParams(location.search);
+
+  /** Replace the query string's ``changes`` (null or "" removes a key), keeping the hash. */
+  function setParams(changes) {
+    const p = params();
+    for (const [k, v] of Object.entries(changes)) {
+      if (v == null || v === "") p.delete(k); else p.set(k, v);
+    }
+    const s = p.toString();
+    history.replaceState(null, "", location.pathname + (s ? `?${s}` : "") + location.hash);
+  }
+
+  function intParam(p, name, fallback = null) {
+    const v = p.get(name);
+    if (v == null || v === "" || !/^-?\d+$/.test(v)) return fallback;
+    return parseInt(v, 10);
+  }
+
+  const enc = encodeURIComponent;
+
+  // ---------------------------------------------------------------- formatting
+
+  const pct = (v, d = 1) => (v == null || Number.isNaN(v) ? "—" : `${(100 * v).toFixed(d)}%`);
+  const num = (v, d = 3) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
+  const headName = (l, h) => `L${l} H${h}`;
+  /** A probability with 3 decimals, or 2 significant digits when smaller than 0.001. */
+  const prob = (v) => (v == null ? "—" : v === 0 || v >= 0.001 ? Number(v).toFixed(3) : Number(v).toExponential(1));
+  const clusterName = (label) => (label == null ? "—" : label < 0 ? "noise" : `c${label}`);
+
+  /** Whitespace made visible, for tokens and short strings shown out of their code. */
+  function visible(s) {
+    return String(s ?? "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/ /g, "·");
+  }
+
+  function shorten(s, n) {
+    s = String(s ?? "");
+    return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+  }
+
+  /** Plotly renders a pseudo-HTML subset in labels and hover text: escape it. */
+  function plotText(s) {
+    return String(s ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  function mark(ok, none = "—") {
+    if (ok == null) return el("span", { class: "badge muted", text: none });
+    return ok ? el("span", { class: "badge ok", text: "✓ right" }) : el("span", { class: "badge bad", text: "✗ wrong" });
+  }
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(status, detail) { super(detail); this.status = status; }
+  }
+
+  /** JSON from the API; a failure throws ApiError with the server's ``detail``. */
+  async function api(path, options = {}) {
+    let res;
+    try {
+      res = await fetch(path, {
+        ...options,
+        headers: { Accept: "application/json", ...(options.body ? { "Content-Type": "application/json" } : {}) },
+      });
+    } catch (e) {
+      throw new ApiError(0, `cannot reach the server (${e.message})`);
+    }
+    const type = res.headers.get("content-type") || "";
+    const body = type.includes("json") ? await res.json().catch(() => null) : await res.text();
+    if (!res.ok) {
+      let detail = body && typeof body === "object" && body.detail != null ? body.detail : `${res.status} ${res.statusText}`;
+      if (typeof detail !== "string") detail = JSON.stringify(detail);
+      const retry = res.headers.get("Retry-After");
+      if (res.status === 503 && retry) detail += ` (retry in ${retry} s)`;
+      throw new ApiError(res.status, detail);
+    }
+    return body;
+  }
+
+  const post = (path, data) => api(path, { method: "POST", body: JSON.stringify(data) });
+
+  function errorBox(err, what) {
+    return el("div", { class: "error", role: "alert" },
+      what ? el("b", { text: `${what}: ` }) : null, err && err.message ? err.message : String(err));
+  }
+
+  function status(message, kind = "error") {
+    const box = $("#status");
+    if (!box) return;
+    if (!message) { box.hidden = true; clear(box); return; }
+    box.hidden = false;
+    box.className = `status ${kind}`;
+    box.textContent = message;
+  }
+
+  // ---------------------------------------------------------------- downloads
+
+  function download(filename, text, type) {
+    const url = URL.createObjectURL(new Blob([text], { type }));
+    const a = el("a", { href: url, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  function csv(rows, columns) {
+    const cell = (v) => {
+      if (v == null) return "";
+      if (typeof v === "object") v = JSON.stringify(v);
+      v = String(v);
+      return /[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+    };
+    return [columns.join(","), ...rows.map((r) => columns.map((c) => cell(r[c])).join(","))].join("\r\n") + "\r\n";
+  }
+
+  // ---------------------------------------------------------------- plotly
+
+  const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
+  const MONO = 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace';
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d"];
+  const NOISE = "#b0b0b0";
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+
+  function plot(div, data, layout, filename) {
+    const base = {
+      margin: { l: 56, r: 16, t: 12, b: 48 },
+      font: { family: FONT, size: 12, color: "#222" },
+      paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+      hoverlabel: { font: { family: MONO, size: 12 } },
+      legend: { orientation: "h", y: -0.2 },
+    };
+    const config = { ...PLOT_CONFIG, toImageButtonOptions: { format: "png", scale: 2, filename: filename || "apmae" } };
+    return Plotly.newPlot(div, data, { ...base, ...layout }, config);
+  }
+
+  /** A full heatmap of one pattern (log10 weights), token labels on both axes; hovering a
+   * cell names its query and key tokens in a readout under the plot. */
+  function patternView(pattern, { filename, caption } = {}) {
+    const T = pattern.z.length;
+    const tokens = pattern.tokens && pattern.tokens.length === T ? pattern.tokens : Array.from({ length: T }, (_, i) => `#${i}`);
+    const step = Math.max(1, Math.ceil(T / 40));
+    const tickvals = [];
+    for (let i = 0; i < T; i += step) tickvals.push(i);
+    const ticktext = tickvals.map((i) => plotText(shorten(visible(tokens[i]), 12)));
+    const box = el("figure", { class: "pattern" });
+    const div = el("div", { class: "plot plot-pattern" });
+    const readout = el("figcaption", { class: "readout" }, caption || "Hover a cell: query (row) attends to key (column).");
+    box.append(div, readout);
+    const axis = { tickvals, ticktext, tickfont: { family: MONO, size: 9 }, showgrid: false, zeroline: false, ticks: "" };
+    const draw = () => plot(div, [{
+      type: "heatmap", z: pattern.z, colorscale: "Viridis", zmin: pattern.floor, zmax: 0, hoverongaps: false,
+      colorbar: { title: { text: "log10 w", side: "right" }, thickness: 12 },
+      hovertemplate: "query %{y} · key %{x}<br>log10 w = %{z:.2f}<extra></extra>",
+    }], {
+      margin: { l: 84, r: 8, t: 8, b: 84 },
+      xaxis: { ...axis, tickangle: -90, title: { text: "key", standoff: 4 }, constrain: "domain" },
+      yaxis: { ...axis, autorange: "reversed", scaleanchor: "x", title: { text: "query", standoff: 4 }, constrain: "domain" },
+    }, filename).then(() => {
+      div.on("plotly_hover", (ev) => {
+        const p = ev.points[0];
+        const q = p.y, k = p.x;
+        clear(readout).append("query ", el("code", { text: `${q} ${visible(tokens[q])}` }),
+          " → key ", el("code", { text: `${k} ${visible(tokens[k])}` }),
+          `   log10 w = ${p.z == null ? "—" : Number(p.z).toFixed(2)}`);
+      });
+    });
+    // draw once the figure is in the document (plotly sizes itself from its container)
+    requestAnimationFrame(() => requestAnimationFrame(draw));
+    return box;
+  }
+
+  async function loadPattern(target, url, opts) {
+    clear(target).append(el("p", { class: "hint loading", text: "Loading the pattern…" }));
+    try {
+      const pattern = await api(url);
+      clear(target).append(patternView(pattern, opts));
+    } catch (e) {
+      clear(target).append(errorBox(e, "Pattern"));
+    }
+  }
+
+  // ---------------------------------------------------------------- shared views
+
+  /** Code with the masked span highlighted. ``context`` lines either side (null: all). */
+  function codeView(prefix, target, suffix, { context = null, label = "masked span" } = {}) {
+    const wrap = el("div", { class: "code-wrap" });
+    const render = (ctx) => {
+      let pre = prefix ?? "", suf = suffix ?? "", cutBefore = false, cutAfter = false;
+      if (ctx != null) {
+        const lines = pre.split("\n");
+        if (lines.length > ctx + 1) { pre = lines.slice(-(ctx + 1)).join("\n"); cutBefore = true; }
+        const after = suf.split("\n");
+        if (after.length > ctx + 1) { suf = after.slice(0, ctx + 1).join("\n"); cutAfter = true; }
+      }
+      const m = el("mark", { class: "target", title: label }, target ? target : "⎀");
+      const code = el("pre", { class: "code" }, cutBefore ? el("span", { class: "elided", text: "…\n" }) : null,
+        pre, m, suf, cutAfter ? el("span", { class: "elided", text: "\n…" }) : null);
+      const children = [code];
+      if (cutBefore || cutAfter) {
+        children.push(el("button", { type: "button", class: "link", text: "show all the code", onclick: () => render(null) }));
+      } else if (ctx == null && context != null) {
+        children.push(el("button", { type: "button", class: "link", text: "show less", onclick: () => render(context) }));
+      }
+      clear(wrap).append(...children);
+      if (ctx == null) requestAnimationFrame(() => { code.scrollTop = Math.max(0, m.offsetTop - code.clientHeight / 2); });
+    };
+    render(context);
+    return wrap;
+  }
+
+  /** A layer × head table; ``cell(l, h)`` makes each cell's content. */
+  function headGrid(layers, heads, cell) {
+    const head = el("tr", null, el("th", { class: "corner", text: "" }));
+    for (let h = 0; h < heads; h++) head.append(el("th", { scope: "col", text: `H${h}` }));
+    const body = el("tbody");
+    for (let l = 0; l < layers; l++) {
+      const row = el("tr", null, el("th", { scope: "row", text: `L${l}` }));
+      for (let h = 0; h < heads; h++) row.append(el("td", { dataset: { layer: l, head: h } }, cell(l, h)));
+      body.append(row);
+    }
+    return el("table", { class: heads > 12 ? "headgrid dense" : "headgrid" }, el("thead", null, head), body);
+  }
+
+  function thumb(src, alt) {
+    const img = el("img", { src, alt, loading: "lazy", width: 64, height: 64, decoding: "async" });
+    img.addEventListener("error", () => { img.classList.add("broken"); img.alt = `${alt} (unavailable)`; });
+    return img;
+  }
+
+  const scenarioThumb = (key, l, h) => `/api/scenarios/${enc(key)}/heads/${l}/${h}/thumb.png`;
+  const scenarioPattern = (key, l, h) => `/api/scenarios/${enc(key)}/heads/${l}/${h}/pattern`;
+
+  function facts(dl, rows) {
+    clear(dl);
+    for (const [k, v] of rows) {
+      if (v == null) continue;
+      dl.append(el("dt", { text: k }), el("dd", null, v));
+    }
+  }
+
+  /** A one-line mix of tasks: the largest ones, then how many more. */
+  function taskMix(byTask, top = 3) {
+    const entries = Object.entries(byTask || {}).sort((a, b) => b[1] - a[1]);
+    const shown = entries.slice(0, top).map(([t, n]) => `${t} ${n}`);
+    if (entries.length > top) shown.push(`+${entries.length - top} more`);
+    return shown.join(", ");
+  }
+
+  function taskLines(byTask, top = 3) {
+    const entries = Object.entries(byTask || {}).sort((a, b) => b[1] - a[1]);
+    const lines = entries.slice(0, top).map(([t, n]) => el("div", null, el("span", { text: t }), el("span", { class: "n", text: n })));
+    if (entries.length > top) lines.push(el("div", { class: "more", text: `+${entries.length - top} more task${entries.length - top === 1 ? "" : "s"}` }));
+    return lines;
+  }
+
+  function correctBar(byCorrect) {
+    const c = (byCorrect && byCorrect.correct) || 0, i = (byCorrect && byCorrect.incorrect) || 0;
+    const share = c + i ? c / (c + i) : 0;
+    return el("div", { class: "mix", title: `${c} correct, ${i} incorrect (first token)` },
+      el("div", { class: "bar" }, el("span", { class: "fill", style: `width:${(100 * share).toFixed(1)}%` })),
+      el("span", { class: "hint", text: `${pct(share, 0)} correct (${c}/${c + i})` }));
+  }
+
+  // ---------------------------------------------------------------- markdown (model card)
+
+  function inline(text) {
+    const out = [];
+    const re = /(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*|\[[^\]]+\]\([^)\s]+\))/g;
+    let last = 0, m;
+    while ((m = re.exec(text))) {
+      if (m.index > last) out.push(text.slice(last, m.index));
+      const t = m[0];
+      if (t.startsWith("`")) out.push(el("code", { text: t.slice(1, -1) }));
+      else if (t.startsWith("**")) out.push(el("strong", { text: t.slice(2, -2) }));
+      else if (t.startsWith("*")) out.push(el("em", { text: t.slice(1, -1) }));
+      else {
+        const [, label, url] = t.match(/^\[([^\]]+)\]\(([^)\s]+)\)$/);
+        out.push(/^https?:\/\//i.test(url) ? el("a", { href: url, rel: "noopener", text: label }) : label);
+      }
+      last = m.index + t.length;
+    }
+    if (last < text.length) out.push(text.slice(last));
+    return out;
+  }
+
+  /** A small Markdown subset (headings, paragraphs, lists, tables, fenced code) as DOM. */
+  function markdown(md) {
+    const root = el("div");
+    const lines = md.replace(/\r\n/g, "\n").split("\n");
+    let i = 0;
+    while (i < lines.length) {
+      const line = lines[i];
+      if (/^```/.test(line)) {
+        const body = [];
+        for (i++; i < lines.length && !/^```/.test(lines[i]); i++) body.push(lines[i]);
+        i++;
+        root.append(el("pre", { class: "code" }, body.join("\n")));
+      } else if (/^#{1,6}\s/.test(line)) {
+        const level = Math.min(6, line.match(/^#+/)[0].length + 2);
+        root.append(el(`h${level}`, null, inline(line.replace(/^#+\s*/, ""))));
+        i++;
+      } else if (/^\s*\|/.test(line)) {
+        const rows = [];
+        for (; i < lines.length && /^\s*\|/.test(lines[i]); i++) rows.push(lines[i]);
+        const cells = (r) => r.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+        const table = el("table", { class: "data compact" });
+        const body = el("tbody");
+        rows.forEach((r, k) => {
+          if (k === 1 && /^[\s|:-]+$/.test(r)) return;
+          const tag = k === 0 ? "th" : "td";
+          const tr = el("tr", null, cells(r).map((c) => el(tag, null, inline(c))));
+          if (k === 0) table.append(el("thead", null, tr)); else body.append(tr);
+        });
+        table.append(body);
+        root.append(table);
+      } else if (/^\s*[-*]\s/.test(line)) {
+        const ul = el("ul");
+        while (i < lines.length && /^\s*[-*]\s/.test(lines[i])) {
+          let item = lines[i].replace(/^\s*[-*]\s/, "");
+          for (i++; i < lines.length && /^\s{2,}\S/.test(lines[i]) && !/^\s*[-*]\s/.test(lines[i]); i++) item += ` ${lines[i].trim()}`;
+          ul.append(el("li", null, inline(item)));
+        }
+        root.append(ul);
+      } else if (!line.trim()) {
+        i++;
+      } else {
+        const para = [];
+        for (; i < lines.length && lines[i].trim() && !/^(```|#{1,6}\s|\s*\||\s*[-*]\s)/.test(lines[i]); i++) para.push(lines[i].trim());
+        root.append(el("p", null, inline(para.join(" "))));
+      }
+    }
+    return root;
+  }
+
+  // ---------------------------------------------------------------- Overview
+
+  const GRID_COLOURS = {
+    n_clusters: { title: "clusters", colorscale: [[0, "#eef4fb"], [1, "#08306b"]], text: "%{z}" },
+    noise_share: { title: "noise share", colorscale: [[0, "#f5f5f5"], [1, "#252525"]], text: "%{z:.0%}" },
+    importance: { title: "importance", colorscale: [[0, "#b2182b"], [0.5, "#f7f7f7"], [1, "#2166ac"]], text: "%{z:.3f}", diverging: true },
+  };
+
+  async function overview() {
+    const select = $("#grid-colour");
+    const chosen = params().get("colour");
+    select.value = GRID_COLOURS[chosen] ? chosen : "n_clusters";
+
+    const run = await api("/api/run");
+    const report = run.report || {};
+    const overall = report.scenarios && report.scenarios.overall_non_noise;
+    $("#ov-sub").textContent = [
+      run.layers != null ? `${run.layers} layers × ${run.heads} heads` : null,
+      run.window ? `${run.window}-token windows` : null,
+      overall ? `${overall.n} scenarios` : null,
+    ].filter(Boolean).join(" · ");
+    if (run.problem) status(`The run is not ready: ${run.problem}`);
+
+    runFacts(run);
+    accuracyChart(report);
+    predictorChart(report);
+    reconstructionChart(report);
+    modelCard(run);
+
+    let heads = [];
+    try { heads = await api("/api/heads"); } catch (e) { clear($("#grid-plot")).append(errorBox(e, "Heads")); return; }
+    if (!heads.length) { clear($("#grid-plot")).append(el("p", { class: "hint", text: "No clustered heads in this run yet (run `apmae cluster`)." })); return; }
+    const draw = () => { setParams({ colour: select.value === "n_clusters" ? null : select.value }); headHeatmap(heads, run, select.value); };
+    select.addEventListener("change", draw);
+    draw();
+    topHeads(heads);
+    const columns = ["layer", "head", "n_clusters", "noise_share", "importance"];
+    $("#heads-csv").addEventListener("click", () => download("heads.csv", csv(heads, columns), "text/csv"));
+    $("#heads-json").addEventListener("click", () => download("heads.json", JSON.stringify(heads, null, 2), "application/json"));
+  }
+
+  function runFacts(run) {
+    const r = run.report || {};
+    const meta = r.meta || {};
+    const clusters = r.clusters || {};
+    const overall = r.scenarios && r.scenarios.overall_non_noise;
+    facts($("#run-facts"), [
+      ["model", meta.model || null],
+      ["heads", run.layers != null ? `${run.layers} layers × ${run.heads} heads` : null],
+      ["window", run.window ? `${run.window} tokens` : null],
+      ["scenarios", overall ? `${overall.n} (besides noise); first-token accuracy ${pct(overall.accuracy_first_token)}, exact ${pct(overall.accuracy_exact)}` : null],
+      ["mined from", meta.mining ? `${meta.mining.source} (seed ${meta.mining.seed})` : null],
+      ["clusters", clusters.heads ? `${num(clusters.clusters_per_head_mean, 2)} per head on average; ${pct(clusters.clustered_share)} of patterns clustered` : null],
+      ["patterns kept", r.patterns ? `${r.patterns.stored} scenarios` : null],
+      ["missing", run.missing && run.missing.length ? run.missing.join(", ") : null],
+    ]);
+  }
+
+  function headHeatmap(heads, run, key) {
+    const layers = run.layers ?? Math.max(...heads.map((h) => h.layer)) + 1;
+    const nheads = run.heads ?? Math.max(...heads.map((h) => h.head)) + 1;
+    const z = Array.from({ length: layers }, () => Array(nheads).fill(null));
+    const text = Array.from({ length: layers }, () => Array(nheads).fill(""));
+    for (const h of heads) {
+      z[h.layer][h.head] = h[key];
+      text[h.layer][h.head] = `${headName(h.layer, h.head)}<br>clusters ${h.n_clusters}<br>noise ${pct(h.noise_share)}<br>importance ${num(h.importance, 4)}`;
+    }
+    const spec = GRID_COLOURS[key];
+    const trace = {
+      type: "heatmap", z, text, x: [...Array(nheads).keys()], y: [...Array(layers).keys()],
+      colorscale: spec.colorscale, xgap: 1, ygap: 1,
+      texttemplate: layers * nheads <= 64 ? spec.text : "", textfont: { size: 11 },
+      hovertemplate: "%{text}<extra></extra>", colorbar: { title: { text: spec.title }, thickness: 12 },
+    };
+    if (spec.diverging) {
+      const m = Math.max(1e-9, ...heads.map((h) => Math.abs(h.importance || 0)));
+      trace.zmin = -m; trace.zmax = m;
+    } else if (key === "noise_share") {
+      trace.zmin = 0; trace.zmax = Math.max(1e-9, ...heads.map((h) => h.noise_share || 0));
+    }
+    const div = $("#grid-plot");
+    div.style.height = `${Math.min(720, Math.max(220, 40 + layers * 26))}px`;
+    plot(div, [trace], {
+      margin: { l: 48, r: 8, t: 8, b: 40 },
+      xaxis: { title: { text: "head" }, dtick: nheads > 16 ? 2 : 1, showgrid: false, zeroline: false },
+      yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: layers > 16 ? 2 : 1, showgrid: false, zeroline: false },
+    }, `heads-${key}`).then(() => {
+      div.removeAllListeners && div.removeAllListeners("plotly_click");
+      div.on("plotly_click", (ev) => {
+        const p = ev.points && ev.points[0];
+        if (p) location.href = href("/head", { layer: p.y, head: p.x });
+      });
+    });
+  }
+
+  function topHeads(heads) {
+    const body = clear($("#top-heads tbody"));
+    const ranked = [...heads].sort((a, b) => (b.importance || 0) - (a.importance || 0)).slice(0, 10);
+    if (!heads.some((h) => h.importance > 0)) {
+      $("#top-heads").before(el("p", { class: "hint", text: "No head has a positive importance in this run: shuffling any one head's cluster does not hurt the predictor." }));
+    }
+    for (const h of ranked) {
+      body.append(el("tr", null,
+        el("td", null, el("a", { href: href("/head", { layer: h.layer, head: h.head }), text: headName(h.layer, h.head) })),
+        el("td", { class: "num", text: num(h.importance, 4) }),
+        el("td", { class: "num", text: h.n_clusters }),
+        el("td", { class: "num", text: pct(h.noise_share) })));
+    }
+  }
+
+  function accuracyChart(report) {
+    const byTask = (report.scenarios && report.scenarios.by_task) || {};
+    const tasks = Object.keys(byTask);
+    const div = $("#acc-plot");
+    if (!tasks.length) { div.append(el("p", { class: "hint", text: "No results yet." })); return; }
+    const labels = tasks.map((t) => plotText(t === "noise" ? "noise (control)" : t));
+    const n = tasks.map((t) => byTask[t].n);
+    const bar = (name, field, color) => ({
+      type: "bar", orientation: "h", name, y: labels, x: tasks.map((t) => byTask[t][field]), customdata: n, marker: { color },
+      hovertemplate: `%{y}<br>${name}: %{x:.1%} (n = %{customdata})<extra></extra>`,
+    });
+    div.style.height = `${Math.max(300, 90 + tasks.length * 30)}px`;
+    plot(div, [bar("first token", "accuracy_first_token", "#4c78a8"), bar("exact", "accuracy_exact", "#9ecae9")], {
+      barmode: "group", bargap: 0.25, margin: { l: 150, r: 16, t: 8, b: 44 },
+      xaxis: { tickformat: ".0%", range: [0, 1], title: { text: "accuracy" } }, yaxis: { autorange: "reversed", automargin: true },
+      legend: { orientation: "h", x: 0, y: 1.08, traceorder: "normal" },
+    }, "accuracy-per-task");
+  }
+
+  function predictorChart(report) {
+    const byTask = (report.predictor && report.predictor.by_task) || {};
+    const div = $("#pred-plot");
+    const scored = Object.keys(byTask).filter((t) => !byTask[t].skipped);
+    const skipped = Object.keys(byTask).filter((t) => byTask[t].skipped);
+    if (!scored.length) {
+      div.append(el("p", { class: "hint", text: report.predictor ? "No task had enough of both classes." : "No predictor trained yet (run `apmae predictor train`)." }));
+    } else {
+      const labels = scored.map((t) => plotText(t === "all" ? "all tasks" : t));
+      const bar = (name, field, color) => ({
+        type: "bar", orientation: "h", name, y: labels, x: scored.map((t) => byTask[t][field]), marker: { color },
+        customdata: scored.map((t) => byTask[t].n_test), hovertemplate: `%{y}<br>${name}: %{x:.3f} (n = %{customdata})<extra></extra>`,
+      });
+      div.style.height = `${Math.max(300, 90 + scored.length * 40)}px`;
+      plot(div, [bar("clusters", "balanced_accuracy", "#4c78a8"), bar("embeddings", "embeddings_balanced_accuracy", "#f58518"),
+        bar("baseline", "baseline_balanced_accuracy", "#bab0ac"),
+        { type: "scatter", mode: "lines", name: "chance", x: [null], y: [null], line: { dash: "dash", color: "#d62728", width: 1 }, hoverinfo: "skip" }], {
+        barmode: "group", bargap: 0.2, margin: { l: 150, r: 16, t: 8, b: 44 },
+        xaxis: { range: [0, 1], title: { text: "balanced accuracy" } }, yaxis: { autorange: "reversed", automargin: true },
+        legend: { orientation: "h", x: 0, y: 1.08, traceorder: "normal" },
+        shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: 0.5, x1: 0.5, line: { dash: "dash", color: "#d62728", width: 1 } }],
+      }, "predictor");
+    }
+    const note = $("#pred-note");
+    note.append("Balanced classes per task, out-of-fold predictions. clusters: one categorical feature per head (its cluster); embeddings: the AP-MAE embeddings; baseline: hand-made pattern statistics without AP-MAE.");
+    if (skipped.length) note.append(el("br"), `Skipped (too few of one class): ${skipped.join(", ")}.`);
+  }
+
+  function reconstructionChart(report) {
+    const rec = report.reconstruction;
+    const div = $("#rec-plot");
+    if (!rec) { div.append(el("p", { class: "hint", text: "AP-MAE not evaluated yet (run `apmae mae eval`)." })); return; }
+    const layers = Object.keys(rec.by_layer || {}).sort((a, b) => a - b);
+    const names = { model: "AP-MAE", head_mean: "head mean", visible_mean: "visible mean", nearest_visible: "nearest visible" };
+    const colors = { model: "#4c78a8", head_mean: "#f58518", visible_mean: "#bab0ac", nearest_visible: "#79706e" };
+    const series = ["model", ...Object.keys(rec.baselines || {})];
+    const x = [...layers.map((l) => `L${l}`), "all"];
+    const traces = series.map((s) => ({
+      type: "bar", name: plotText(names[s] || s), x, marker: { color: colors[s] || "#999" },
+      y: [...layers.map((l) => rec.by_layer[l][s]), s === "model" ? rec.mse : rec.baselines[s]],
+      hovertemplate: `%{x}: ${plotText(names[s] || s)} MSE %{y:.4f}<extra></extra>`,
+    }));
+    plot(div, traces, {
+      barmode: "group", margin: { l: 56, r: 8, t: 8, b: 40 },
+      yaxis: { title: { text: "masked MSE (lower is better)" }, rangemode: "tozero" },
+      legend: { orientation: "h", x: 0, y: 1.12 },
+    }, "reconstruction");
+    const note = $("#rec-note");
+    note.append(`Masked-patch MSE on ${rec.n_patterns} held-out patterns (${rec.n_scenarios} scenarios), per layer and overall. `);
+    if (rec.best_baseline) note.append(`AP-MAE's error is ${num(rec.ratio_to_best_baseline, 2)}× that of the best baseline (${names[rec.best_baseline] || rec.best_baseline}). `);
+    note.append("Baselines: the head's mean image, the mean of the visible patches, the nearest visible patch.");
+    const gen = report.generalization || rec.generalization;
+    if (gen && gen.other_run) note.append(el("br"), `On run ${gen.other_run}'s patterns (${gen.other_model}): MSE ${num(gen.mse_other_model, 4)}, ${pct(gen.degradation)} worse.`);
+  }
+
+  async function modelCard(run) {
+    if (!run.model_card) return;
+    const details = $("#model-card");
+    try {
+      const res = await fetch(run.model_card);
+      if (!res.ok) return;
+      const text = await res.text();
+      $("#model-card-body").append(markdown(text));
+      details.hidden = false;
+    } catch (_e) { /* no card: nothing to show */ }
+  }
+
+  // ---------------------------------------------------------------- Head
+
+  async function headPage() {
+    const p = params();
+    const layer = intParam(p, "layer"), head = intParam(p, "head");
+    if (layer == null || head == null) throw new Error("no head given: open one from the grid on the overview (the link needs ?layer=&head=)");
+    document.title = `${headName(layer, head)} · ${document.title}`;
+    $("#head-title").textContent = `Head ${headName(layer, head)}`;
+    $("#crumb-head").textContent = headName(layer, head);
+
+    const [run, info] = await Promise.all([api("/api/run"), api(`/api/heads/${layer}/${head}`)]);
+    $("#head-summary").textContent = `Layer ${layer}, head ${head}: ${info.n_clusters} cluster${info.n_clusters === 1 ? "" : "s"}, ` +
+      `${pct(info.noise_share)} noise, importance ${num(info.importance, 4)} (drop in the predictor's balanced accuracy when this head's cluster is shuffled).`;
+
+    const stepper = $("#head-stepper");
+    const go = (l, h, text) => (l >= 0 && h >= 0 && (run.layers == null || l < run.layers) && (run.heads == null || h < run.heads)
+      ? el("a", { href: href("/head", { layer: l, head: h, task: p.get("task"), correct: p.get("correct") }), text })
+      : el("span", { class: "muted", text }));
+    stepper.append(go(layer, head - 1, "← head"), go(layer, head + 1, "head →"), go(layer - 1, head, "↑ layer"), go(layer + 1, head, "layer ↓"));
+
+    const colour = {};
+    info.clusters.forEach((c, i) => { colour[c.label] = c.label < 0 ? NOISE : PALETTE[i % PALETTE.length]; });
+
+    const total = info.clusters.reduce((s, c) => s + c.size, 0);
+    const cards = $("#cluster-cards");
+    for (const c of info.clusters) {
+      cards.append(el("a", { class: "card", href: href("/cluster", { id: c.id }) },
+        el("div", { class: "card-head" }, el("span", { class: "swatch", style: `background:${colour[c.label]}` }),
+          el("b", { text: c.label < 0 ? "noise" : `Cluster ${c.label}` }),
+          el("span", { class: "hint", text: `${c.size} (${pct(total ? c.size / total : 0, 0)})` })),
+        c.medoid ? thumb(scenarioThumb(c.medoid, layer, head), `medoid of cluster ${c.label}`) : el("div", { class: "nothumb", text: "no medoid" }),
+        correctBar(c.by_correct),
+        el("div", { class: "tasks", title: Object.entries(c.by_task || {}).map(([t, n]) => `${t}: ${n}`).join("\n") },
+          taskLines(c.by_task))));
+    }
+
+    const taskSel = $("#f-task"), corrSel = $("#f-correct");
+    for (const t of run.tasks || []) taskSel.append(el("option", { value: t, text: t }));
+    taskSel.value = (run.tasks || []).includes(p.get("task")) ? p.get("task") : "";
+    corrSel.value = ["true", "false"].includes(p.get("correct")) ? p.get("correct") : "";
+    const load = async () => {
+      setParams({ task: taskSel.value, correct: corrSel.value });
+      const q = new URLSearchParams();
+      if (taskSel.value) q.set("task", taskSel.value);
+      if (corrSel.value) q.set("correct", corrSel.value);
+      const div = $("#map-plot");
+      try {
+        const map = await api(`/api/heads/${layer}/${head}/map${q.toString() ? `?${q}` : ""}`);
+        drawMap(div, map.points, colour, layer, head);
+        $("#map-count").textContent = `${map.points.length} scenarios`;
+      } catch (e) {
+        clear(div).append(errorBox(e, "Map"));
+      }
+    };
+    taskSel.addEventListener("change", load);
+    corrSel.addEventListener("change", load);
+    await load();
+  }
+
+  function drawMap(div, points, colour, layer, head) {
+    const byLabel = new Map();
+    for (const pt of points) {
+      if (!byLabel.has(pt.cluster)) byLabel.set(pt.cluster, []);
+      byLabel.get(pt.cluster).push(pt);
+    }
+    const labels = [...byLabel.keys()].sort((a, b) => a - b);
+    const keys = [];
+    const type = points.length > 5000 ? "scattergl" : "scatter";
+    const traces = labels.map((label) => {
+      const pts = byLabel.get(label);
+      keys.push(pts.map((q) => q.key));
+      return {
+        type, mode: "markers", name: `${clusterName(label)} (${pts.length})`,
+        x: pts.map((q) => q.x), y: pts.map((q) => q.y),
+        marker: { color: colour[label] || NOISE, size: 6, opacity: 0.75, line: { width: 0 } },
+        customdata: pts.map((q) => [plotText(q.task), q.correct ? "correct" : "incorrect",
+          plotText(shorten(visible(q.target), 48)), plotText(shorten(visible(q.completion), 48))]),
+        hovertemplate: "%{customdata[0]} · %{customdata[1]}<br>target: %{customdata[2]}<br>completion: %{customdata[3]}" +
+          `<extra>${clusterName(label)}</extra>`,
+      };
+    });
+    if (!points.length) {
+      clear(div).append(el("p", { class: "hint", text: "No scenario matches these filters." }));
+      return;
+    }
+    clear(div);
+    plot(div, traces, {
+      margin: { l: 36, r: 8, t: 8, b: 28 }, hovermode: "closest", showlegend: true,
+      xaxis: { zeroline: false, showticklabels: false, title: { text: "" } },
+      yaxis: { zeroline: false, showticklabels: false },
+      legend: { orientation: "v", x: 1.01, y: 1 },
+    }, `map-L${layer}-H${head}`).then(() => {
+      div.on("plotly_click", (ev) => {
+        const p = ev.points && ev.points[0];
+        if (!p) return;
+        const key = keys[p.curveNumber] && keys[p.curveNumber][p.pointIndex];
+        if (key) location.href = href("/scenario", { key, layer, head });
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------- Cluster
+
+  const MEMBERS_PER_PAGE = 10;
+
+  async function clusterPage() {
+    const p = params();
+    const id = intParam(p, "id");
+    if (id == null) throw new Error("no cluster given: open one from a head's page (the link needs ?id=)");
+    const offset = Math.max(0, intParam(p, "offset", 0));
+    const c = await api(`/api/clusters/${id}?limit=${MEMBERS_PER_PAGE}&offset=${offset}`);
+    const name = c.label < 0 ? "noise" : `cluster ${c.label}`;
+    document.title = `${name} of ${headName(c.layer, c.head)} · ${document.title}`;
+    $("#cluster-title").textContent = `${c.label < 0 ? "Noise" : `Cluster ${c.label}`} of head ${headName(c.layer, c.head)}`;
+    const crumb = $("#crumb-head");
+    crumb.href = href("/head", { layer: c.layer, head: c.head });
+    crumb.textContent = headName(c.layer, c.head);
+    $("#crumb-cluster").textContent = name;
+    const summary = $("#cluster-summary");
+    summary.append(`${c.size} scenarios. Tasks: ${taskMix(c.by_task, 6)}. `, correctBar(c.by_correct));
+
+    // exemplars: thumbnails, one full heatmap at a time (state: ?ex=)
+    const exemplars = c.exemplars || [];
+    const strip = $("#exemplars"), detail = $("#exemplar-detail");
+    const show = (i) => {
+      const key = exemplars[i];
+      setParams({ ex: i ? i : null });
+      for (const b of strip.querySelectorAll("button")) b.classList.toggle("selected", Number(b.dataset.i) === i);
+      clear(detail).append(
+        el("p", { class: "hint" }, "Exemplar ", el("a", { href: href("/scenario", { key, layer: c.layer, head: c.head }), text: key }),
+          key === c.medoid ? " (the medoid)" : ""),
+        el("div"));
+      loadPattern(detail.lastChild, scenarioPattern(key, c.layer, c.head), { filename: `pattern-${key}-L${c.layer}-H${c.head}` });
+    };
+    exemplars.forEach((key, i) => {
+      strip.append(el("button", { type: "button", class: "thumb-button", dataset: { i }, title: `exemplar ${key}`, onclick: () => show(i) },
+        thumb(scenarioThumb(key, c.layer, c.head), `exemplar ${key}`),
+        el("span", { class: "cap", text: key === c.medoid ? `${key} ★` : key })));
+    });
+    if (exemplars.length) {
+      const ex = intParam(p, "ex", 0);
+      show(ex >= 0 && ex < exemplars.length ? ex : 0);
+    } else {
+      strip.append(el("p", { class: "hint", text: "No exemplars stored for this cluster." }));
+    }
+
+    // members, a page at a time, with their code
+    $("#members-count").textContent = c.size ? `${offset + 1}–${Math.min(offset + c.members.length, c.size)} of ${c.size}` : "";
+    pager($("#members-pager"), offset, MEMBERS_PER_PAGE, c.size, (o) => href("/cluster", { id, offset: o || null, ex: p.get("ex") }));
+    const list = $("#members");
+    for (const m of c.members) {
+      const article = el("article", { class: "member" },
+        el("header", null,
+          el("a", { href: href("/scenario", { key: m.key, layer: c.layer, head: c.head }), text: m.key }),
+          el("span", { class: "tag", text: m.task }), el("span", { class: "path", text: m.path }),
+          el("span", { class: "hint", text: m.split }), mark(m.correct_first_token)),
+        el("div", { class: "member-code" }, el("p", { class: "hint", text: "Loading the code…" })),
+        el("p", { class: "completion" }, "target ", el("code", { text: visible(m.target) }), "  completion ", el("code", { text: visible(m.completion) })));
+      list.append(article);
+    }
+    await Promise.all(c.members.map(async (m, i) => {
+      const box = list.children[i].querySelector(".member-code");
+      try {
+        const s = await api(`/api/scenarios/${enc(m.key)}`);
+        clear(box).append(s.prefix == null ? el("p", { class: "hint", text: "The prompt's text is not available." }) : codeView(s.prefix, s.target, s.suffix, { context: 4 }));
+      } catch (e) {
+        clear(box).append(errorBox(e, "Code"));
+      }
+    }));
+  }
+
+  function pager(box, offset, limit, total, link) {
+    clear(box);
+    const prev = offset > 0 ? el("a", { href: link(Math.max(0, offset - limit)), text: "← previous", rel: "prev" }) : el("span", { class: "muted", text: "← previous" });
+    const next = offset + limit < total ? el("a", { href: link(offset + limit), text: "next →", rel: "next" }) : el("span", { class: "muted", text: "next →" });
+    box.append(prev, next);
+  }
+
+  // ---------------------------------------------------------------- Scenarios
+
+  const SCENARIO_COLUMNS = ["key", "task", "split", "path", "start", "end", "target", "completion", "correct_first_token", "correct_exact", "logprob_target_first"];
+
+  async function scenariosPage() {
+    const p = params();
+    const form = $("#filters");
+    const limit = Math.min(500, Math.max(1, intParam(p, "limit", 50)));
+    const offset = Math.max(0, intParam(p, "offset", 0));
+    const run = await api("/api/run").catch(() => ({ tasks: [] }));
+    for (const t of run.tasks || []) $("#f-task").append(el("option", { value: t, text: t }));
+    $("#f-q").value = p.get("q") || "";
+    $("#f-task").value = (run.tasks || []).includes(p.get("task")) ? p.get("task") : "";
+    $("#f-correct").value = ["true", "false"].includes(p.get("correct")) ? p.get("correct") : "";
+    $("#f-split").value = ["train", "test"].includes(p.get("split")) ? p.get("split") : "";
+
+    const filters = () => ({ q: $("#f-q").value.trim(), task: $("#f-task").value, correct: $("#f-correct").value, split: $("#f-split").value });
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      location.href = href("/scenarios", { ...filters(), limit: limit === 50 ? null : limit });
+    });
+    for (const id of ["#f-task", "#f-correct", "#f-split"]) $(id).addEventListener("change", () => form.requestSubmit());
+
+    const current = { ...filters(), limit, offset };
+    const data = await api(href("/api/scenarios", current));
+    const body = clear($("#table tbody"));
+    for (const s of data.items) {
+      const link = href("/scenario", { key: s.key });
+      body.append(el("tr", null,
+        el("td", null, el("a", { href: link, class: "mono", text: s.key })),
+        el("td", { text: s.task }), el("td", { text: s.split }),
+        el("td", { class: "path", title: s.path, text: s.path }),
+        el("td", null, el("code", { text: shorten(visible(s.target), 40) })),
+        el("td", null, el("code", { text: shorten(visible(s.completion), 40) })),
+        el("td", null, mark(s.correct_first_token)), el("td", null, mark(s.correct_exact)),
+        el("td", { class: "num", text: s.logprob_target_first == null ? "—" : prob(Math.exp(s.logprob_target_first)) })));
+    }
+    if (!data.items.length) body.append(el("tr", null, el("td", { colspan: 9, class: "hint", text: "No scenario matches." })));
+    $("#count").textContent = data.total ? `${offset + 1}–${offset + data.items.length} of ${data.total} scenarios` : "0 scenarios";
+    pager($("#pager"), offset, limit, data.total, (o) => href("/scenarios", { ...filters(), limit: limit === 50 ? null : limit, offset: o || null }));
+    const name = `scenarios${current.task ? `-${current.task}` : ""}-${offset}`;
+    $("#dl-csv").addEventListener("click", () => download(`${name}.csv`, csv(data.items, SCENARIO_COLUMNS), "text/csv"));
+    $("#dl-json").addEventListener("click", () => download(`${name}.json`, JSON.stringify(data.items, null, 2), "application/json"));
+  }
+
+  // ---------------------------------------------------------------- Scenario
+
+  async function scenarioPage() {
+    const p = params();
+    const key = p.get("key");
+    if (!key) throw new Error("no scenario given: open one from the scenarios table (the link needs ?key=)");
+    $("#crumb-key").textContent = key;
+    const [s, run] = await Promise.all([api(`/api/scenarios/${enc(key)}`), api("/api/run")]);
+    document.title = `${key} · ${document.title}`;
+    $("#sc-title").textContent = `Scenario ${key}`;
+    facts($("#sc-facts"), [
+      ["task", s.task], ["file", el("span", { class: "path", text: s.path })], ["split", s.split],
+      ["span", `characters ${s.start}–${s.end}`],
+      ["target", el("code", { text: visible(s.target) })],
+      ["completion", el("code", { text: visible(s.completion) })],
+      ["first token", mark(s.correct_first_token)], ["exact", mark(s.correct_exact)],
+      ["p(target's first token)", s.logprob_target_first == null ? "—" : prob(Math.exp(s.logprob_target_first))],
+    ]);
+    $("#sc-code").append(s.prefix == null ? el("p", { class: "hint", text: "The prompt's text is not available for this scenario." })
+      : codeView(s.prefix, s.target, s.suffix));
+
+    const labels = new Map(s.heads.map((h) => [`${h.layer}.${h.head}`, h.cluster]));
+    const layers = run.layers ?? Math.max(0, ...s.heads.map((h) => h.layer + 1));
+    const nheads = run.heads ?? Math.max(0, ...s.heads.map((h) => h.head + 1));
+    const grid = headGrid(layers, nheads, (l, h) => {
+      const label = labels.get(`${l}.${h}`);
+      return el("button", { type: "button", class: "cell", title: `${headName(l, h)}: ${label == null ? "not clustered" : clusterName(label)}`, onclick: () => select(l, h) },
+        thumb(scenarioThumb(key, l, h), headName(l, h)),
+        el("span", { class: "cap", text: clusterName(label) }));
+    });
+    $("#sc-grid").append(grid);
+
+    const detail = $("#head-detail");
+    async function select(l, h) {
+      setParams({ layer: l, head: h });
+      for (const td of grid.querySelectorAll("td")) td.classList.toggle("selected", Number(td.dataset.layer) === l && Number(td.dataset.head) === h);
+      const label = labels.get(`${l}.${h}`);
+      $("#detail-title").textContent = `Head ${headName(l, h)} · ${clusterName(label)}`;
+      const links = el("p", { class: "hint" }, el("a", { href: href("/head", { layer: l, head: h }), text: `open head ${headName(l, h)}` }));
+      const plotBox = el("div");
+      clear(detail).append(links, plotBox);
+      loadPattern(plotBox, scenarioPattern(key, l, h), { filename: `pattern-${key}-L${l}-H${h}` });
+      if (label != null) {
+        try {
+          const info = await api(`/api/heads/${l}/${h}`);
+          const c = info.clusters.find((x) => x.label === label);
+          if (c) links.append(" · ", el("a", { href: href("/cluster", { id: c.id }), text: `open ${clusterName(label)} (${c.size} scenarios)` }));
+        } catch (_e) { /* the head link is enough */ }
+      }
+    }
+    const l0 = intParam(p, "layer"), h0 = intParam(p, "head");
+    if (l0 != null && h0 != null && l0 >= 0 && h0 >= 0 && l0 < layers && h0 < nheads) select(l0, h0);
+  }
+
+  // ---------------------------------------------------------------- Try
+
+  const EXAMPLE = `import java.util.HashMap;
+import java.util.Map;
+
+/** A small stock of items and their quantities. */
+public class Inventory {
+    private final Map<String, Integer> counts = new HashMap<>();
+
+    public void add(String item, int quantity) {
+        if (quantity <= 0) {
+            throw new IllegalArgumentException("quantity must be positive");
+        }
+        counts.merge(item, quantity, Integer::sum);
+    }
+
+    public boolean remove(String item, int quantity) {
+        Integer current = counts.get(item);
+        if (current == null || current < quantity) {
+            return false;
+        }
+        if (current == quantity) {
+            counts.remove(item);
+        } else {
+            counts.put(item, current - quantity);
+        }
+        return true;
+    }
+
+    public int total() {
+        int sum = 0;
+        for (int value : counts.values()) {
+            sum += value;
+        }
+        return sum;
+    }
+}
+`;
+
+  /** Longest code (UTF-8 bytes) kept in the link; longer code stays out of the URL. */
+  const MAX_LINK_CODE_BYTES = 16 * 1024;
+
+  function b64encode(str) {
+    const bytes = new TextEncoder().encode(str);
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function b64decode(s) {
+    s = s.replace(/-/g, "+").replace(/_/g, "/");
+    while (s.length % 4) s += "=";
+    const bin = atob(s);
+    return new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0)));
+  }
+
+  // the server counts characters (code points); the textarea counts UTF-16 units
+  const toPoints = (str, units) => Array.from(str.slice(0, units)).length;
+  function toUnits(str, points) {
+    let u = 0, c = 0;
+    for (const ch of str) { if (c >= points) break; u += ch.length; c++; }
+    return u;
+  }
+  const sliceByPoints = (str, a, b) => str.slice(toUnits(str, a), toUnits(str, b));
+
+  async function tryPage() {
+    const ta = $("#code"), taskSel = $("#task"), runBtn = $("#run"), rerunBtn = $("#rerun");
+    const st = {
+      span: null, cursor: null, heads: [], suggested: new Set(), ablate: new Set(), selected: null,
+      result: null, request: null, intervention: null, which: "baseline", layers: 0, nheads: 0,
+    };
+    const modeInput = (m) => $(`input[name=mode][value=${m}]`);
+    const mode = () => ($("input[name=mode]:checked") || modeInput("task")).value;
+    const setMode = (m) => { modeInput(m).checked = true; };
+
+    // --- state from the hash
+    const hash = new URLSearchParams(location.hash.slice(1));
+    let code = EXAMPLE, fromLink = false;
+    if (hash.get("code")) {
+      try { code = b64decode(hash.get("code")); fromLink = true; } catch (_e) { status("The link's code could not be decoded; showing the example instead."); }
+    }
+    ta.value = code;
+    const run = await api("/api/run");
+    const tasks = (run.tasks && run.tasks.length ? run.tasks : ["identifiers"]).filter((t) => t !== "noise");
+    for (const t of tasks) taskSel.append(el("option", { value: t, text: t }));
+    taskSel.value = tasks.includes(hash.get("task")) ? hash.get("task") : (tasks.includes("identifiers") ? "identifiers" : tasks[0]);
+    if (hash.has("start") && hash.has("end")) {
+      st.span = [parseInt(hash.get("start"), 10), parseInt(hash.get("end"), 10)];
+      setMode("span");
+    } else if (hash.has("cursor")) {
+      st.cursor = parseInt(hash.get("cursor"), 10);
+      setMode("cursor");
+    } else {
+      setMode("task");
+    }
+    for (const h of (hash.get("ablate") || "").split(",")) if (/^\d+\.\d+$/.test(h)) st.ablate.add(h);
+    const sel = (hash.get("head") || "").match(/^(\d+)\.(\d+)$/);
+    if (sel) st.selected = [parseInt(sel[1], 10), parseInt(sel[2], 10)];
+
+    const suggest = $("#suggest");
+    suggest.disabled = true;
+    api("/api/heads").then((heads) => {
+      st.heads = heads;
+      heads.filter((h) => h.importance > 0).sort((a, b) => b.importance - a.importance).slice(0, 5)
+        .forEach((h) => st.suggested.add(`${h.layer}.${h.head}`));
+      suggest.disabled = !st.suggested.size;
+      suggest.title = st.suggested.size ? `tick the ${st.suggested.size} most important heads (★)` : "no head has a positive importance in this run";
+      if (st.result) renderGrid();
+    }).catch(() => { suggest.title = "no head importance in this run"; });
+
+    // --- selection and cursor
+    const selInfo = $("#sel-info"), cursorInfo = $("#cursor-info");
+    const describe = () => {
+      const text = ta.value;
+      if (st.span && st.span[1] <= Array.from(text).length) {
+        selInfo.textContent = `characters ${st.span[0]}–${st.span[1]}: “${shorten(visible(sliceByPoints(text, st.span[0], st.span[1])), 40)}”`;
+      } else {
+        selInfo.textContent = "(select text above)";
+      }
+      if (st.cursor != null) {
+        const before = sliceByPoints(text, 0, st.cursor).split("\n");
+        cursorInfo.textContent = `(line ${before.length}, column ${before[before.length - 1].length + 1})`;
+      } else {
+        cursorInfo.textContent = "";
+      }
+    };
+    const onSelect = () => {
+      const text = ta.value, a = ta.selectionStart, b = ta.selectionEnd;
+      if (b > a) {
+        st.span = [toPoints(text, a), toPoints(text, b)];
+        setMode("span");
+      } else {
+        st.cursor = toPoints(text, a);
+      }
+      describe();
+    };
+    for (const ev of ["select", "mouseup", "keyup"]) ta.addEventListener(ev, onSelect);
+    ta.addEventListener("input", () => { st.span = null; describe(); });
+    $("#example").addEventListener("click", () => { ta.value = EXAMPLE; st.span = null; st.cursor = null; setMode("task"); describe(); });
+    describe();
+
+    // --- running
+    let timer = null;
+    const busy = (on, what) => {
+      runBtn.disabled = on;
+      rerunBtn.disabled = on || !st.result || !st.ablate.size;
+      const box = $("#progress");
+      box.hidden = !on;
+      clearInterval(timer);
+      if (on) {
+        const t0 = performance.now();
+        const tick = () => { $("#progress-text").textContent = `${what}… ${((performance.now() - t0) / 1000).toFixed(1)} s`; };
+        tick();
+        timer = setInterval(tick, 100);
+      }
+    };
+
+    const request = () => {
+      const text = ta.value;
+      const body = { code: text };
+      const m = mode();
+      if (m === "span") {
+        if (!st.span || st.span[1] <= st.span[0]) throw new Error("select the span to mask in the code first (or pick a task)");
+        body.start = st.span[0]; body.end = st.span[1];
+      } else if (m === "cursor") {
+        body.cursor = st.cursor ?? toPoints(text, ta.selectionStart);
+      } else {
+        body.task = taskSel.value;
+      }
+      if (!text.trim()) throw new Error("the code is empty");
+      return body;
+    };
+
+    const writeHash = () => {
+      const h = new URLSearchParams();
+      const body = st.request;
+      const bytes = new TextEncoder().encode(body ? body.code : ta.value).length;
+      if (body && bytes <= MAX_LINK_CODE_BYTES) {
+        h.set("code", b64encode(body.code));
+        for (const k of ["task", "start", "end", "cursor"]) if (body[k] != null) h.set(k, body[k]);
+        $("#link-note").textContent = "The page's link reproduces this run.";
+      } else if (body) {
+        $("#link-note").textContent = `The code is over ${MAX_LINK_CODE_BYTES / 1024} KB, too long to keep in the link.`;
+      }
+      if (st.ablate.size) h.set("ablate", [...st.ablate].join(","));
+      if (st.selected) h.set("head", st.selected.join("."));
+      history.replaceState(null, "", `${location.pathname}${location.search}${h.toString() ? `#${h}` : ""}`);
+    };
+
+    const resultBox = $("#result");
+    async function runPredict() {
+      let body;
+      try { body = request(); } catch (e) { clear(resultBox).append(errorBox(e)); return; }
+      busy(true, "Completing");
+      try {
+        const r = await post("/api/predict", body);
+        st.result = r; st.request = body; st.intervention = null; st.which = "baseline";
+        st.layers = Math.max(...r.heads.map((h) => h.layer)) + 1;
+        st.nheads = Math.max(...r.heads.map((h) => h.head)) + 1;
+        for (const k of [...st.ablate]) { const [l, h] = k.split(".").map(Number); if (l >= st.layers || h >= st.nheads) st.ablate.delete(k); }
+        if (st.selected && (st.selected[0] >= st.layers || st.selected[1] >= st.nheads)) st.selected = null;
+        renderResult();
+        renderGrid();
+        writeHash();
+        if (st.selected) showHead(...st.selected);
+      } catch (e) {
+        clear(resultBox).append(errorBox(e, "The model could not run"));
+      } finally {
+        busy(false);
+      }
+    }
+
+    async function runIntervene() {
+      if (!st.request || !st.ablate.size) return;
+      const ablate = [...st.ablate].map((k) => k.split(".").map(Number));
+      busy(true, `Running with ${ablate.length} head${ablate.length === 1 ? "" : "s"} ablated`);
+      try {
+        const r = await post("/api/intervene", { ...st.request, ablate });
+        st.intervention = r;
+        renderResult();
+        renderGrid();
+        writeHash();
+        if (st.selected) showHead(...st.selected);
+      } catch (e) {
+        $("#compare-box") ? clear($("#compare-box")).append(errorBox(e, "Ablation failed")) : resultBox.append(errorBox(e, "Ablation failed"));
+      } finally {
+        busy(false);
+      }
+    }
+
+    runBtn.addEventListener("click", runPredict);
+    rerunBtn.addEventListener("click", runIntervene);
+    $("#suggest").addEventListener("click", () => { for (const k of st.suggested) st.ablate.add(k); syncChecks(); });
+    $("#clear").addEventListener("click", () => { st.ablate.clear(); syncChecks(); });
+    $("#grid-which").addEventListener("change", (ev) => { st.which = ev.target.value; renderGrid(); });
+
+    function outcomeRows(o) {
+      return [
+        ["completion", el("code", { class: "completion-text", text: visible(o.completion) || "(nothing)" })],
+        ["first token right", mark(o.correct_first_token, "no ground truth")],
+        ["exactly right", mark(o.correct_exact, "no ground truth")],
+        ["p(target's first token)", o.target_first_prob == null ? "—" : prob(o.target_first_prob)],
+        ["predicted correct", o.predicted_correct == null ? "— (no predictor)" : probability(o.predicted_correct)],
+      ];
+    }
+
+    function probability(v) {
+      return el("span", { class: "prob" }, el("span", { class: "bar" }, el("span", { class: "fill", style: `width:${(100 * v).toFixed(1)}%` })), ` ${pct(v)}`);
+    }
+
+    function renderResult() {
+      const r = st.result;
+      const code = st.request.code;
+      const dl = el("dl", { class: "facts" });
+      facts(dl, [
+        ["span", r.task ? `task ${r.task}, characters ${r.start}–${r.end}` : r.target == null ? `open completion at character ${r.start}` : `characters ${r.start}–${r.end}`],
+        ["target", r.target == null ? "— (open completion)" : el("code", { text: visible(r.target) })],
+        ...outcomeRows(r),
+        ["prompt", `${r.window} tokens${r.approximate ? " — shorter than the run's window, so clusters come from resized patterns (approximate)" : ""}`],
+        ["missing", r.missing && r.missing.length ? r.missing.join(", ") : null],
+      ]);
+      const pre = sliceByPoints(code, 0, r.start), tgt = sliceByPoints(code, r.start, r.end), suf = sliceByPoints(code, r.end, Array.from(code).length);
+      clear(resultBox).append(dl, codeView(pre, tgt, suf, { context: 3 }));
+      if (st.intervention) resultBox.append(compareView(st.intervention));
+      $("#heads-panel").hidden = false;
+      $("#grid-which-label").hidden = !st.intervention;
+      $("#grid-which").value = st.which;
+    }
+
+    function compareView(iv) {
+      const rows = [["completion", (o) => el("code", { class: "completion-text", text: visible(o.completion) || "(nothing)" })],
+        ["first token right", (o) => mark(o.correct_first_token, "no ground truth")],
+        ["exactly right", (o) => mark(o.correct_exact, "no ground truth")],
+        ["p(target's first token)", (o) => (o.target_first_prob == null ? "—" : prob(o.target_first_prob))],
+        ["predicted correct", (o) => (o.predicted_correct == null ? "—" : probability(o.predicted_correct))]];
+      const table = el("table", { class: "data compare", id: "compare" },
+        el("thead", null, el("tr", null, el("th"), el("th", { text: "baseline" }), el("th", { text: `${iv.ablate.length} head${iv.ablate.length === 1 ? "" : "s"} ablated` }))),
+        el("tbody", null, rows.map(([name, f]) => el("tr", null, el("th", { scope: "row", text: name }), el("td", null, f(iv.baseline)), el("td", null, f(iv.ablated))))));
+      const changed = iv.ablated.changed_heads || [];
+      const note = el("p", { class: "hint" }, `Ablated: ${iv.ablate.map(([l, h]) => headName(l, h)).join(", ")}. `,
+        changed.length ? `Cluster changed in ${changed.length} head${changed.length === 1 ? "" : "s"}: ${changed.map((c) => `${headName(c.layer, c.head)} ${clusterName(c.before)}→${clusterName(c.after)}`).join(", ")}.`
+          : "No head changed cluster.");
+      return el("div", { id: "compare-box" }, el("h3", { text: "Before and after ablation" }), table, note);
+    }
+
+    function syncChecks() {
+      for (const box of document.querySelectorAll("#try-grid input[type=checkbox]")) box.checked = st.ablate.has(box.dataset.head);
+      rerunBtn.disabled = !st.result || !st.ablate.size;
+      rerunBtn.textContent = st.ablate.size ? `Rerun with ${st.ablate.size} head${st.ablate.size === 1 ? "" : "s"} ablated` : "Rerun with ablation";
+      if (st.request) writeHash();
+    }
+
+    function renderGrid() {
+      const r = st.intervention || st.result;
+      if (!r) return;
+      const byKey = new Map(r.heads.map((h) => [`${h.layer}.${h.head}`, h]));
+      const changed = new Set(((st.intervention && st.intervention.ablated.changed_heads) || []).map((c) => `${c.layer}.${c.head}`));
+      const ablated = new Set(((st.intervention && st.intervention.ablate) || []).map(([l, h]) => `${l}.${h}`));
+      const which = st.intervention && st.which === "ablated" ? "ablated" : "baseline";
+      const grid = headGrid(st.layers, st.nheads, (l, h) => {
+        const k = `${l}.${h}`, entry = byKey.get(k);
+        if (!entry) return null;
+        const src = which === "ablated" ? `${entry.thumb_url}?which=ablated` : entry.thumb_url;
+        const box = el("input", { type: "checkbox", dataset: { head: k }, "aria-label": `ablate ${headName(l, h)}` });
+        box.checked = st.ablate.has(k);
+        box.addEventListener("change", () => { if (box.checked) st.ablate.add(k); else st.ablate.delete(k); syncChecks(); });
+        return [
+          el("button", { type: "button", class: "cell", title: `${headName(l, h)}: ${clusterName(entry.cluster)}`, onclick: () => showHead(l, h) },
+            thumb(src, headName(l, h))),
+          el("label", { class: "cap" }, box, ` ${clusterName(entry.cluster)}`,
+            st.suggested.has(k) ? el("span", { class: "badge star", title: "among the 5 most important heads", text: "★" }) : null),
+        ];
+      });
+      for (const td of grid.querySelectorAll("td")) {
+        const k = `${td.dataset.layer}.${td.dataset.head}`;
+        td.classList.toggle("changed", changed.has(k));
+        td.classList.toggle("ablated", ablated.has(k));
+        td.classList.toggle("selected", !!st.selected && k === st.selected.join("."));
+      }
+      clear($("#try-grid")).append(grid);
+      syncChecks();
+    }
+
+    async function showHead(l, h) {
+      const r = st.intervention || st.result;
+      const entry = r && r.heads.find((x) => x.layer === l && x.head === h);
+      if (!entry) return;
+      st.selected = [l, h];
+      writeHash();
+      for (const td of document.querySelectorAll("#try-grid td")) td.classList.toggle("selected", Number(td.dataset.layer) === l && Number(td.dataset.head) === h);
+      const panel = $("#head-panel");
+      panel.hidden = false;
+      $("#head-panel-title").textContent = `Head ${headName(l, h)} · ${clusterName(entry.cluster)}`;
+      const body = clear($("#head-panel-body"));
+      const plots = el("div", { class: st.intervention ? "cols two" : "cols pattern-and-exemplars" });
+      const base = el("div", null, el("h3", { text: st.intervention ? "baseline" : "this prompt" }), el("div"));
+      plots.append(base);
+      loadPattern(base.lastChild, entry.pattern_url, { filename: `try-L${l}-H${h}` });
+      if (st.intervention) {
+        const changedHead = (st.intervention.ablated.changed_heads || []).find((c) => c.layer === l && c.head === h);
+        const wasAblated = st.intervention.ablate.some(([a, b]) => a === l && b === h);
+        const after = el("div", null, el("h3", { text: `ablated run${wasAblated ? " (this head is switched off)" : ""}${changedHead ? ` — cluster ${clusterName(changedHead.before)}→${clusterName(changedHead.after)}` : ""}` }), el("div"));
+        plots.append(after);
+        loadPattern(after.lastChild, `${entry.pattern_url}?which=ablated`, { filename: `try-L${l}-H${h}-ablated` });
+      }
+      const exemplars = el("div", { class: "exemplars" }, el("h3", { text: `Exemplars of ${clusterName(entry.cluster)}` }), el("p", { class: "hint", text: "Loading…" }));
+      body.append(plots, exemplars);
+      panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
+      if (entry.cluster == null) { exemplars.lastChild.textContent = "This run has no clusters to compare with."; return; }
+      if (entry.cluster < 0) { exemplars.lastChild.textContent = "This pattern is noise: it lies near none of the head's clusters, so there are no exemplars to compare with."; return; }
+      try {
+        const info = await api(`/api/heads/${l}/${h}`);
+        const c = info.clusters.find((x) => x.label === entry.cluster);
+        if (!c) { exemplars.lastChild.textContent = "No stored cluster with this label."; return; }
+        const strip = el("div", { class: "thumbs" }, (c.exemplars || []).map((key) =>
+          el("a", { class: "thumb-button", href: href("/scenario", { key, layer: l, head: h }), title: `exemplar ${key}` },
+            thumb(scenarioThumb(key, l, h), `exemplar ${key}`), el("span", { class: "cap", text: key }))));
+        exemplars.replaceChildren(el("h3", null, `Exemplars of ${clusterName(entry.cluster)} (`,
+          el("a", { href: href("/cluster", { id: c.id }), text: `${c.size} scenarios` }), ")"), strip);
+      } catch (e) {
+        exemplars.lastChild.replaceWith(errorBox(e, "Exemplars"));
+      }
+    }
+
+    // a link with code reproduces its run (and its ablation)
+    if (fromLink && (hash.has("task") || hash.has("start") || hash.has("cursor"))) {
+      await runPredict();
+      if (st.result && st.ablate.size) await runIntervene();
+    }
+    syncChecks();
+  }
+
+  // ---------------------------------------------------------------- Sweep
+
+  const STRATEGY_COLOURS = { positive: "#d62728", negative: "#2ca02c", neutral: "#1f77b4", random: "#7f7f7f" };
+  // strategies often coincide (the same heads first): distinct dashes and symbols keep each visible
+  const STRATEGY_STYLE = { positive: { dash: "solid", symbol: "circle", width: 3.5 }, negative: { dash: "solid", symbol: "square", width: 2 },
+    neutral: { dash: "dash", symbol: "diamond", width: 2 }, random: { dash: "solid", symbol: "circle", width: 2 } };
+  const METRICS = { accuracy: { title: "Accuracy against ablated heads", axis: "accuracy (first token)", format: ".0%" },
+    loss_change: { title: "Loss change against ablated heads", axis: "change in the target's loss", format: "" } };
+
+  async function sweepPage() {
+    const metricSel = $("#metric");
+    const chosen = params().get("metric");
+    metricSel.value = METRICS[chosen] ? chosen : "accuracy";
+    const data = await api("/api/sweep");
+    const points = data.points || [];
+    if (!points.length) {
+      for (const id of ["#acc-plot", "#flip-plot"]) $(id).append(el("p", { class: "hint", text: "No sweep in this run yet (run `apmae sweep`)." }));
+      return;
+    }
+    $("#dl-csv").addEventListener("click", () => download("sweep.csv", csv(points.map((p) => ({ ...p, heads: (p.heads || []).map(([l, h]) => `${l}.${h}`).join(" ") })),
+      ["strategy", "n_heads", "repeat", "accuracy", "incorrect_to_correct", "correct_to_incorrect", "loss_change", "heads"]), "text/csv"));
+    $("#dl-json").addEventListener("click", () => download("sweep.json", JSON.stringify(data, null, 2), "application/json"));
+
+    const draw = () => {
+      setParams({ metric: metricSel.value === "accuracy" ? null : metricSel.value });
+      $("#metric-title").textContent = METRICS[metricSel.value].title;
+      sweepChart(points, data.collapse || {}, metricSel.value);
+    };
+    metricSel.addEventListener("change", draw);
+    draw();
+    flipChart(points);
+
+    const body = clear($("#collapse tbody"));
+    for (const s of Object.keys(STRATEGY_COLOURS)) {
+      if (!(s in (data.collapse || {}))) continue;
+      const n = data.collapse[s];
+      body.append(el("tr", null, el("td", null, el("span", { class: "swatch", style: `background:${STRATEGY_COLOURS[s]}` }), ` ${s}`),
+        el("td", { class: "num", text: n == null ? "—" : n })));
+    }
+    if (!body.children.length) body.append(el("tr", null, el("td", { colspan: 2, class: "hint", text: "No unablated reference point in the sweep." })));
+    const none = points.find((p) => p.strategy === "none");
+    if (none && none.accuracy === 0) {
+      $("#collapse").after(el("p", { class: "hint", text: "The unablated accuracy is 0 on the sweep's scenarios, so every strategy “collapses” at once: these numbers say nothing here." }));
+    }
+  }
+
+  /** A log x axis ticked at the sweep's head counts (not plotly's 2, 3, … minor labels). */
+  function logAxis(points) {
+    const ns = [...new Set(points.filter((p) => p.n_heads > 0).map((p) => p.n_heads))].sort((a, b) => a - b);
+    return { type: "log", title: { text: "heads ablated (log scale)" }, tickvals: ns, ticktext: ns.map(String), minor: { showgrid: false } };
+  }
+
+  /** Per strategy: n_heads sorted, with mean/min/max of ``field`` over repeats. */
+  function byStrategy(points, field) {
+    const out = {};
+    for (const p of points) {
+      if (p.strategy === "none" || p[field] == null) continue;
+      ((out[p.strategy] ||= {})[p.n_heads] ||= []).push(p[field]);
+    }
+    const summary = {};
+    for (const [s, byN] of Object.entries(out)) {
+      const ns = Object.keys(byN).map(Number).sort((a, b) => a - b);
+      summary[s] = {
+        n: ns, mean: ns.map((n) => byN[n].reduce((a, b) => a + b, 0) / byN[n].length),
+        min: ns.map((n) => Math.min(...byN[n])), max: ns.map((n) => Math.max(...byN[n])), repeats: ns.map((n) => byN[n].length),
+      };
+    }
+    return summary;
+  }
+
+  function sweepChart(points, collapse, metric) {
+    const stats = byStrategy(points, metric);
+    const none = points.find((p) => p.strategy === "none");
+    const traces = [];
+    for (const s of Object.keys(STRATEGY_COLOURS)) {
+      const d = stats[s];
+      if (!d) continue;
+      const color = STRATEGY_COLOURS[s];
+      if (d.repeats.some((r) => r > 1)) {
+        traces.push({ type: "scatter", mode: "lines", x: d.n, y: d.max, line: { width: 0 }, hoverinfo: "skip", showlegend: false, legendgroup: s });
+        traces.push({ type: "scatter", mode: "lines", x: d.n, y: d.min, line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(127,127,127,0.18)",
+          hoverinfo: "skip", showlegend: false, legendgroup: s });
+        const reps = points.filter((p) => p.strategy === s);
+        traces.push({ type: "scatter", mode: "markers", x: reps.map((p) => p.n_heads), y: reps.map((p) => p[metric]), legendgroup: s, showlegend: false,
+          marker: { color, size: 5, opacity: 0.5 }, customdata: reps.map((p) => p.repeat),
+          hovertemplate: `${s} repeat %{customdata}: %{y:.3f} with %{x} heads<extra></extra>` });
+      }
+      const style = STRATEGY_STYLE[s];
+      traces.push({ type: "scatter", mode: "lines+markers", name: d.repeats.some((r) => r > 1) ? `${s} (mean, min–max)` : s, x: d.n, y: d.mean,
+        line: { color, width: style.width, dash: style.dash }, marker: { color, size: 7, symbol: style.symbol }, legendgroup: s,
+        hovertemplate: `${s}: %{y:.3f} with %{x} heads ablated<extra></extra>` });
+    }
+    const shapes = [], annotations = [];
+    if (none && none[metric] != null) {
+      shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: none[metric], y1: none[metric], line: { dash: "dash", color: "#333", width: 1 } });
+      annotations.push({ xref: "paper", x: 1, y: none[metric], xanchor: "right", yanchor: "bottom", showarrow: false, text: "no ablation", font: { size: 11 } });
+      if (metric === "accuracy") {
+        shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, y0: none.accuracy / 2, y1: none.accuracy / 2, line: { dash: "dot", color: "#999", width: 1 } });
+        annotations.push({ xref: "paper", x: 0, y: none.accuracy / 2, xanchor: "left", yanchor: "bottom", showarrow: false, text: "collapse threshold (half)", font: { size: 10, color: "#777" } });
+      }
+    }
+    if (metric === "accuracy") {
+      for (const [s, n] of Object.entries(collapse)) {
+        if (n == null) continue;
+        const d = stats[s];
+        const i = d ? d.n.indexOf(n) : -1;
+        traces.push({ type: "scatter", mode: "markers", x: [n], y: [i >= 0 ? d.mean[i] : 0], showlegend: false, legendgroup: s,
+          marker: { symbol: "x-thin-open", size: 18, color: STRATEGY_COLOURS[s] || "#000", line: { width: 3, color: STRATEGY_COLOURS[s] || "#000" } },
+          hovertemplate: `${plotText(s)} collapses at %{x} heads<extra></extra>` });
+      }
+    }
+    plot($("#acc-plot"), traces, {
+      xaxis: logAxis(points),
+      yaxis: { title: { text: METRICS[metric].axis }, tickformat: METRICS[metric].format, rangemode: metric === "accuracy" ? "tozero" : "normal" },
+      shapes, annotations, legend: { orientation: "h", x: 0, y: 1.14 }, margin: { l: 60, r: 16, t: 16, b: 48 },
+    }, `sweep-${metric}`);
+  }
+
+  function flipChart(points) {
+    const lost = byStrategy(points, "correct_to_incorrect"), gained = byStrategy(points, "incorrect_to_correct");
+    const traces = [];
+    for (const s of Object.keys(STRATEGY_COLOURS)) {
+      if (!lost[s]) continue;
+      const color = STRATEGY_COLOURS[s];
+      const style = STRATEGY_STYLE[s];
+      traces.push({ type: "scatter", mode: "lines+markers", name: s, x: lost[s].n, y: lost[s].mean, legendgroup: s,
+        line: { color, width: style.width, dash: style.dash }, marker: { color, size: 6, symbol: style.symbol },
+        hovertemplate: `${s}: %{y:.1f} right → wrong with %{x} heads<extra></extra>` });
+      traces.push({ type: "scatter", mode: "lines+markers", name: `${s}: incorrect → correct`, x: gained[s].n, y: gained[s].mean, legendgroup: s,
+        showlegend: false, line: { color, width: 1.2, dash: "dot" }, marker: { color, size: 6, symbol: `${style.symbol}-open` },
+        hovertemplate: `${s}: %{y:.1f} wrong → right with %{x} heads<extra></extra>` });
+    }
+    plot($("#flip-plot"), traces, {
+      xaxis: logAxis(points),
+      yaxis: { title: { text: "flipped completions" }, rangemode: "tozero" },
+      legend: { orientation: "h", x: 0, y: 1.14 }, margin: { l: 60, r: 16, t: 16, b: 48 },
+    }, "sweep-flips");
+  }
+
+  // ---------------------------------------------------------------- start
+
+  const PAGES = { overview, head: headPage, cluster: clusterPage, scenarios: scenariosPage, scenario: scenarioPage, try: tryPage, sweep: sweepPage };
+
+  async function start() {
+    const page = document.body.dataset.page;
+    const init = PAGES[page];
+    if (!init) return;
+    if (page !== "scenarios" && typeof Plotly === "undefined") {
+      status("plotly.js did not load (/static/plotly.min.js): charts cannot be drawn.");
+      return;
+    }
+    document.body.classList.add("loading");
+    try {
+      await init();
+    } catch (e) {
+      status(e && e.message ? e.message : String(e));
+    } finally {
+      document.body.classList.remove("loading");
+      document.body.dataset.ready = "1";
+    }
+  }
+
+  // exposed for tests and the console
+  window.apmae = { el, plotText, visible, markdown, b64encode, b64decode };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
