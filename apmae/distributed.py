@@ -12,16 +12,15 @@ import torch
 import torch.distributed as dist
 
 
-def rank_and_world() -> tuple[int, int]:
+def rank_and_world(backend: str = "gloo") -> tuple[int, int]:
     """``(rank, world)``; joins the process group when started by torchrun.
 
-    Always gloo: every collective of apmae is over CPU tensors (AP-MAE trains on the CPU,
-    extraction only meets at a barrier), and NCCL cannot carry CPU tensors, so choosing it
-    on a GPU node would fail DDP's first broadcast.
+    gloo unless the caller's collectives carry GPU tensors (AP-MAE training on GPUs: NCCL):
+    extraction only meets at a barrier, and NCCL cannot carry the CPU tensors of CPU training.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group(backend)
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 

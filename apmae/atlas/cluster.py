@@ -30,6 +30,7 @@ class ClusterConfig:
     metric: str = "cosine"
     min_samples: int = 20
     min_cluster_size: int = 25
+    selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
     exemplars: int = 5  # per cluster, nearest to the medoid first
     radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
     n_epochs: int = 200  # UMAP's layout optimisation (its own default: 500 below 10k points)
@@ -102,7 +103,7 @@ def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
                                      precomputed_knn=knn or (None, None, None)).fit_transform(x)
                            for k in (min(cfg.n_components, n - 2), 2))
     fit = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
-                          allow_single_cluster=True).fit(reduced)
+                          cluster_selection_method=cfg.selection, allow_single_cluster=True).fit(reduced)
     return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32),
                       fit.probabilities_.astype(np.float32), cfg)
 

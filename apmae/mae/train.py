@@ -3,8 +3,8 @@
 AdamW (0.9, 0.95), linear warm-up and one cosine cycle, as the paper. Everything random is a
 function of the seed and the step (the epoch's order, each step's masking noise), so a run
 resumed from its last atomic checkpoint continues exactly where it stopped, and a run under
-``torchrun`` (DistributedDataParallel over gloo: the model trains on the CPU) gives each rank
-its own slice of every step's items.
+``torchrun`` (DistributedDataParallel: gloo on the CPU, NCCL on GPUs, one GPU per rank) gives
+each rank its own slice of every step's items.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..distributed import rank_and_world
+from ..distributed import rank_and_world, rank_device
 from ..paths import atomic_dir, atomic_path
 from ..run import Run
 from .data import PatternFilter, epoch_items, load_packed, select
@@ -50,6 +50,7 @@ class MAETrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     threads: int = 0  # torch threads per rank; 0 = the cores shared among ranks
+    device: str = "cpu"  # cpu | cuda (under torchrun: the rank's own GPU) | auto (cuda if there is one)
 
     def pattern_filter(self) -> PatternFilter:
         return PatternFilter("train", self.tasks, self.completions)
@@ -60,6 +61,15 @@ class MAETrainConfig:
             raise ValueError("head_fraction must be in (0, 1]")
         if self.batch_size < 1 or self.steps < 1:
             raise ValueError("batch_size and steps must be >= 1")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device {self.device!r}: expected cpu, cuda or auto")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device cuda: no GPU is visible to torch")
+
+    def torch_device(self) -> torch.device:
+        """The device this process trains on (``auto``: a GPU when there is one)."""
+        cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+        return rank_device("cuda") if cuda else torch.device("cpu")
 
 
 @dataclass
@@ -114,7 +124,8 @@ def pixel_stats(model: APMAEModel, store, ids: list[str], cfg: MAETrainConfig,
 def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | None = None) -> Path:
     """Train on ``run``'s train-split patterns; returns the saved model folder."""
     cfg.check()
-    rank, world = rank_and_world()
+    device = cfg.torch_device()
+    rank, world = rank_and_world("nccl" if device.type == "cuda" else "gloo")
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} ranks")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
@@ -132,6 +143,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
     torch.manual_seed(cfg.seed)
     model = APMAEModel(config)
     config.pixel_mean, config.pixel_std = pixel_stats(model, store, ids, cfg)
+    model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -139,7 +151,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
     state = MAEState()
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
         if ckpt["config"] != asdict(cfg):
             raise ValueError(f"{ckpt_path} was trained with other settings; start afresh "
                              "without --resume or keep them")
@@ -151,7 +163,8 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
         (out / "train_config.json").write_text(json.dumps(
             {**asdict(cfg), "run": run.name, "train_scenarios": len(ids), "patterns_model": store.meta.model,
              "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    trained = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
     bar = tqdm(total=cfg.steps, initial=state.step, desc="mae train", unit="step", disable=rank != 0)
     while state.step < cfg.steps:
@@ -159,8 +172,8 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
         for group in opt.param_groups:
             group["lr"] = lr_at(state.step, cfg)
         items = step_items(cfg, state.step, len(ids), layers, heads, rank, world)
-        images = model.images_from_patterns(load_packed(store, ids, items))
-        noise = step_noise(cfg, state.step, config.num_patches, rank, world)
+        images = model.images_from_patterns(load_packed(store, ids, items).to(device))
+        noise = step_noise(cfg, state.step, config.num_patches, rank, world).to(device)
         loss = trained(pixel_values=images, noise=noise).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
