@@ -93,13 +93,18 @@ def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
     settings_used = {k: v for k, v in asdict(cfg).items() if k != "workers"}  # same result either way
     fingerprint = {"config": settings_used, "scenarios": len(keys), "embeddings": emb.meta.model}
     with session_scope(engine) as session:
-        settings = session.get(m.Run, run_id).settings or {}
+        db_run = session.get(m.Run, run_id)
         done = {(h.layer, h.head) for h in session.scalars(select(m.Head).where(m.Head.run_id == run_id))}
-    if settings.get("cluster") != fingerprint:
-        done = set()
-    heads = [(l, h) for l in range(x.shape[1]) for h in range(x.shape[2]) if (l, h) not in done]
+        if (db_run.settings or {}).get("cluster") != fingerprint:
+            # heads of other settings go in the transaction that records the new ones: after a
+            # kill midway they must not pass for heads done with the new settings
+            session.execute(delete(m.Head).where(m.Head.run_id == run_id))
+            db_run.settings = {**(db_run.settings or {}), "cluster": fingerprint}
+            done = set()
     arrays = dict(np.load(assignment_path(run))) if assignment_path(run).exists() and done else {}
-    _set_settings(engine, run_id, cluster=fingerprint)
+    # a head committed, then killed before the file with its arrays was renamed: cluster it again
+    done = {(l, h) for l, h in done if f"L{l}H{h}_centers" in arrays}
+    heads = [(l, h) for l in range(x.shape[1]) for h in range(x.shape[2]) if (l, h) not in done]
     for (layer, head), hc in tqdm(_cluster_heads(x, heads, cfg), total=len(heads), desc="cluster",
                                   unit="head"):
         _store_head(engine, run_id, layer, head, hc, keys, ids, tasks, correct)

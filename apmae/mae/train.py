@@ -160,9 +160,10 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
         state = MAEState(**ckpt["state"])
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(
-            {**asdict(cfg), "run": run.name, "train_scenarios": len(ids), "patterns_model": store.meta.model,
-             "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
+        with atomic_path(out / "train_config.json") as tmp:
+            tmp.write_text(json.dumps(
+                {**asdict(cfg), "run": run.name, "train_scenarios": len(ids), "patterns_model": store.meta.model,
+                 "parameters": sum(p.numel() for p in model.parameters())}, indent=2))
     trained = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
