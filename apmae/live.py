@@ -29,7 +29,7 @@ from .atlas.predictor import PredictorConfig, categorical
 from .capture import lower_triangle, record_attention, tril_window, unpack_lower_triangle
 from .intervene import ablate_heads
 from .lm.fim import Window, build_prompt
-from .lm.load import Target, load_target
+from .lm.load import ModelLoadError, Target, load_target
 from .lm.score import greedy_continue, judge, to_completion
 from .mae.model import APMAEModel
 from .mae.train import mae_dir
@@ -62,6 +62,11 @@ def locate(code: str, tokenizer, *, start: int | None = None, end: int | None = 
     (``tokenizer`` cuts the ``random`` task's tokens)."""
     if not code.strip():
         raise LiveError("the code is empty")
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError as e:  # JSON may escape a lone surrogate: "\ud800"
+        raise LiveError(f"the code has an unpaired surrogate ({code[e.start]!r}) at offset "
+                        f"{e.start}: it is not valid Unicode text") from None
     modes = [start is not None or end is not None, task is not None, cursor is not None]
     if sum(modes) != 1:
         raise LiveError("give exactly one of: start and end (the span to mask), task (a task "
@@ -202,7 +207,10 @@ class LiveAtlas:
                               self.target.ids)
         if not window.input_ids:
             raise LiveError("there is no code before the span for a left-to-right model to continue")
-        self.target.check_window(len(window.input_ids), extra=len(window.target_ids) + EXTRA_TOKENS)
+        try:
+            self.target.check_window(len(window.input_ids), extra=_budget(window, span))
+        except ModelLoadError as e:
+            raise LiveError(f"{e}: mask a shorter span") from None
         tokens = [self.target.tokenizer.decode([i]) for i in window.input_ids]
         out = Analysis(span, window, tokens, len(window.input_ids) != self.window,
                        self.complete(window, span))
@@ -217,7 +225,7 @@ class LiveAtlas:
         model, ids = self.target.model, self.target.ids
         input_ids = torch.tensor([window.input_ids], device=model.device)
         stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
-        budget = len(window.target_ids) + EXTRA_TOKENS if span.target is not None else OPEN_TOKENS
+        budget = _budget(window, span)
         with ablate_heads(model, heads):
             with record_attention(model) as rec:
                 out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
@@ -254,6 +262,12 @@ class LiveAtlas:
         if labels is None or self.predictor is None:
             return None
         return float(self.predictor.predict_proba(categorical(labels.reshape(1, -1)))[0, 1])
+
+
+def _budget(window: Window, span: Span) -> int:
+    """Tokens decoded after the prompt: the target's length and a margin, or an open
+    completion's fixed budget."""
+    return len(window.target_ids) + EXTRA_TOKENS if span.target is not None else OPEN_TOKENS
 
 
 def _window_of(run: Run) -> int:

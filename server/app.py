@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import unquote
 
 import plotly
 from fastapi import FastAPI, Request
@@ -40,6 +41,9 @@ def create_app(settings: Settings | None = None, state: Explorer | None = None) 
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
             return JSONResponse({"detail": f"request body over {settings.max_body_bytes} bytes"}, 413)
+        if "\x00" in unquote(request.url.path) or "\x00" in unquote(request.url.query):
+            # PostgreSQL refuses NUL in text: say so rather than fail in the query
+            return JSONResponse({"detail": "NUL characters are not allowed in the URL"}, 422)
         return await call_next(request)
 
     @app.exception_handler(Busy)

@@ -88,6 +88,27 @@ class PatternOut(BaseModel):
     floor: float
 
 
+class ErrorOut(BaseModel):
+    """The body of every error the API answers: what is wrong and what to change."""
+
+    detail: str
+
+
+_ERRORS = {
+    400: "the body cannot be read (e.g. not UTF-8)",
+    404: "no such resource in this run (or the run has no atlas in the database)",
+    413: "request body or code over the configured limit",
+    422: "invalid request: bad parameter, span, task or body",
+    503: "the model is busy (retry after Retry-After seconds) or the run is not built",
+    504: "no answer within the configured timeout",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for these error status codes, each with an :class:`ErrorOut` body."""
+    return {code: {"model": ErrorOut, "description": _ERRORS[code]} for code in codes}
+
+
 class HealthOut(BaseModel):
     status: str
     run: str

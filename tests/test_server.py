@@ -180,6 +180,11 @@ def test_bad_input_gets_a_clear_4xx(client, url, body, status, message):
     assert message in response.json()["detail"]
 
 
+def test_nul_in_the_url_is_refused(client):
+    response = client.get("/api/scenarios", params={"q": "a\x00b"})
+    assert response.status_code == 422 and "NUL" in response.json()["detail"]
+
+
 def test_malformed_and_oversized_bodies(client):
     bad = client.post("/api/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert bad.status_code == 422 and "malformed JSON" in bad.json()["detail"]

@@ -4,9 +4,9 @@ the ablation sweep."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -17,10 +17,16 @@ from apmae.heatmap import FLOOR, log10_matrix, thumbnail_png
 from apmae.report import build_report
 
 from ..deps import db, explorer, run_id
-from ..schemas import HealthOut, PatternOut
+from ..schemas import HealthOut, PatternOut, errors
 from ..state import Explorer
 
 router = APIRouter(prefix="/api", tags=["atlas"])
+
+#: Integers that reach SQL, within its 32-bit INTEGER columns: a larger one is a 422 that says
+#: so, not a database error (a 500).
+INT32 = {"ge": -2**31, "le": 2**31 - 1}
+PathInt = Annotated[int, Path(**INT32)]
+QueryInt = Annotated[int | None, Query(**INT32)]
 
 
 @router.get("/health", response_model=HealthOut)
@@ -45,7 +51,8 @@ def run_overview(state: Explorer = Depends(explorer)) -> dict:
             "model_card": "/api/model-card" if atlas and atlas.target.name == "default" else None}
 
 
-@router.get("/model-card", response_class=Response, responses={200: {"content": {"text/markdown": {}}}})
+@router.get("/model-card", response_class=Response,
+            responses={200: {"content": {"text/markdown": {}}}, **errors(404)})
 def model_card() -> Response:
     """The embedded default model's card (Markdown)."""
     from apmae.paths import DEFAULT_MODEL_DIR
@@ -64,7 +71,7 @@ def _head(session: Session, rid: int, layer: int, head: int) -> m.Head:
     return row
 
 
-@router.get("/heads")
+@router.get("/heads", responses=errors(404))
 def heads(state: Explorer = Depends(explorer), session: Session = Depends(db)) -> list[dict]:
     """Every head with its clustering summary and importance: the layer × head grid."""
     rid = run_id(state)
@@ -79,8 +86,8 @@ def _cluster_out(c: m.Cluster, medoid_key: str | None) -> dict:
             "exemplars": c.exemplars, "by_task": c.by_task, "by_correct": c.by_correct}
 
 
-@router.get("/heads/{layer}/{head}")
-def head_detail(layer: int, head: int, state: Explorer = Depends(explorer),
+@router.get("/heads/{layer}/{head}", responses=errors(404, 422))
+def head_detail(layer: PathInt, head: PathInt, state: Explorer = Depends(explorer),
                 session: Session = Depends(db)) -> dict:
     """One head: summary and clusters (largest first), each with medoid, exemplars and mix."""
     h = _head(session, run_id(state), layer, head)
@@ -91,8 +98,8 @@ def head_detail(layer: int, head: int, state: Explorer = Depends(explorer),
             "importance": h.importance, "clusters": [_cluster_out(c, key) for c, key in rows]}
 
 
-@router.get("/heads/{layer}/{head}/map")
-def head_map(layer: int, head: int, task: str | None = None, correct: bool | None = None,
+@router.get("/heads/{layer}/{head}/map", responses=errors(404, 422))
+def head_map(layer: PathInt, head: PathInt, task: str | None = None, correct: bool | None = None,
              state: Explorer = Depends(explorer), session: Session = Depends(db)) -> dict:
     """The head's 2-D map: one point per scenario with its cluster, task and correctness."""
     h = _head(session, run_id(state), layer, head)
@@ -110,9 +117,9 @@ def head_map(layer: int, head: int, task: str | None = None, correct: bool | Non
     return {"layer": layer, "head": head, "points": points}
 
 
-@router.get("/clusters/{cluster_id}")
-def cluster_detail(cluster_id: int, limit: int = Query(50, ge=1, le=500),
-                   offset: int = Query(0, ge=0), state: Explorer = Depends(explorer),
+@router.get("/clusters/{cluster_id}", responses=errors(404, 422))
+def cluster_detail(cluster_id: PathInt, limit: int = Query(50, ge=1, le=500),
+                   offset: int = Query(0, ge=0, le=INT32["le"]), state: Explorer = Depends(explorer),
                    session: Session = Depends(db)) -> dict:
     """A cluster with its head, exemplars and a page of member scenarios."""
     rid = run_id(state)
@@ -136,12 +143,12 @@ def _scenario_out(s: m.Scenario) -> dict:
             "logprob_target_first": s.logprob_target_first}
 
 
-@router.get("/scenarios")
+@router.get("/scenarios", responses=errors(404, 422))
 def scenarios(q: str | None = Query(None, max_length=200, description="text in path, target or completion"),
               task: str | None = None, correct: bool | None = None, split: str | None = None,
               path: str | None = Query(None, max_length=500),
-              layer: int | None = None, head: int | None = None, cluster: int | None = None,
-              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+              layer: QueryInt = None, head: QueryInt = None, cluster: QueryInt = None,
+              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=INT32["le"]),
               state: Explorer = Depends(explorer), session: Session = Depends(db)) -> dict:
     """Scenarios with search and filters (task, correctness, split, file, cluster of a head)."""
     rid = run_id(state)
@@ -169,7 +176,7 @@ def scenarios(q: str | None = Query(None, max_length=200, description="text in p
     return {"total": total, "offset": offset, "limit": limit, "items": [_scenario_out(s) for s in rows]}
 
 
-@router.get("/scenarios/{key}")
+@router.get("/scenarios/{key}", responses=errors(404, 422))
 def scenario_detail(key: str, state: Explorer = Depends(explorer), session: Session = Depends(db)) -> dict:
     """One scenario: its result, the prompt's prefix and suffix text, its cluster per head."""
     rid = run_id(state)
@@ -198,7 +205,8 @@ async def _stored_pattern(state: Explorer, key: str, layer: int, head: int):
     return patterns[layer, head]
 
 
-@router.get("/scenarios/{key}/heads/{layer}/{head}/pattern", response_model=PatternOut)
+@router.get("/scenarios/{key}/heads/{layer}/{head}/pattern", response_model=PatternOut,
+            responses=errors(404, 422, 503, 504))
 async def scenario_pattern(key: str, layer: int, head: int, state: Explorer = Depends(explorer)) -> dict:
     """One head's pattern of a stored scenario (recomputed when it was not kept)."""
     packed = await _stored_pattern(state, key, layer, head)
@@ -208,14 +216,14 @@ async def scenario_pattern(key: str, layer: int, head: int, state: Explorer = De
 
 
 @router.get("/scenarios/{key}/heads/{layer}/{head}/thumb.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+            responses={200: {"content": {"image/png": {}}}, **errors(404, 422, 503, 504)})
 async def scenario_thumb(key: str, layer: int, head: int, state: Explorer = Depends(explorer)) -> Response:
     packed = await _stored_pattern(state, key, layer, head)
     return Response(thumbnail_png(packed), media_type="image/png",
                     headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.get("/sweep")
+@router.get("/sweep", responses=errors(404, 422))
 def sweep(strategy: Literal["positive", "negative", "neutral", "random"] | None = None,
           state: Explorer = Depends(explorer), session: Session = Depends(db)) -> dict:
     """Accuracy against the number of ablated heads per strategy, flips, collapse points."""

@@ -13,7 +13,14 @@ from apmae.heatmap import FLOOR, log10_matrix, thumbnail_png
 from apmae.live import Analysis, LiveError, Outcome, locate
 
 from ..deps import explorer, ready_atlas
-from ..schemas import InterveneRequest, InterveneResponse, PatternOut, PredictRequest, PredictResponse
+from ..schemas import (
+    InterveneRequest,
+    InterveneResponse,
+    PatternOut,
+    PredictRequest,
+    PredictResponse,
+    errors,
+)
 from ..state import Explorer
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -57,9 +64,7 @@ def _common(state: Explorer, a: Analysis) -> tuple[str, dict]:
                  "end": a.span.end, "tokens": a.tokens}
 
 
-@router.post("/predict", response_model=PredictResponse,
-             responses={413: {"description": "code too large"}, 422: {"description": "bad span or task"},
-                        503: {"description": "busy or run not built"}})
+@router.post("/predict", response_model=PredictResponse, responses=errors(400, 413, 422, 503, 504))
 async def predict(body: PredictRequest, state: Explorer = Depends(explorer)) -> dict:
     """Complete the span, capture every head, place each head's pattern in its clusters and
     predict correctness from those clusters alone (the target is not used)."""
@@ -70,9 +75,7 @@ async def predict(body: PredictRequest, state: Explorer = Depends(explorer)) -> 
             "heads": _heads(state, rid, a.baseline.labels)}
 
 
-@router.post("/intervene", response_model=InterveneResponse,
-             responses={413: {"description": "code too large"}, 422: {"description": "bad request"},
-                        503: {"description": "busy or run not built"}})
+@router.post("/intervene", response_model=InterveneResponse, responses=errors(400, 413, 422, 503, 504))
 async def intervene(body: InterveneRequest, state: Explorer = Depends(explorer)) -> dict:
     """The same completion twice: as is, and with the ``ablate`` heads switched off."""
     if not body.ablate:
@@ -101,7 +104,8 @@ def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) 
     return patterns[layer, head], entry["tokens"].tolist()
 
 
-@router.get("/live/{rid}/heads/{layer}/{head}/pattern", response_model=PatternOut)
+@router.get("/live/{rid}/heads/{layer}/{head}/pattern", response_model=PatternOut,
+            responses=errors(404, 422))
 def live_pattern(rid: str, layer: int, head: int,
                  which: Literal["baseline", "ablated"] = Query("baseline"),
                  state: Explorer = Depends(explorer)) -> dict:
@@ -111,7 +115,7 @@ def live_pattern(rid: str, layer: int, head: int,
 
 
 @router.get("/live/{rid}/heads/{layer}/{head}/thumb.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}})
+            responses={200: {"content": {"image/png": {}}}, **errors(404, 422)})
 def live_thumb(rid: str, layer: int, head: int,
                which: Literal["baseline", "ablated"] = Query("baseline"),
                state: Explorer = Depends(explorer)) -> Response:
