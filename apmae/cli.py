@@ -110,7 +110,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     cfg.keep_limit()  # validates --keep before the model loads
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
-    target = load_target(args.model, device=args.device)
+    target = load_target(args.model, device=args.device, device_map=args.device_map)
     n = extract(Run(args.run), Path(args.scenarios), target, cfg)
     print(f"extracted {n} scenarios into run {args.run}", file=sys.stderr)
 
@@ -140,6 +140,9 @@ def _serve(run: str, host: str, port: int) -> None:
     from server.app import create_app
     from server.settings import Settings
 
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"apmae: warning: listening on {host}, not loopback: anyone who can reach this "
+              "machine can use the explorer and its model", file=sys.stderr)
     print(f"apmae: explorer of run {run!r} at http://{host}:{port}/ (Ctrl-C stops it)", file=sys.stderr)
     uvicorn.run(create_app(Settings(run=run)), host=host, port=port, log_level="warning")
 
@@ -353,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--keep", default="all", help=KEEP_HELP)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (under torchrun: the rank's own GPU)")
+    p.add_argument("--device-map", help="auto: split a model too big for one GPU over all visible "
+                                        "ones (needs `pip install accelerate`; one process)")
     p.set_defaults(func=cmd_extract)
 
     from .pipeline import DemoConfig

@@ -159,7 +159,7 @@ class LiveAtlas:
         target = target or load_target(meta["model"])
         window = _window_of(run)
         model_dir = mae_dir(run) / "model"
-        mae = APMAEModel.from_pretrained(model_dir).eval() if (model_dir / "config.json").exists() else None
+        mae = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval() if (model_dir / "config.json").exists() else None
         centers = {}
         if assignment_path(run).exists():
             arrays = np.load(assignment_path(run))

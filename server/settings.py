@@ -22,7 +22,7 @@ class Settings:
     #: Threads running the model; each uses torch's intra-op threads.
     workers: int = field(default_factory=lambda: _env_int("APMAE_WORKERS", 1))
     #: Requests waiting for a worker beyond which new ones get 503 with Retry-After.
-    queue: int = field(default_factory=lambda: _env_int("APMAE_QUEUE", 16))
+    queue: int = field(default_factory=lambda: _env_int("APMAE_QUEUE", 8))
     #: Seconds a request may wait and run before it gets 504.
     timeout_s: int = field(default_factory=lambda: _env_int("APMAE_TIMEOUT_S", 60))
     #: Memory for recent live results' patterns (fetched by the heatmaps afterwards).

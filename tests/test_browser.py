@@ -229,7 +229,7 @@ def test_try_shows_the_servers_message(page, base_url):
 
 
 def test_script_in_code_is_text_and_never_runs(page, base_url, shots):
-    payload = "<script>window.__pwned=1</script>"
+    payload = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
     code = ("public class Evil {\n"
             f"    static final String HTML = \"{payload}\";\n"
             "    int size() {\n        return HTML.length();\n    }\n}\n")
@@ -245,7 +245,7 @@ def test_script_in_code_is_text_and_never_runs(page, base_url, shots):
     page.click("#run")
     page.wait_for_selector("#try-grid table")
     assert payload in page.inner_text("#result")  # the target and the code, as text
-    assert page.locator("#result script, #result-panel script").count() == 0
+    assert page.locator("#result script, #result-panel script, #result img[onerror]").count() == 0
     page.click("#try-grid td[data-layer='0'][data-head='0'] button.cell")  # token labels in plotly
     page.wait_for_selector("#head-panel-body .main-svg")
     assert page.evaluate("typeof window.__pwned") == "undefined"

@@ -32,6 +32,23 @@ def test_every_scenario_gets_every_heads_embedding(tmp_path, pattern_run, mae_mo
     assert encode_run(run, EncodeConfig(), model_dir=mae_model) == 0  # a rerun has nothing to do
 
 
+def test_an_ap_mae_retrained_in_place_encodes_afresh(tmp_path, pattern_run, mae_model):
+    run = Run("copy", path=tmp_path / "copy")
+    shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
+    model_dir = tmp_path / "model"
+    shutil.copytree(mae_model, model_dir)
+    n = encode_run(run, EncodeConfig(), model_dir=model_dir)
+    key = next(run.results())["id"]
+    first = np.array(open_embeddings(run).get(key))
+    retrained = train_mae(pattern_run, MAETrainConfig(batch_size=8, steps=2, warmup=1, head_fraction=0.5,
+                                                      threads=1, seed=1), out=tmp_path / "mae1")
+    shutil.rmtree(model_dir)
+    shutil.copytree(retrained, model_dir)  # same folder, other weights
+    assert encode_run(run, EncodeConfig(), model_dir=model_dir) == n  # every scenario again
+    assert not np.array_equal(np.array(open_embeddings(run).get(key)), first)
+    assert encode_run(run, EncodeConfig(), model_dir=model_dir) == 0
+
+
 def test_unkept_patterns_are_recomputed_to_the_same_embeddings(tmp_path, pattern_run, mae_model,
                                                                 tiny_target):
     full = Run("full", path=tmp_path / "full")

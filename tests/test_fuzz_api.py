@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import time
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -81,25 +82,7 @@ STATUS: dict[tuple[str, str], collections.Counter] = collections.defaultdict(col
 TIMES: dict[str, float] = {}
 
 JAVA = [
-    """package demo;
-
-public class Totals {
-    private int count = 0;
-
-    public int sum(int[] values) {
-        int total = 0;
-        for (int i = 0; i < values.length; i++) {
-            total += values[i];
-        }
-        count = count + 1;
-        return total;
-    }
-
-    public boolean isEmpty(String text) {
-        return text == null || text.length() == 0;
-    }
-}
-""",
+    (Path(__file__).parent / "fixtures" / "snippets" / "Totals.java").read_text(),
     "class Café {\r\n\tint 変数 = 1;\r\n\tboolean _$x = true;\r\n\tint f() { return 変数 + 2; }\r\n}\r\n",
     "interface Shape {\n    double area();\n    default boolean big() { return area() > 10.0; }\n}\n",
     "enum Color { RED, GREEN; Color next() { return this == RED ? GREEN : RED; } }\n",

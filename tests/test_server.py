@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,25 +15,7 @@ from server.app import create_app
 from server.settings import Settings
 from server.state import Busy, Explorer, InferencePool
 
-CODE = """package demo;
-
-public class Totals {
-    private int count = 0;
-
-    public int sum(int[] values) {
-        int total = 0;
-        for (int i = 0; i < values.length; i++) {
-            total += values[i];
-        }
-        count = count + 1;
-        return total;
-    }
-
-    public boolean isEmpty(String text) {
-        return text == null || text.length() == 0;
-    }
-}
-"""
+CODE = (Path(__file__).parent / "fixtures" / "snippets" / "Totals.java").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,9 @@ skips encoded scenarios, and a crash loses at most the batch in flight.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,6 +89,13 @@ def embed(model: APMAEModel, packed: torch.Tensor, cfg: EncodeConfig) -> torch.T
     return out.float().reshape(*lead, -1)
 
 
+def model_identity(model_dir: Path) -> str:
+    """The AP-MAE that made a set of embeddings: its folder and a hash of its weights, so a
+    model retrained in the same folder is a different one (for encode's and cluster's resume)."""
+    digest = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:12]
+    return f"{model_dir}@{digest}"
+
+
 def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
                target: Callable[[], Target] | None = None) -> int:
     """Encode every scenario of ``run`` not encoded yet; returns how many were encoded.
@@ -93,13 +103,21 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
     model_dir = model_dir or mae_dir(run) / "model"
     if not (model_dir / "config.json").exists():
         raise ValueError(f"{model_dir}: no trained AP-MAE (run `apmae mae train` first)")
-    model = APMAEModel.from_pretrained(model_dir).eval()
+    model = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval()
     meta = run.meta()
     if "layers" not in meta:
         raise ValueError(f"run {run.name} has no extraction results (run `apmae extract` first)")
     patterns = run.pattern_store()
-    store = open_embeddings(run, StoreMeta(layers=meta["layers"], heads=meta["heads"],
-                                           window=0, model=str(model_dir), width=model.config.hidden_size))
+    wanted = StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
+                       model=model_identity(model_dir), width=model.config.hidden_size)
+    old = embeddings_path(run) / "meta.json"
+    if old.exists() and PatternStore(embeddings_path(run)).meta != wanted:
+        # embeddings of another AP-MAE (retrained in place): start over, or clusters built on
+        # them would pass for this model's
+        print(f"encode: {embeddings_path(run)} holds another AP-MAE's embeddings; encoding afresh",
+              file=sys.stderr)
+        shutil.rmtree(embeddings_path(run))
+    store = open_embeddings(run, wanted)
     stats = open_stats(run, StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
                                       model=meta["model"], dtype="float32", width=len(STATS)))
     todo = [s for s in scenarios_of(run) if not store.has(s.id)]

@@ -8,6 +8,7 @@ the package.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,14 @@ def resolve_model_name(name: str | None) -> str:
     return str(DEFAULT_MODEL_DIR)
 
 
+def trust_remote_code() -> bool:
+    """Whether a model's own Python code (``trust_remote_code``) may run: only when
+    ``APMAE_TRUST_REMOTE_CODE=1`` says so; architectures transformers knows never need it."""
+    return os.environ.get("APMAE_TRUST_REMOTE_CODE") == "1"
+
+
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32) -> Target:
+                dtype: torch.dtype = torch.float32, device_map: str | None = None) -> Target:
     """Load a causal LM and its tokenizer with eager attention, in eval mode; under torchrun a
     bare ``cuda`` device is this rank's GPU (:func:`apmae.distributed.rank_device`)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -70,13 +77,21 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
     path = resolve_model_name(name)
     if Path(path).exists() and not (Path(path) / "config.json").exists():
         raise ModelLoadError(f"{path}: no config.json, not a Hugging Face model folder")
+    remote = trust_remote_code()
     try:
-        config = AutoConfig.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
+        # safetensors only: a pickled checkpoint (pytorch_model.bin) can run code when loaded
+        # device_map ("auto"): a model too big for one device is split over the visible GPUs
+        # (and CPU) by accelerate, layer by layer; hooks and ablation work on it unchanged
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=dtype,
+                                                     use_safetensors=True, trust_remote_code=remote,
+                                                     device_map=device_map)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]})") from e
-    model.to(rank_device(device)).eval()
+    if device_map is None:
+        model.to(rank_device(device))
+    model.eval()
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return Target(
         name="default" if path == str(DEFAULT_MODEL_DIR) else path,
