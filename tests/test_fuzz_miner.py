@@ -486,9 +486,6 @@ def test_mined_scenarios_mask_the_files_text(tiny_tokenizer, files, seed):
                 assert KIND[s.task](s.target)
 
 
-@pytest.mark.xfail(strict=True, reason="control-token text in the code (a string or comment "
-                   "holding '<fim_middle>' or '<|endoftext|>') is tokenized as the control token, "
-                   "so the FIM prompt gets a second marker; apmae.lm.fim.encode splits special tokens")
 def test_control_token_text_in_code_stays_text(tiny_tokenizer):
     text = 'class A {\n    String s = "<fim_middle><|endoftext|>";\n    int x = 1;\n}\n'
     start = text.index("x = 1")

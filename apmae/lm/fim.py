@@ -51,11 +51,17 @@ def special_ids(tokenizer) -> SpecialIds:
 
 
 def encode(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text, without BOS/EOS; uses the fast backend when there is one."""
+    """Token ids of each text, without BOS/EOS; uses the fast backend when there is one.
+
+    Text that spells a control token (a Java string holding ``"<fim_middle>"``) stays text:
+    control tokens enter a prompt only by id, so the backend is switched, once and for good,
+    to encode special-token text as ordinary text.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
+        backend.encode_special_tokens = True
         return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
-    return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    return [tokenizer.encode(t, add_special_tokens=False, split_special_tokens=True) for t in texts]
 
 
 @dataclass(frozen=True)
