@@ -22,7 +22,6 @@ import collections
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -30,14 +29,9 @@ import time
 import httpx
 import numpy as np
 
-from apmae.atlas.encode import scenarios_of
 from apmae.run import Run
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .serving import free_port, held_out_bodies, wait_until_ready
 
 
 def rss_mb(pid: int) -> float:
@@ -47,13 +41,6 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def bodies(run: Run) -> list[dict]:
-    """Predict bodies from the run's held-out scenarios: the window's text, target by offsets."""
-    pool = [s for s in scenarios_of(run) if s.split == "test" and s.task != "noise"]
-    return [{"code": s.prefix + s.target + s.suffix, "start": len(s.prefix),
-             "end": len(s.prefix) + len(s.target)} for s in pool]
 
 
 async def client(http: httpx.AsyncClient, work: list[dict], heads: tuple[int, int], stop: float,
@@ -105,25 +92,15 @@ def main() -> None:
     args = parser.parse_args()
 
     run = Run(args.run)
-    work = bodies(run)
+    work = [body for _, body in held_out_bodies(run)]
     if not work:
         sys.exit(f"run {args.run} has no held-out scenarios")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "apmae", "serve", "--run", args.run, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                health = httpx.get(f"{url}/api/health", timeout=5).json()
-                if health["ready"]:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                sys.exit("the server did not become ready")
-            time.sleep(0.2)
+        wait_until_ready(url, lambda: server.poll() is None)
         shape = httpx.get(f"{url}/api/run", timeout=30).json()
         heads = (shape["layers"], shape["heads"])
         asyncio.run(load(url, work, heads, args.clients, args.warmup))

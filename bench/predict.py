@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import threading
 import time
 
@@ -21,32 +20,22 @@ import httpx
 import numpy as np
 import uvicorn
 
-from apmae.atlas.encode import scenarios_of
 from apmae.run import Run
 from server.app import create_app
 from server.settings import Settings
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .serving import free_port, held_out_bodies, wait_until_ready
 
 
 def _requests(run: Run, n: int) -> list[dict]:
-    """``n`` predict bodies from held-out scenarios (test split, noise aside), cycling tasks."""
-    pool = [s for s in scenarios_of(run) if s.split == "test" and s.task != "noise"] \
-        or [s for s in scenarios_of(run) if s.task != "noise"]
-    pool.sort(key=lambda s: (s.task, s.id))
-    by_task: dict[str, list] = {}
-    for s in pool:
-        by_task.setdefault(s.task, []).append(s)
-    order = [s for group in zip(*by_task.values(), strict=False) for s in group]
-    bodies = []
-    for s in (order * (n // max(1, len(order)) + 1))[:n]:
-        code = s.prefix + s.target + s.suffix
-        bodies.append({"code": code, "start": len(s.prefix), "end": len(s.prefix) + len(s.target)})
-    return bodies
+    """``n`` predict bodies from held-out scenarios, the tasks taking turns."""
+    by_task: dict[str, list[dict]] = {}
+    for task, body in sorted(held_out_bodies(run), key=lambda tb: tb[0]):
+        by_task.setdefault(task, []).append(body)
+    order = [b for group in zip(*by_task.values(), strict=False) for b in group]
+    if not order:
+        raise SystemExit(f"run {run.name} has no held-out scenarios")
+    return (order * (n // len(order) + 1))[:n]
 
 
 def main() -> None:
@@ -58,20 +47,14 @@ def main() -> None:
     args = parser.parse_args()
 
     run = Run(args.run)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(Settings(run=args.run)), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
+    wait_until_ready(url, thread.is_alive)
     with httpx.Client(base_url=url, timeout=120) as client:
-        for _ in range(600):
-            try:
-                if client.get("/api/health").json()["ready"]:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
         bodies = _requests(run, args.warmup + args.requests)
         times, correct = [], 0
         for i, body in enumerate(bodies):

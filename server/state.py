@@ -26,6 +26,7 @@ from apmae.extract import recompute_patterns
 from apmae.live import LiveAtlas, LiveError
 from apmae.run import Run
 from apmae.scenarios import Scenario
+from apmae.store.arrays import PatternStore
 
 from .settings import Settings
 
@@ -141,6 +142,7 @@ class Explorer:
     run_id: int | None = None
     tasks: list[str] = field(default_factory=list)
     report: dict | None = None  # built on first request
+    patterns: PatternStore | None = None  # the run's kept patterns, opened once
 
     @classmethod
     def load(cls, settings: Settings, run: Run | None = None) -> Explorer:
@@ -150,7 +152,8 @@ class Explorer:
         source = Path(run.meta().get("scenarios", run.scenarios_path))
         state = cls(settings, run, engine,
                     InferencePool(settings.workers, settings.queue, settings.timeout_s),
-                    PatternCache(settings.cache_bytes), ScenarioIndex(source))
+                    PatternCache(settings.cache_bytes), ScenarioIndex(source),
+                    patterns=run.pattern_store())
         try:
             state.atlas = LiveAtlas.load(run, engine)
         except (LiveError, OSError, ValueError) as e:
@@ -165,9 +168,8 @@ class Explorer:
     def scenario_patterns(self, key: str) -> np.ndarray:
         """``[layers, heads, L]`` patterns of a stored scenario: kept in the run's store, else
         recomputed by the prefill pass extraction ran (cached). Blocking: call in the pool."""
-        store = self.run.pattern_store()
-        if store is not None and store.has(key):
-            return np.asarray(store.get(key))
+        if self.patterns is not None and self.patterns.has(key):
+            return np.asarray(self.patterns.get(key))
         cached = self.cache.get(f"scenario:{key}")
         if cached is not None:
             return cached["baseline"]

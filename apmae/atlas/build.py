@@ -184,8 +184,8 @@ def cluster_summary(engine: Engine, run_name: str) -> dict | None:
 # --- predictor --------------------------------------------------------------------------------
 
 
-def _feature_matrices(run: Run, engine: Engine, run_id: int, keys: list[str]) -> dict[str, np.ndarray]:
-    """Per scenario (rows in ``keys`` order): cluster-label codes, embeddings, raw statistics."""
+def _cluster_features(engine: Engine, run: Run, run_id: int, keys: list[str]) -> np.ndarray:
+    """Per scenario (rows in ``keys`` order), each head's cluster label as a categorical code."""
     ids = _scenario_ids(engine, run_id)
     with session_scope(engine) as session:
         heads = {hid: (l, h) for hid, l, h in session.execute(
@@ -201,8 +201,13 @@ def _feature_matrices(run: Run, engine: Engine, run_id: int, keys: list[str]) ->
     for sid, hid, label in members:
         if sid in row:
             labels[row[sid], heads[hid][0], heads[hid][1]] = label
+    return categorical(labels.reshape(len(keys), -1))
+
+
+def _feature_matrices(run: Run, engine: Engine, run_id: int, keys: list[str]) -> dict[str, np.ndarray]:
+    """Per scenario (rows in ``keys`` order): cluster-label codes, embeddings, raw statistics."""
     emb, stats = open_embeddings(run), open_stats(run)
-    return {"clusters": categorical(labels.reshape(len(keys), -1)),
+    return {"clusters": _cluster_features(engine, run, run_id, keys),
             "embeddings": np.stack([np.asarray(emb.get(k), np.float32).reshape(-1) for k in keys]),
             "baseline": np.stack([np.asarray(stats.get(k), np.float32).reshape(-1) for k in keys])}
 
@@ -261,7 +266,7 @@ def fit_live_predictor(run: Run, cfg: PredictorConfig, engine: Engine):
     if min(int((y & sel).sum()), int((~y & sel).sum())) < cfg.min_per_class:
         return None
     idx = np.flatnonzero(sel)[balanced(y[sel], tasks[sel], np.random.default_rng(cfg.seed))]
-    return fit(_feature_matrices(run, engine, run_id, keys)["clusters"][idx], y[idx], "clusters", cfg)
+    return fit(_cluster_features(engine, run, run_id, keys)[idx], y[idx], "clusters", cfg)
 
 
 def predictor_summary(engine: Engine, run_name: str) -> dict | None:

@@ -1,0 +1,40 @@
+"""What the explorer benchmarks share: a free loopback port, waiting until the server has
+loaded its run, and predict bodies made from the run's held-out scenarios."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Callable
+
+import httpx
+
+from apmae.atlas.encode import scenarios_of
+from apmae.run import Run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(url: str, alive: Callable[[], bool] = lambda: True, timeout_s: float = 300) -> None:
+    """Poll ``/api/health`` until the run is loaded; SystemExit if the server dies or is late."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and alive():
+        try:
+            if httpx.get(f"{url}/api/health", timeout=5).json()["ready"]:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the server at {url} did not become ready")
+
+
+def held_out_bodies(run: Run) -> list[tuple[str, dict]]:
+    """``(task, predict body)`` per held-out scenario (test split, noise aside): the window's
+    text pasted as code, the target masked by its offsets."""
+    return [(s.task, {"code": s.prefix + s.target + s.suffix, "start": len(s.prefix),
+                      "end": len(s.prefix) + len(s.target)})
+            for s in scenarios_of(run) if s.split == "test" and s.task != "noise"]
