@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -34,6 +35,28 @@ def test_sample_span_is_a_nonempty_slice(java_texts):
     assert len(spans) > 250
     assert all(0 <= a < b <= len(text) for a, b in spans)
     assert any(text[a:b] == ";\n" for a, b in spans)  # statement ends are among the shapes
+    # a lexeme cut by the random start is not a shape: single-lexeme middles are whole words
+    words = {m.group() for m in re.finditer(r"[A-Za-z_$][\w$]*", text)}
+    single = [text[a:b] for a, b in spans if re.fullmatch(r"[A-Za-z_$][\w$]*", text[a:b])]
+    assert single and sum(w in words for w in single) >= 0.9 * len(single)
+
+
+def test_task_share_draws_middles_from_the_scenario_tasks(corpus, tiny_tokenizer, java_texts):
+    """With task_share 1 every middle is a span the miner's queries find (or a random-task
+    run of tokens), and rare kinds such as boolean literals and operators do come up."""
+    from apmae.lm.train import ExampleSampler
+    from apmae.spans import TASKS, find_spans, parse_java
+
+    text = java_texts["Inventory.java"]
+    tree = parse_java(text)
+    by_span = {span: task for task in TASKS for span in find_spans(task, text, tree)}
+    sampler = ExampleSampler([text], tiny_tokenizer, tiny(corpus, task_share=1.0),
+                             np.random.default_rng(0))
+    drawn = [s for s in (sampler._task_span(text) for _ in range(400)) if s is not None]
+    tasks = {by_span[s] for s in drawn if s in by_span}
+    assert len(drawn) > 250
+    assert {"boolean_operators", "assignment_operators", "identifiers", "eol"} <= tasks
+    assert sum(s in by_span for s in drawn) > 0.8 * len(drawn)  # the rest: the random task
 
 
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path, corpus):

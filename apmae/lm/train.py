@@ -5,6 +5,11 @@ trained on exactly the prompt shape it is evaluated on: a ``window``-token PSM p
 the middle and ``<|endoftext|>``. Middles follow the scenario tasks' shapes: one lexeme
 (identifier, literal, bracket, operator, ``;\\n``), a run of 2–10 lexemes, or a few random
 characters; a share of plain left-to-right windows keeps ordinary language modelling.
+With ``task_share`` > 0, that share of the middles is syntax-aware instead (as in AST-aware
+FIM): a task drawn uniformly, then one of its spans found by the same tree-sitter and regex
+queries the miner uses — lexeme sampling follows token frequency, so an operator or a
+boolean literal is a middle a few times in a thousand and a small model never learns to
+answer one.
 Middle and end-of-text tokens get a fixed share of the loss (``fim_loss``).
 
 Resumable: ``--resume`` continues from the last atomic checkpoint, sampler state included,
@@ -16,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,9 +34,14 @@ from tqdm import tqdm
 from transformers import Starcoder2Config, Starcoder2ForCausalLM
 
 from ..corpus import Corpus
+from ..scenarios import random_token_span
+from ..spans import TASKS, find_spans, parse_java
 from ..paths import atomic_path
 from .fim import SpecialIds, build_window, encode, special_ids
 from .tokenizer import train_tokenizer
+
+#: Tasks a ``task_share`` middle is drawn from: every scenario task but the noise control.
+TASK_SPAN_TASKS = (*TASKS, "random")
 
 #: Java lexemes: string/char literals, numbers, identifiers, punctuation, operator runs.
 LEXEME = re.compile(
@@ -62,6 +73,7 @@ class LMTrainConfig:
     max_middle: int = 24  # middle tokens at most (longer spans are resampled)
     plain_share: float = 0.1  # share of plain left-to-right windows
     middle_share: float = 0.5  # share of the loss on middle + end-of-text tokens (see fim_loss)
+    task_share: float = 0.0  # share of FIM middles drawn as a scenario task's span (see above)
     # optimisation
     batch_size: int = 16
     steps: int = 3600
@@ -90,6 +102,9 @@ def sample_span(rng: np.random.Generator, text: str) -> tuple[int, int] | None:
         return start, min(len(text), start + int(rng.integers(1, 31)))
     pos = int(rng.integers(0, len(text)))
     lexemes = list(LEXEME.finditer(text, pos, min(len(text), pos + 400)))
+    before = LEXEME.match(text, pos - 1) if pos > 0 else None
+    if lexemes and before is not None and before.end() > pos:
+        lexemes = lexemes[1:]  # a lexeme cut by the random position is no scenario's shape
     if not lexemes:
         return None
     first = lexemes[0]
@@ -109,6 +124,7 @@ class ExampleSampler:
                  rng: np.random.Generator) -> None:
         self.texts, self.tok, self.cfg, self.rng = texts, tokenizer, cfg, rng
         self.ids: SpecialIds = special_ids(tokenizer)
+        self.task_spans: dict[tuple[int, str], np.ndarray] = {}  # (text, task) -> [n, 2] int32
         short = [int(w) for w in cfg.short_windows.split(",") if w.strip()]
         self.windows = [cfg.window, *short]
 
@@ -144,7 +160,10 @@ class ExampleSampler:
         return ids[:length], [0] + [PROMPT] * (length - 1)
 
     def _fim(self, text: str, window: int) -> tuple[list[int], list[int]] | None:
-        span = sample_span(self.rng, text)
+        if self.rng.random() < self.cfg.task_share:
+            span = self._task_span(text)
+        else:
+            span = sample_span(self.rng, text)
         if span is None or span[1] <= span[0]:
             return None
         w = build_window(self.tok, text, span[0], span[1], window, self.ids)
@@ -155,6 +174,24 @@ class ExampleSampler:
         roles = [0] + [PROMPT] * (window - 1) + [MIDDLE] * (len(w.target_ids) + 1)
         pad = window + self.cfg.max_middle + 1 - len(ids)
         return ids + [self.ids.eos] * pad, roles + [0] * pad
+
+
+    def _task_span(self, text: str) -> tuple[int, int] | None:
+        """A span of a uniformly drawn scenario task (``random``: 3–10 tokens), or None."""
+        task = TASK_SPAN_TASKS[int(self.rng.integers(len(TASK_SPAN_TASKS)))]
+        if task == "random":
+            return random_token_span(self.tok, text, random.Random(int(self.rng.integers(2**32))))
+        key = (id(text), task)
+        if key not in self.task_spans:  # the texts live as long as the sampler: ids are stable
+            tree = parse_java(text)
+            for t in TASKS:
+                found = [] if tree is None else find_spans(t, text, tree)
+                self.task_spans[(id(text), t)] = np.asarray(found, dtype=np.int32).reshape(-1, 2)
+        spans = self.task_spans[key]
+        if not len(spans):
+            return None
+        start, end = spans[int(self.rng.integers(len(spans)))]
+        return int(start), int(end)
 
 
 def model_config(cfg: LMTrainConfig, tokenizer) -> Starcoder2Config:
