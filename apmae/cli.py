@@ -123,13 +123,16 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .pipeline import DemoConfig, build_default_run
+    from .pipeline import DemoConfig, StageTimes, build_default_run
     from .report import build_report, format_report
     from .run import Run
 
     cfg = _dataclass_from_args(DemoConfig, args)
-    run = build_default_run(Run(args.run), cfg, source=args.source)
+    times = StageTimes()
+    run = build_default_run(Run(args.run), cfg, source=args.source, times=times)
     print(format_report(build_report(run)))
+    print("stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.seconds.items())
+          + f"; total {sum(times.seconds.values()) / 60:.1f} min")
     if not args.build_only:
         _serve(args.run, args.host, args.port)
 

@@ -13,7 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
 
 from .corpus import CorpusError, default_source, find_jdk_src_zip
 from .extract import ExtractConfig, extract
@@ -42,6 +45,21 @@ class DemoConfig:
     atlas: bool = True  # also build the atlas (AP-MAE, encode, cluster, predictor, sweep)
 
 
+@dataclass
+class StageTimes:
+    """Wall seconds per stage of one build (a stage with nothing left to do takes ~0)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
 def ensure_jdk_source() -> str:
     """The JDK's ``src.zip``; on Debian, installs ``openjdk-17-source`` when it is missing."""
     if find_jdk_src_zip() is None and shutil.which("apt-get"):
@@ -58,11 +76,13 @@ def ensure_jdk_source() -> str:
 
 
 def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
-                      model: str | None = None) -> Run:
+                      model: str | None = None, times: StageTimes | None = None) -> Run:
     """Mine (once) and extract (resumably) the default run, then build its atlas; ``model``
-    None is the embedded one."""
+    None is the embedded one. ``times`` collects each stage's wall time."""
+    times = times or StageTimes()
     source = source or ensure_jdk_source()
-    target = load_target(model)
+    with times.stage("load"):
+        target = load_target(model)
     settings = {"source": source, "per_task": cfg.per_task, "heldout_per_task": cfg.heldout_per_task,
                 "seed": cfg.seed, "window": cfg.window}
     if run.meta().get("mining") != settings or not run.scenarios_path.exists():
@@ -70,21 +90,24 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
             raise ValueError(f"run {run.name} at {run.path} was built with other settings "
                              f"{run.meta().get('mining')}; use another --run or delete it")
         heldout_tasks = [t for t in TASKS if t != "noise"]
-        write_scenarios(itertools.chain(
-            mine(source, target.tokenizer, per_task=cfg.per_task, seed=cfg.seed,
-                 window=cfg.window, split="train"),
-            mine(source, target.tokenizer, tasks=heldout_tasks, per_task=cfg.heldout_per_task,
-                 seed=cfg.seed, window=cfg.window, split="test") if cfg.heldout_per_task else ()),
-            run.scenarios_path)
+        with times.stage("mine"):
+            write_scenarios(itertools.chain(
+                mine(source, target.tokenizer, per_task=cfg.per_task, seed=cfg.seed,
+                     window=cfg.window, split="train"),
+                mine(source, target.tokenizer, tasks=heldout_tasks, per_task=cfg.heldout_per_task,
+                     seed=cfg.seed, window=cfg.window, split="test") if cfg.heldout_per_task else ()),
+                run.scenarios_path)
         run.update_meta(mining=settings)
-    extract(run, run.scenarios_path, target,
-            ExtractConfig(batch_size=cfg.batch_size, keep=cfg.keep))
+    with times.stage("extract"):
+        extract(run, run.scenarios_path, target,
+                ExtractConfig(batch_size=cfg.batch_size, keep=cfg.keep))
     if cfg.atlas:
-        build_atlas(run, cfg, target)
+        build_atlas(run, cfg, target, times=times)
     return run
 
 
-def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None) -> None:
+def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
+                times: StageTimes | None = None) -> None:
     """AP-MAE (trained once, evaluated once), embeddings, clusters, predictor and sweep."""
     from .atlas.build import cluster_run, engine_for, predictor_run, sweep_run
     from .atlas.cluster import ClusterConfig
@@ -94,15 +117,22 @@ def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None) -> No
     from .mae.evaluate import MAEEvalConfig, evaluate
     from .mae.train import MAETrainConfig, mae_dir, train_mae
 
+    times = times or StageTimes()
     if not (mae_dir(run) / "model" / "config.json").exists():
-        train_mae(run, MAETrainConfig(steps=cfg.mae_steps, seed=cfg.seed), resume=True)
+        with times.stage("mae_train"):
+            train_mae(run, MAETrainConfig(steps=cfg.mae_steps, seed=cfg.seed), resume=True)
     if not (mae_dir(run) / "eval.json").exists():
-        evaluate(run, MAEEvalConfig(seed=cfg.seed))
-    encode_run(run, EncodeConfig(), target=lambda: target)
+        with times.stage("mae_eval"):
+            evaluate(run, MAEEvalConfig(seed=cfg.seed))
+    with times.stage("encode"):
+        encode_run(run, EncodeConfig(), target=lambda: target)
     engine = engine_for(url)
-    cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed), engine)
-    predictor_run(run, PredictorConfig(seed=cfg.seed), engine)
-    try:
-        sweep_run(run, SweepConfig(scenarios=cfg.sweep_scenarios, seed=cfg.seed), engine, target)
-    except ValueError as e:  # no task had both right and wrong completions to rank heads by
-        print(f"sweep skipped: {e}", file=sys.stderr)
+    with times.stage("cluster"):
+        cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed), engine)
+    with times.stage("predictor"):
+        predictor_run(run, PredictorConfig(seed=cfg.seed), engine)
+    with times.stage("sweep"):
+        try:
+            sweep_run(run, SweepConfig(scenarios=cfg.sweep_scenarios, seed=cfg.seed), engine, target)
+        except ValueError as e:  # no task had both right and wrong completions to rank heads by
+            print(f"sweep skipped: {e}", file=sys.stderr)

@@ -3,12 +3,18 @@
     python -m bench.mae [--quick] [--json] [--presets cpu,paper] [--threads 2] [--profile]
 
 - ``ours``: ``apmae.mae.model.APMAEModel`` as apmae trains and encodes it (fused-qkv SDPA blocks,
-  lower-triangular patches only; the ``cpu`` preset with its relative position bias);
-- ``ours_no_bias``: the same with ``relative_position_bias=False`` (``cpu`` preset only; the
+  lower-triangular patches only; the ``cpu`` preset with its relative position bias; training
+  under bf16 autocast, as ``apmae mae train`` does by default);
+- ``ours_fp32``: the same, trained in fp32;
+- ``ours_no_bias``: fp32 with ``relative_position_bias=False`` (``cpu`` preset only; the
   ``paper`` preset has no bias), to show what the bias costs;
 - ``reference``: :class:`bench.reference_mae.ReferenceMAE`, the same sizes written the way the
   reference writes them (einops patchify over the full grid, explicit softmax attention with
-  separate q/k/v layers).
+  separate q/k/v layers), trained in fp32; ``reference_bf16`` the same under bf16 autocast.
+
+``mae_train_vs_reference`` is ours over reference: what a user gets from apmae over a plain
+script. The same-precision ratios (``mae_train_fp32_vs_reference``,
+``mae_train_bf16_vs_reference_bf16``) say how much of it is the precision.
 
 Training: forward + backward + AdamW step (betas 0.9/0.95, weight decay 0.05; no gradient
 clipping in either), mask ratio 0.5 over the 36 lower-triangular patches, fp32, images/s; the
@@ -52,7 +58,7 @@ WINDOW = 256  # tokens = image side
 PLAN = {
     "cpu": {
         "full": {"batch": 64, "steps": 2, "repeats": 9, "warmup": 2, "enc_batch": 128, "enc_repeats": 5},
-        "quick": {"batch": 64, "steps": 1, "repeats": 3, "warmup": 1, "enc_batch": 128, "enc_repeats": 3},
+        "quick": {"batch": 64, "steps": 2, "repeats": 5, "warmup": 1, "enc_batch": 128, "enc_repeats": 3},
     },
     "paper": {
         "full": {"batch": 8, "steps": 1, "repeats": 3, "warmup": 1, "enc_batch": 8, "enc_repeats": 3},
@@ -95,8 +101,10 @@ def pattern_images(n: int, seed: int = 0, T: int = WINDOW) -> torch.Tensor:
 def build(preset: str, images: torch.Tensor) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
     """The variants of ``preset``, each with its optimizer, as apmae (train.py) and a plain
     training script would set them up."""
-    torch.manual_seed(0)
-    models: dict[str, torch.nn.Module] = {"ours": APMAEModel(config_from_preset(preset))}
+    models: dict[str, torch.nn.Module] = {}
+    for name in ("ours", "ours_fp32"):  # the same initial weights
+        torch.manual_seed(0)
+        models[name] = APMAEModel(config_from_preset(preset))
     if config_from_preset(preset).relative_position_bias:
         models["ours_no_bias"] = APMAEModel(config_from_preset(preset, relative_position_bias=False))
     out = {}
@@ -108,9 +116,15 @@ def build(preset: str, images: torch.Tensor) -> dict[str, tuple[torch.nn.Module,
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, betas=(0.9, 0.95))
         out[name] = (model, opt)
-    ref = ReferenceMAE(config_from_preset(preset, relative_position_bias=False))
-    out["reference"] = (ref, torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05))
+    for name in ("reference", "reference_bf16"):
+        torch.manual_seed(0)
+        ref = ReferenceMAE(config_from_preset(preset, relative_position_bias=False))
+        out[name] = (ref, torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05))
     return out
+
+
+#: Training variants run under bf16 autocast; the others in fp32.
+BF16_TRAIN = ("ours", "reference_bf16")
 
 
 def check_equivalence(images: torch.Tensor, noise: torch.Tensor) -> dict[str, float]:
@@ -133,7 +147,11 @@ def train_step(name: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
                images: torch.Tensor, noise: torch.Tensor) -> tuple[float, float, float]:
     """One step; returns (forward, backward, optimizer) seconds."""
     t0 = time.perf_counter()
-    loss = model(images, noise) if name == "reference" else model(pixel_values=images, noise=noise).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name in BF16_TRAIN):
+        if name.startswith("reference"):
+            loss = model(images, noise)
+        else:
+            loss = model(pixel_values=images, noise=noise).loss
     t1 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -182,7 +200,7 @@ def bench_preset(preset: str, plan: dict, images: torch.Tensor, log) -> dict:
                        "params": sum(p.numel() for p in variants[name][0].parameters())}
 
     # encoding: drop the optimizer state, eval mode
-    models = {name: m.eval() for name, (m, _) in variants.items()}
+    models = {name: m.eval() for name, (m, _) in variants.items() if name in ("ours", "ours_no_bias", "reference")}
     del variants
     enc_images = images[: plan["enc_batch"]]
     cases = []
@@ -281,8 +299,12 @@ def main() -> None:
             summary[f"{p}_encode_{label}_img_s"] = round(r["img_s"], 2)
         suffix = "" if p == "cpu" else f"_{p}"
         summary[f"mae_train_vs_reference{suffix}"] = _ratio(res["train"]["ours"]["img_s"], ref)
+        summary[f"mae_train_fp32_vs_reference{suffix}"] = _ratio(res["train"]["ours_fp32"]["img_s"], ref)
+        summary[f"mae_train_bf16_vs_reference_bf16{suffix}"] = _ratio(
+            res["train"]["ours"]["img_s"], res["train"]["reference_bf16"]["img_s"])
         if "ours_no_bias" in res["train"]:
-            summary[f"mae_train_no_bias_vs_reference{suffix}"] = _ratio(res["train"]["ours_no_bias"]["img_s"], ref)
+            summary[f"mae_train_no_bias_fp32_vs_reference{suffix}"] = _ratio(res["train"]["ours_no_bias"]["img_s"], ref)
+        summary[f"mae_encode_img_s{suffix}"] = round(res["encode"]["ours_bf16"]["img_s"], 1)
         summary[f"mae_encode_bf16_vs_reference_fp32{suffix}"] = _ratio(res["encode"]["ours_bf16"]["img_s"], ref_enc)
         summary[f"mae_encode_fp32_vs_reference_fp32{suffix}"] = _ratio(res["encode"]["ours_fp32"]["img_s"], ref_enc)
         summary[f"mae_encode_bf16_vs_reference_bf16{suffix}"] = _ratio(

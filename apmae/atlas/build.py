@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from ..db import models as m
@@ -60,10 +61,10 @@ def sync_run(engine: Engine, run: Run) -> int:
         return db_run.id
 
 
-def _set_settings(engine: Engine, run_id: int, **stage: object) -> None:
-    with session_scope(engine) as session:
-        db_run = session.get(m.Run, run_id)
-        db_run.settings = {**(db_run.settings or {}), **stage}
+def _set_settings(session: Session, run_id: int, **stage: object) -> None:
+    """Record a stage's settings in the transaction that writes its rows: both land or neither."""
+    db_run = session.get(m.Run, run_id)
+    db_run.settings = {**(db_run.settings or {}), **stage}
 
 
 def _scenario_ids(engine: Engine, run_id: int) -> dict[str, int]:
@@ -248,7 +249,7 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
                 session.execute(m.Head.__table__.update()
                                 .where(m.Head.run_id == run_id, m.Head.layer == i // heads,
                                        m.Head.head == i % heads).values(importance=float(value)))
-    _set_settings(engine, run_id, predictor=asdict(cfg))
+        _set_settings(session, run_id, predictor=asdict(cfg))
     return {"by_task": section}
 
 
@@ -306,7 +307,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target) -> dict:
         session.execute(delete(m.SweepPoint).where(m.SweepPoint.run_id == run_id))
         session.execute(m.SweepPoint.__table__.insert(),
                         [{"run_id": run_id, "accuracy_exact": None, **p} for p in points])
-    _set_settings(engine, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)})
+        _set_settings(session, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)})
     return sweep_summary(engine, run.name)
 
 
