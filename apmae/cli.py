@@ -106,7 +106,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
     if not Path(args.scenarios).is_file():
         raise UserError(f"{args.scenarios}: no such scenarios file")
-    cfg = ExtractConfig(batch_size=args.batch_size, keep=args.keep)
+    cfg = ExtractConfig(batch_size=args.batch_size, keep=args.keep, precision=args.precision)
     cfg.keep_limit()  # validates --keep before the model loads
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="base", help="Alembic revision (default: base)")
     p.set_defaults(func=cmd_db_downgrade)
 
-    from .extract import KEEP_HELP
+    from .extract import KEEP_HELP, PRECISIONS
     from .scenarios import TASKS
 
     p = sub.add_parser("mine", help="mine completion scenarios from Java source")
@@ -359,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--keep", default="all", help=KEEP_HELP)
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default="uint8",
+                   help="kept patterns on disk: uint8 (log p in [-20, 0], 255 steps) or float16")
     p.add_argument("--device", default="cpu", help="cpu | cuda (under torchrun: the rank's own GPU)")
     p.add_argument("--device-map", help="auto: split a model too big for one GPU over all visible "
                                         "ones (needs `pip install accelerate`; one process)")

@@ -42,6 +42,9 @@ from .scenarios import Scenario, read_scenarios
 from .store.arrays import PatternStore, StoreMeta
 
 KEEP_HELP = "which patterns to store: all | sample:N (a bounded sample) | none"
+#: Store dtype and log range per ``--precision``: 8 bits over log p in [-20, 0] (the default
+#: AP-MAE scaling's floor), or float16 log-probabilities floored at LOG_FLOOR.
+PRECISIONS = {"uint8": ("uint8", 20.0), "float16": ("float16", 0.0)}
 #: How long a rank that finished its share waits for the others: shares can take hours apart
 #: (a resumed rank may have nothing left), and torchrun ends every rank when one fails.
 SHARE_WAIT = timedelta(days=7)
@@ -52,6 +55,20 @@ class ExtractConfig:
     batch_size: int = 8
     keep: str = "all"  # all | sample:N | none (patterns can be recomputed by one forward pass)
     extra_tokens: int = 2  # decoding budget beyond the target's length (+ end-of-text)
+    # kept patterns on disk: uint8 (log p in [-20, 0], 255 steps; see apmae.store.arrays) or
+    # float16; a run's store keeps the precision it was created with
+    precision: str = "uint8"
+
+    def store_meta(self, run: Run, target: Target, window: int) -> StoreMeta:
+        """The format of the run's pattern store: an existing store's precision, else ours."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision {self.precision!r}: expected {' or '.join(PRECISIONS)}")
+        dtype, log_range = PRECISIONS[self.precision]
+        existing = run.pattern_store()
+        if existing is not None:
+            dtype, log_range = existing.meta.dtype, existing.meta.log_range
+        return StoreMeta(layers=target.layers, heads=target.heads, window=window,
+                         model=target.name, dtype=dtype, log_range=log_range)
 
     def keep_limit(self) -> int | None:
         """How many scenarios' patterns to keep; None for all."""
@@ -143,7 +160,7 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) 
     process extracted (under torchrun: this rank's share, see :func:`_extract_share`)."""
     ids, window = check_scenarios(scenarios_path, target, cfg)
     keep = kept_ids(ids, cfg.keep_limit())
-    meta = StoreMeta(layers=target.layers, heads=target.heads, window=window, model=target.name)
+    meta = cfg.store_meta(run, target, window)
     rank, world = rank_and_world()
     # opened before any work: a store of other patterns is refused and run.json left alone
     store = run.pattern_store(meta) if keep and rank == 0 else None

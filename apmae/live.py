@@ -36,6 +36,7 @@ from .mae.train import mae_dir
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
 from .spans import find_spans, parse_java
+from .store.arrays import PatternStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
 EXTRA_TOKENS = 4
@@ -145,9 +146,12 @@ class LiveAtlas:
 
     def __init__(self, run: Run, target: Target, window: int, mae: APMAEModel | None = None,
                  centers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                 predictor=None) -> None:
+                 predictor=None, codec: PatternStore | None = None) -> None:
+        """``codec``: the run's pattern store, whose precision live patterns are brought to
+        before embedding, as ``apmae encode`` does with the patterns it recomputes."""
         self.run, self.target, self.window = run, target, window
         self.mae, self.centers, self.predictor = mae, centers or {}, predictor
+        self.codec = codec
 
     @classmethod
     def load(cls, run: Run, engine=None, target: Target | None = None) -> LiveAtlas:
@@ -168,7 +172,7 @@ class LiveAtlas:
                        for l in range(target.layers) for h in range(target.heads)
                        if f"L{l}H{h}_centers" in arrays}
         predictor = fit_live_predictor(run, PredictorConfig(), engine) if engine and centers else None
-        return cls(run, target, window, mae, centers, predictor)
+        return cls(run, target, window, mae, centers, predictor, codec=run.pattern_store())
 
     @property
     def missing(self) -> list[str]:
@@ -250,6 +254,8 @@ class LiveAtlas:
             return None
         L, H, n = patterns.shape
         images_side = self.mae.config.image_size
+        if self.codec is not None:
+            patterns = torch.from_numpy(self.codec.quantize(patterns.float().numpy()))
         emb = embed(self.mae, _resized(patterns.reshape(L * H, n), images_side), EncodeConfig())
         emb = emb.reshape(L, H, -1).numpy()
         out = np.full((L, H), -1, int)

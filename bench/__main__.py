@@ -68,6 +68,7 @@ def main() -> None:
     out["capture_vs_output_attentions"] = extract["capture_vs_output_attentions"]
     out["capture_vs_plain_forward"] = extract["capture_vs_plain_forward"]
     out["capture_scenarios_per_s"] = extract["ours_scenarios_per_s"]
+    out["plain_forward_scenarios_per_s"] = extract["plain_sdpa_scenarios_per_s"]
     mae = run_module("mae", *quick)
     out.update({k: mae[k] for k in ("mae_train_vs_reference", "mae_train_fp32_vs_reference",
                                     "mae_encode_img_s", "mae_encode_bf16_vs_reference_fp32")})

@@ -140,7 +140,7 @@ def test_mine_extract_report(tmp_path, java_dir, tiny_model_dir, capsys):
     assert by_task["noise"]["accuracy_exact"] == 1.0  # the first noise label is True
     assert report["scenarios"]["overall_non_noise"]["n"] == 13
     assert report["patterns"]["stored"] == 14
-    assert report["patterns"]["bytes"] > 14 * 2 * 4 * (64 * 65 // 2) * 2  # float16 payload
+    assert report["patterns"]["bytes"] > 14 * 2 * 4 * (64 * 65 // 2)  # one byte per value (uint8)
     assert report["meta"]["model"] == model and report["meta"]["keep"] == "all"
 
     # a second extract resumes: nothing left to do

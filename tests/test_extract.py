@@ -39,9 +39,9 @@ def scenarios(scenarios_file):
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, scenarios_file, tiny_target):
-    """A complete keep=all extraction, shared by the read-only tests below."""
+    """A complete keep=all float16 extraction, shared by the read-only tests below."""
     run = Run("full", path=tmp_path_factory.mktemp("runs") / "full")
-    n = extract(run, scenarios_file, tiny_target, ExtractConfig(batch_size=4, keep="all"))
+    n = extract(run, scenarios_file, tiny_target, ExtractConfig(batch_size=4, keep="all", precision="float16"))
     return run, n
 
 
@@ -99,6 +99,28 @@ def test_stored_patterns_equal_output_attentions(full_run, scenarios, tiny_targe
         np.testing.assert_allclose(got, ref, rtol=2e-2, atol=1e-4)
         np.testing.assert_allclose(got.sum(-1), 1.0, atol=2e-2)  # rows are distributions
         assert np.all(np.triu(got, 1) == 0)
+
+
+def test_uint8_store_holds_the_float16_patterns_to_half_a_step(tmp_path, full_run, scenarios_file,
+                                                               tiny_target):
+    """The default 8-bit store: every value within half a code step (20/510 nats) of the
+    float16 capture, clamped at -20; half the bytes. A rerun keeps the store's own precision."""
+    run, _ = full_run
+    small = Run("small", path=tmp_path / "small")
+    extract(small, scenarios_file, tiny_target, ExtractConfig(batch_size=4, keep="all"))
+    store, exact = small.pattern_store(), run.pattern_store()
+    assert (store.meta.dtype, store.meta.log_range) == ("uint8", 20.0)
+    for sid in exact.ids():
+        want = np.maximum(np.asarray(exact.get(sid), dtype=np.float32), -20.0)
+        got = store.get(sid)
+        assert got.dtype == np.float32
+        assert np.abs(got - want).max() <= 20 / 510 + 1e-4
+    assert store.nbytes() < 0.55 * exact.nbytes()
+    again = extract(run, scenarios_file, tiny_target, ExtractConfig(batch_size=4, keep="all"))
+    assert again == 0 and run.pattern_store().meta.dtype == "float16"
+    with pytest.raises(ValueError, match="precision"):
+        extract(Run("bad", path=tmp_path / "bad"), scenarios_file, tiny_target,
+                ExtractConfig(keep="all", precision="int4"))
 
 
 def test_rerun_of_a_finished_run_does_nothing(tmp_path, scenarios_file, tiny_target):

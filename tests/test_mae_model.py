@@ -302,3 +302,29 @@ def test_relative_position_bias_indexes_row_and_column_offsets(model):
         assert idx[1 + i, 1 + j] == (dr + g - 1) * (2 * g - 1) + (dc + g - 1)
     plain = APMAEModel(APMAEConfig(**TINY, relative_position_bias=False))
     assert all(b.rel_bias is None for b in plain.blocks)
+
+
+def test_decoder_profiles_see_visible_pixels_only():
+    """With decoder_profiles, each patch's row/column profiles average the visible patches of
+    its bands; changing a masked patch's pixels changes nothing the decoder predicts."""
+    torch.manual_seed(0)
+    model = APMAEModel(APMAEConfig(**TINY, decoder_profiles=True)).eval()
+    x, noise = images(), fixed_noise()
+    with torch.no_grad():
+        latent, mask, ids_restore = model.forward_encoder(x, noise)
+        pred = model.forward_decoder(latent, ids_restore, x)
+        masked = mask[0].bool()
+        patches = model.patchify(x).clone()
+        patches[0, masked] += 5.0  # scribble over the masked patches of the first image
+        scribbled = model.unpatchify(patches)
+        scribbled[:, :, upper_patches()] = x[:, :, upper_patches()]  # upper pixels as before
+        pred2 = model.forward_decoder(*model.forward_encoder(scribbled, noise)[::2], scribbled)
+        profiles = model.visible_profiles(x, 1 - mask)
+    torch.testing.assert_close(pred, pred2)
+    # patch (3, 0)'s column profile: the mean over rows of the visible patches in block column 0
+    col0 = [i for i, (r, c) in enumerate(model.tril_patches.tolist()) if c == 0 and not masked[i]]
+    std = (model.patchify(x) - model.config.pixel_mean) / model.config.pixel_std
+    want = std[0, col0].view(len(col0), 4, 4).mean(dim=1).mean(dim=0)
+    torch.testing.assert_close(profiles[0, 6, :4], want)
+    with pytest.raises(ValueError, match="images"):
+        model.forward_decoder(latent, ids_restore)

@@ -48,9 +48,10 @@ def test_grid_head_map_and_cluster(client, explorer_run):
     assert sum(c["size"] for c in head["clusters"]) == n
     points = client.get("/api/heads/1/2/map").json()["points"]
     assert len(points) == n and {"x", "y", "cluster", "key", "task", "correct"} <= set(points[0])
-    task = points[0]["task"]
+    task = next(p["task"] for p in points if p["correct"] is False)
     only = client.get("/api/heads/1/2/map", params={"task": task, "correct": False}).json()["points"]
     assert only and all(p["task"] == task and p["correct"] is False for p in only)
+    assert len(only) == sum(p["task"] == task and p["correct"] is False for p in points)
     cluster = head["clusters"][0]
     detail = client.get(f"/api/clusters/{cluster['id']}", params={"limit": 3}).json()
     assert (detail["layer"], detail["head"], detail["size"]) == (1, 2, cluster["size"])

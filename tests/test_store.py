@@ -36,6 +36,25 @@ def test_round_trip(tmp_path: Path) -> None:
         again.get("nope")
 
 
+def test_uint8_codes_log_probs_in_equal_steps(tmp_path: Path) -> None:
+    """Code k is k/255 of the way from -log_range to 0: values come back within half a step,
+    below the range at -log_range; a head read back equals its slice of the whole entry."""
+    meta = StoreMeta(layers=2, heads=3, window=6, model="tiny-test", dtype="uint8", log_range=20.0)
+    store = PatternStore(tmp_path / "q", meta)
+    logp = -np.random.default_rng(0).exponential(4.0, (4, *meta.entry_shape)).astype(np.float32)
+    logp[0, 0, 0, :3] = [0.0, -20.0, -55.0]
+    store.append(["a", "b", "c", "d"], logp)
+    got = PatternStore(tmp_path / "q").get("a")
+    assert got.dtype == np.float32 and got[0, 0, :3].tolist() == [0.0, -20.0, -20.0]
+    for i, sid in enumerate("abcd"):
+        assert np.abs(store.get(sid) - np.maximum(logp[i], -20.0)).max() <= 10 / 255 + 1e-5
+    np.testing.assert_array_equal(store.get("c", 1, 2), store.get("c")[1, 2])
+    np.testing.assert_array_equal(store.quantize(logp[1]), store.get("b"))
+    assert (tmp_path / "q" / "shards" / "000000.npy").stat().st_size < 4 * 2 * 3 * 21 + 200
+    with pytest.raises(ValueError, match="log_range"):
+        PatternStore(tmp_path / "r", StoreMeta(layers=1, heads=1, window=2, model="m", dtype="uint8"))
+
+
 def test_append_validates(tmp_path: Path) -> None:
     store = PatternStore(tmp_path, META)
     store.append(["s0"], batch(1, 1))

@@ -130,7 +130,10 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
                   for s in batch if patterns is not None and patterns.has(s.id)}
         if missing:
             loaded = loaded or (target or (lambda: load_target(meta["model"])))()
-            packed.update(zip((s.id for s in missing), recompute_patterns(loaded, missing)))
+            recomputed = recompute_patterns(loaded, missing)
+            if patterns is not None:  # as the kept ones read back: one precision for every embedding
+                recomputed = torch.from_numpy(patterns.quantize(recomputed.numpy()))
+            packed.update(zip((s.id for s in missing), recomputed))
         ids = [s.id for s in batch]
         batch_patterns = torch.stack([packed[i] for i in ids])
         # stats first: the embeddings are the commit record a rerun checks

@@ -57,6 +57,7 @@ class APMAEConfig(PretrainedConfig):
         scaling: str = "log_affine",
         log_floor: float = -20.0,
         relative_position_bias: bool = True,
+        decoder_profiles: bool = False,
         pixel_mean: float = 0.0,
         pixel_std: float = 1.0,
         layer_norm_eps: float = 1e-6,
@@ -89,6 +90,7 @@ class APMAEConfig(PretrainedConfig):
         self.scaling = scaling
         self.log_floor = log_floor
         self.relative_position_bias = relative_position_bias
+        self.decoder_profiles = decoder_profiles
         self.pixel_mean = pixel_mean
         self.pixel_std = pixel_std
         self.layer_norm_eps = layer_norm_eps
@@ -234,6 +236,7 @@ class APMAEModel(PreTrainedModel):
         )
         self.decoder_norm = nn.LayerNorm(Dd, eps=c.layer_norm_eps)
         self.decoder_pred = nn.Linear(Dd, P)
+        self.decoder_profile = nn.Linear(2 * c.patch_size, Dd) if c.decoder_profiles else None
         self.post_init()
 
     @torch.no_grad()
@@ -364,9 +367,39 @@ class APMAEModel(PreTrainedModel):
         unshuffled = shuffled.gather(1, ids_restore[..., None].expand(-1, -1, Dd))
         return torch.cat([x[:, :1], unshuffled], dim=1)
 
-    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-        """Reconstruct every patch: ``[B, N, p*p]``, in image units."""
+    def visible_profiles(self, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """``[B, N, 2p]``: for each patch, the mean column profile of the *visible* patches in its
+        column band and the mean row profile of those in its row band (standardised; 0 where
+        none is visible). ``visible [B, N]`` is 1 for a visible patch.
+
+        A pattern is close to additive in log space along both axes: a key a head attends to
+        lifts its whole column (``f(key)``), and each query row carries its softmax normaliser
+        (``-log Z(query)``). A masked patch's column band and row band are usually visible
+        elsewhere, so these profiles hand the decoder exactly the evidence those terms need,
+        computed from visible pixels only."""
+        c = self.config
+        B, p = images.shape[0], c.patch_size
+        patches = ((self.patchify(images) - c.pixel_mean) / c.pixel_std).view(B, c.num_patches, p, p)
+        rows, cols = self.tril_patches.unbind(1)
+        profiles = []
+        for band, profile in ((cols, patches.mean(dim=2)), (rows, patches.mean(dim=3))):
+            same = (band[:, None] == band[None, :]).to(visible.dtype)  # [N, N] same band
+            weights = same[None] * visible[:, None, :]  # [B, N, N]: visible members of my band
+            total = (weights @ profile) / weights.sum(-1, keepdim=True).clamp(min=1.0)
+            profiles.append(total)
+        return torch.cat(profiles, dim=-1)
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor,
+                        images: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruct every patch: ``[B, N, p*p]``, in image units. ``images`` (the input the
+        encoder saw) is needed with ``decoder_profiles``: see :meth:`visible_profiles`."""
         x = self._decoder_tokens(latent, ids_restore) + self.decoder_pos_embed
+        if self.decoder_profile is not None:
+            if images is None:
+                raise ValueError("decoder_profiles: forward_decoder needs the images")
+            visible = (ids_restore < latent.shape[1] - 1).to(x.dtype)
+            profiles = self.visible_profiles(images, visible).to(x.dtype)
+            x = torch.cat([x[:, :1], x[:, 1:] + self.decoder_profile(profiles)], dim=1)
         rel = (self.relative_index(self._all_patches(x.shape[0])) if self.config.relative_position_bias
                else None)
         for block in self.decoder_blocks:
@@ -389,7 +422,7 @@ class APMAEModel(PreTrainedModel):
         self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, return_dict: bool = True
     ) -> APMAEOutput | tuple:
         latent, mask, ids_restore = self.forward_encoder(pixel_values, noise)
-        pred = self.forward_decoder(latent, ids_restore)
+        pred = self.forward_decoder(latent, ids_restore, pixel_values)
         loss = self.forward_loss(pixel_values, pred, mask)
         out = APMAEOutput(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent)
         return out if return_dict else out.to_tuple()

@@ -37,6 +37,7 @@ class MAETrainConfig:
     log_floor: float = -20.0  # log_affine: weights below e^floor count as not attended
     image_size: int = 0  # 0: the window; a divisor of it average-pools the patterns
     mask_ratio: float = 0.5
+    decoder_profiles: bool = False  # hand the decoder the visible row/column profiles (model.py)
     patch_size: int = 0  # 0: image / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
     tasks: str = "all"  # training patterns: tasks, or all but noise
     completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
@@ -142,7 +143,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
     size = cfg.image_size or window
     config = config_from_preset(cfg.preset, image_size=size, scaling=cfg.scaling,
                                 log_floor=cfg.log_floor, patch_size=cfg.patch_size or max(1, size // 8),
-                                mask_ratio=cfg.mask_ratio)
+                                mask_ratio=cfg.mask_ratio, decoder_profiles=cfg.decoder_profiles)
     torch.manual_seed(cfg.seed)
     model = APMAEModel(config)
     config.pixel_mean, config.pixel_std = pixel_stats(model, store, ids, cfg)

@@ -1,14 +1,18 @@
 """The on-disk store of a run's attention patterns: append-only shards, resumable, memory-mapped.
 
 One entry per scenario id: ``[layers, heads, L]`` (``L = T*(T+1)/2``, the packed lower triangle
-of :mod:`apmae.capture`) in float16. A 256-token window on a 30-layer, 24-head model is ~47 MB
-per scenario, so neither a file per value nor a SQL row per value is an option; entries are
-written a batch at a time.
+of :mod:`apmae.capture`) in float16, or in 8 bits (``dtype="uint8"``): code ``k`` stands for
+``log p = k * log_range / 255 - log_range``, i.e. ``max(log p, -log_range)`` in 255 equal steps
+(0.078 nats, 8% of ``p``, for a range of 20). Half the disk of float16; the AP-MAE's default
+scaling ignores weights below ``e^-20`` anyway, and its input images are 8-bit deep like any
+photograph a ViT-MAE is trained on. Readers always get float32 log-probabilities back. A
+256-token window on a 30-layer, 24-head model is ~47 MB per scenario in float16, so neither a
+file per value nor a SQL row per value is an option; entries are written a batch at a time.
 
 Layout under ``root``::
 
     meta.json              shape and provenance, validated on every reopen
-    shards/000000.npy      [rows, layers, heads, L] float16, one per appended batch
+    shards/000000.npy      [rows, layers, heads, L] float16 or uint8, one per appended batch
     shards/000000.ids.json the scenario id of each row of 000000.npy
 
 Crash safety: every file is written to a temporary name and renamed into place
@@ -50,6 +54,7 @@ class StoreMeta:
     model: str  # name or path of the model the patterns come from
     dtype: str = "float16"
     width: int = 0  # entry length when not a packed pattern (e.g. AP-MAE embeddings); 0: L
+    log_range: float = 0.0  # dtype uint8: codes 0..255 span log p in [-log_range, 0]
 
     @property
     def length(self) -> int:
@@ -92,6 +97,8 @@ class PatternStore:
         else:
             self.meta = meta
             np.dtype(meta.dtype)  # fail early on a bad dtype name
+            if (meta.dtype == "uint8") != (meta.log_range > 0):
+                raise ValueError("a uint8 store needs a log_range > 0, and only a uint8 store has one")
             with atomic_path(meta_path) as tmp:
                 tmp.write_text(json.dumps({"format": FORMAT, **asdict(meta)}, indent=2) + "\n")
         self.shard_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +151,7 @@ class PatternStore:
         ids = [str(i) for i in ids]
         if hasattr(patterns, "detach"):  # a torch tensor; no torch import needed here
             patterns = patterns.detach().cpu().numpy()
-        data = np.ascontiguousarray(patterns, dtype=self.meta.dtype)
+        data = np.ascontiguousarray(self.encode_values(patterns))
         if data.shape != (len(ids), *self.meta.entry_shape):
             raise ValueError(
                 f"expected patterns of shape {(len(ids), *self.meta.entry_shape)} for {len(ids)} ids, got {data.shape}"
@@ -186,6 +193,25 @@ class PatternStore:
         self._commit(shard, ids)
         return True
 
+    def encode_values(self, patterns: Any) -> np.ndarray:
+        """Log-probabilities in the store's dtype (uint8: the nearest code, see the module docstring)."""
+        if self.meta.dtype != "uint8":
+            return np.asarray(patterns, dtype=self.meta.dtype)
+        r = self.meta.log_range
+        scaled = (np.asarray(patterns, dtype=np.float32) + r) * (255.0 / r)
+        return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+
+    def decode_values(self, stored: np.ndarray) -> np.ndarray:
+        """Stored entries as log-probabilities (uint8: float32; float16 stays itself, a view)."""
+        if self.meta.dtype != "uint8":
+            return stored
+        return stored.astype(np.float32) * np.float32(self.meta.log_range / 255.0) - np.float32(self.meta.log_range)
+
+    def quantize(self, patterns: Any) -> np.ndarray:
+        """``patterns`` as they would read back from this store: so patterns recomputed by a
+        forward pass and patterns kept on disk reach the AP-MAE alike."""
+        return self.decode_values(self.encode_values(patterns))
+
     def _shard_ids(self, shard: int) -> list[str]:
         return json.loads(self._ids_path(shard).read_text())
 
@@ -226,17 +252,18 @@ class PatternStore:
     def get(self, scenario_id: str, layer: int | None = None, head: int | None = None) -> np.ndarray:
         """One scenario's patterns: ``[layers, heads, L]``, ``[heads, L]`` for a layer, ``[L]`` for a head.
 
-        A read-only view into the memory-mapped shard: only the requested bytes are read from
-        disk. ``np.array(...)`` it to keep a copy independent of the file.
+        float16: a read-only view into the memory-mapped shard (only the requested bytes are read
+        from disk; ``np.array(...)`` it to keep a copy independent of the file). uint8: the
+        decoded float32 log-probabilities, a fresh array.
         """
         try:
             shard, row = self._where[scenario_id]
         except KeyError:
             raise KeyError(f"scenario {scenario_id!r} is not in the pattern store {self.root}") from None
         if head is not None and layer is None:
-            return self._shard(shard)[row, :, head]
+            return self.decode_values(self._shard(shard)[row, :, head])
         index = (row,) + tuple(i for i in (layer, head) if i is not None)
-        return self._shard(shard)[index]
+        return self.decode_values(self._shard(shard)[index])
 
     def nbytes(self) -> int:
         """Bytes on disk of the committed data (shards, their ids, meta.json); orphans not counted."""
