@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ..db import models as m
@@ -220,6 +221,26 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
     keys = open_embeddings(run).ids()
     tasks, y = _labels_of(engine, run_id, keys)
     feats = _feature_matrices(run, engine, run_id, keys)
+    # a task's balanced set is ~30-140 scenarios: OpenMP threads only add overhead to the
+    # boosting of so few rows (one thread: 2.4x faster per task here, bench/RESULTS.md)
+    with threadpool_limits(1):
+        section, rows, importance = _evaluate_predictors(tasks, y, feats, run_id, cfg)
+    with session_scope(engine) as session:
+        upsert_rows(session, m.Predictor, rows, ["run_id", "task", "features"], ["metrics"])
+        if importance is not None:
+            heads = run.meta()["heads"]
+            for i, value in enumerate(importance):
+                session.execute(m.Head.__table__.update()
+                                .where(m.Head.run_id == run_id, m.Head.layer == i // heads,
+                                       m.Head.head == i % heads).values(importance=float(value)))
+        _set_settings(session, run_id, predictor=asdict(cfg))
+    return {"by_task": section}
+
+
+def _evaluate_predictors(tasks: np.ndarray, y: np.ndarray, feats: dict[str, np.ndarray], run_id: int,
+                         cfg: PredictorConfig) -> tuple[dict, list[dict], np.ndarray | None]:
+    """Per task and over all: every feature kind's cross-validated metrics (the report's
+    section and the SQL rows) and, over all tasks, the heads' permutation importance."""
     rng = np.random.default_rng(cfg.seed)
     groups = {t: tasks == t for t in sorted(set(tasks.tolist()))}
     groups["all"] = tasks != "noise"
@@ -241,16 +262,7 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
                          "baseline_balanced_accuracy": metrics["baseline"]["balanced_accuracy"]}
         if task == "all":
             importance = head_importance(feats["clusters"][idx], y[idx], cfg)
-    with session_scope(engine) as session:
-        upsert_rows(session, m.Predictor, rows, ["run_id", "task", "features"], ["metrics"])
-        if importance is not None:
-            heads = run.meta()["heads"]
-            for i, value in enumerate(importance):
-                session.execute(m.Head.__table__.update()
-                                .where(m.Head.run_id == run_id, m.Head.layer == i // heads,
-                                       m.Head.head == i % heads).values(importance=float(value)))
-        _set_settings(session, run_id, predictor=asdict(cfg))
-    return {"by_task": section}
+    return section, rows, importance
 
 
 def fit_live_predictor(run: Run, cfg: PredictorConfig, engine: Engine):

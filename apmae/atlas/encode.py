@@ -11,9 +11,11 @@ skips encoded scenarios, and a crash loses at most the batch in flight.
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +23,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..capture import unpack_lower_triangle
 from ..extract import recompute_patterns
 from ..lm.load import Target, load_target
 from ..mae.model import APMAEModel
@@ -68,15 +69,23 @@ def pattern_stats(packed: torch.Tensor) -> torch.Tensor:
     row's entropy (nats), its mean attention distance ``q - k`` (tokens), the weight on the
     first token and the weight on itself."""
     lead, L = packed.shape[:-1], packed.shape[-1]
-    logp = unpack_lower_triangle(packed.reshape(-1, L).float())  # -inf above the diagonal
+    T = (math.isqrt(8 * L + 1) - 1) // 2
+    rows, cols = _tril_rows_cols(T)
+    logp = packed.reshape(-1, L).float()
     p = logp.exp()
-    T = p.shape[-1]
-    q = torch.arange(T, dtype=torch.float32)
-    entropy = -(p * logp.nan_to_num(neginf=0.0)).sum(-1)
-    distance = (p * (q[:, None] - q[None, :]).clamp_min(0)).sum(-1)
-    stats = torch.stack([entropy.mean(-1), distance.mean(-1), p[..., 0].mean(-1),
-                         p.diagonal(dim1=-2, dim2=-1).mean(-1)], -1)
-    return stats.reshape(*lead, len(STATS))
+    # a mean over rows of per-row sums is the whole triangle's sum over T: no unpacking
+    entropy = -(p * logp).sum(-1) / T
+    distance = p @ (rows - cols).float() / T
+    first = p[:, cols == 0].mean(-1)
+    self_ = p[:, rows == cols].mean(-1)
+    return torch.stack([entropy, distance, first, self_], -1).reshape(*lead, len(STATS))
+
+
+@lru_cache(maxsize=4)
+def _tril_rows_cols(T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query and key index of each packed lower-triangle entry (row-major, as stored)."""
+    rows, cols = torch.tril_indices(T, T)
+    return rows, cols
 
 
 @torch.inference_mode()

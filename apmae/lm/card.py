@@ -100,7 +100,10 @@ def _stage_line(n: int, stage: Stage) -> str:
             f"(prompt lengths {windows}; {log['tokens'] / 1e6:.1f}M tokens, "
             f"{log['seconds'] / 3600:.2f} h); lr {c['lr']} with {c['warmup']} warm-up steps and "
             f"a cosine to {c['min_lr']}; middle loss share {c['middle_share']:g}, "
-            f"{int(100 * c['plain_share'])}% plain left-to-right windows; seed {c['seed']}"
+            f"{int(100 * c['plain_share'])}% plain left-to-right windows"
+            + (f"; {int(100 * c['task_share'])}% of the middles a scenario task's span (syntax-aware)"
+               if c.get("task_share") else "")
+            + f"; seed {c['seed']}"
             + (f" (from the weights of stage {n - 1}, fresh optimizer)" if c.get("init_from") else ""))
 
 
@@ -155,7 +158,10 @@ useful code assistant.
 {stage_lines}
 - Objective: PSM fill-in-the-middle prompts built by the same `build_window` as the scenarios
   (the prompt, then the middle and end-of-text; the middle's mean loss weighs its share against
-  the prompt's) and plain left-to-right windows. AdamW (0.9, 0.95), weight decay
+  the prompt's) and plain left-to-right windows. Middles are lexeme-shaped spans (one lexeme, a
+  run of 2–10, or a few random characters) and, for the share a stage gives, syntax-aware: a
+  scenario task drawn uniformly, then one of its spans in the training file (tree-sitter, as
+  the miner finds them; `apmae.lm.train`). AdamW (0.9, 0.95), weight decay
   {config['weight_decay']}.
 
 ## Held-out accuracy

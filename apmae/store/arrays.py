@@ -198,14 +198,20 @@ class PatternStore:
         if self.meta.dtype != "uint8":
             return np.asarray(patterns, dtype=self.meta.dtype)
         r = self.meta.log_range
-        scaled = (np.asarray(patterns, dtype=np.float32) + r) * (255.0 / r)
-        return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+        scaled = np.array(patterns, dtype=np.float32)  # a copy, then in place: one temporary
+        scaled += r
+        scaled *= 255.0 / r
+        np.clip(scaled, 0.0, 255.0, out=scaled)
+        return np.rint(scaled, out=scaled).astype(np.uint8)
 
     def decode_values(self, stored: np.ndarray) -> np.ndarray:
         """Stored entries as log-probabilities (uint8: float32; float16 stays itself, a view)."""
         if self.meta.dtype != "uint8":
             return stored
-        return stored.astype(np.float32) * np.float32(self.meta.log_range / 255.0) - np.float32(self.meta.log_range)
+        out = stored.astype(np.float32)
+        out *= np.float32(self.meta.log_range / 255.0)
+        out -= np.float32(self.meta.log_range)
+        return out
 
     def quantize(self, patterns: Any) -> np.ndarray:
         """``patterns`` as they would read back from this store: so patterns recomputed by a
