@@ -1,5 +1,5 @@
 # The explorer on the embedded default model, CPU only. The first start builds the default run
-# (about 30 minutes on 2 cores) into the /data volume; later starts reuse it and serve at once.
+# (about 17 minutes on 2 cores) into the /data volume; later starts reuse it and serve at once.
 #   docker build -t apmae . && docker run -p 8000:8000 -v apmae-home:/data apmae
 # GPU: start FROM an image with CUDA's runtime (e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime),
 # drop the CPU index URL below, and run with `--gpus all`.

@@ -185,7 +185,7 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
         sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
         results, patterns = run_batch(target, batch, cfg, capture=bool(sel))
         if sel:
-            store.append([batch[i].id for i in sel], patterns[sel].cpu().numpy())
+            store.append([batch[i].id for i in sel], patterns[sel])
         run.append_results(results)
         n += len(batch)
         bar.update(len(batch))
