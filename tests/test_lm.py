@@ -108,7 +108,7 @@ def test_short_window_batches_keep_tokens_per_step(tmp_path, corpus, tiny_tokeni
     assert shapes == {(2, 48 + 9), (4, 24 + 9)}
 
 
-def test_a_second_stage_starts_from_the_first_and_the_card_tells_both(tmp_path, corpus):
+def test_a_second_stage_starts_from_the_first_and_the_card_tells_both(tmp_path, corpus, monkeypatch):
     first = tmp_path / "one"
     train_lm(tiny(corpus), first)
     second = tiny(corpus, init_from=str(first), short_windows="24", seed=1, steps=2)
@@ -121,13 +121,15 @@ def test_a_second_stage_starts_from_the_first_and_the_card_tells_both(tmp_path, 
                       tmp_path / "frozen")
     a, b = load_file(first / "final" / "model.safetensors"), load_file(frozen / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.setenv("APMAE_HOME", str(tmp_path))  # the warm start is shipped relative to it
     ship(tmp_path / "two", tmp_path / "shipped", per_task=1)
     card = (tmp_path / "shipped" / "README.md").read_text()
-    assert card.count("apmae lm train --source") == 2 and f"--init-from {first}" in card
+    assert card.count("apmae lm train --source") == 2 and "--init-from $APMAE_HOME/one " in card
+    assert str(first) not in card
     assert "6 steps in all" in card and "stage 2 starts after step 4" in card
     assert "(from the weights of stage 1, fresh optimizer)" in card
     configs = json.loads((tmp_path / "shipped" / "train_config.json").read_text())
-    assert [c["steps"] for c in configs] == [4, 2]
+    assert [c["steps"] for c in configs] == [4, 2] and configs[1]["init_from"] == "$APMAE_HOME/one"
 
 
 def test_a_second_stage_refuses_an_unfinished_or_different_first(tmp_path, corpus):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..extract import ExtractConfig, extract
 from ..report import task_table
-from ..paths import atomic_path
+from ..paths import apmae_home, atomic_path
 from ..run import Run
 from ..scenarios import mine, write_scenarios
 from .load import load_target
@@ -84,8 +84,18 @@ def _loss_rows(steps: list[dict], rows: int = 20) -> str:
     return "\n".join(out)
 
 
+def portable(config: dict) -> dict:
+    """A stage's config as shipped: a warm start from a folder under ``APMAE_HOME`` is written
+    ``$APMAE_HOME/...``, so the card and train_config.json name no path of this machine."""
+    init = config.get("init_from")
+    if init and Path(init).is_relative_to(apmae_home()):
+        return {**config, "init_from": f"$APMAE_HOME/{Path(init).relative_to(apmae_home()).as_posix()}"}
+    return config
+
+
 def _command(config: dict) -> str:
-    """The ``apmae lm train`` command line that reproduces ``config``."""
+    """The ``apmae lm train`` command line that reproduces ``config`` (see :func:`portable`)."""
+    config = portable(config)
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config.items()
                      if k not in ("source", "parameters") and not isinstance(v, bool) and v != "")
     bools = " ".join(f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in config.items()
@@ -258,7 +268,7 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
         if (final_dir / name).exists():
             shutil.copy2(final_dir / name, dest / name)
     with atomic_path(dest / "train_config.json") as tmp:
-        tmp.write_text(json.dumps([st.config for st in stages], indent=2))
+        tmp.write_text(json.dumps([portable(st.config) for st in stages], indent=2))
     (dest / "README.md").write_text(render_card(stages, final, curve, data, per_task))
     (dest / "heldout.json").write_text(json.dumps({"final": final, "curve": curve}, indent=1))
     return final
