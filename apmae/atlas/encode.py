@@ -11,7 +11,6 @@ skips encoded scenarios, and a crash loses at most the batch in flight.
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..capture import tril_window
 from ..extract import recompute_patterns
 from ..lm.load import Target, load_target
 from ..mae.model import APMAEModel
@@ -69,7 +69,7 @@ def pattern_stats(packed: torch.Tensor) -> torch.Tensor:
     row's entropy (nats), its mean attention distance ``q - k`` (tokens), the weight on the
     first token and the weight on itself."""
     lead, L = packed.shape[:-1], packed.shape[-1]
-    T = (math.isqrt(8 * L + 1) - 1) // 2
+    T = tril_window(L)
     rows, cols = _tril_rows_cols(T)
     logp = packed.reshape(-1, L).float()
     p = logp.exp()

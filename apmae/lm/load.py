@@ -106,9 +106,9 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
 @contextmanager
 def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
     """Run ``model`` with another attention implementation inside the block, e.g. ``sdpa`` for
-    forward passes that capture nothing (1.3x eager's speed here, bench/RESULTS.md). The switch
-    is global to the model: only for batch jobs that own it (the sweep), never for the server's
-    shared model, whose concurrent captures need eager."""
+    forward passes that capture nothing (1.8-1.9x eager's speed in the sweep, bench/RESULTS.md).
+    The switch is global to the model: only for batch jobs that own it (the sweep), never for
+    the server's shared model, whose concurrent captures need eager."""
     old = model.config._attn_implementation
     model.set_attn_implementation(name)
     try:
