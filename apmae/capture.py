@@ -1,27 +1,37 @@
 """Capture every layer x head attention pattern of a causal LM in one prefill forward pass.
 
-The reference asks the model for ``output_attentions=True`` and concatenates all layers'
-``[batch, heads, T, T]`` probabilities in float32: every layer's full square stays alive until
-the forward pass ends. Here a forward hook on each attention module takes the probabilities
-the moment that layer has computed them and keeps only the compact form:
+The reference asks the model for ``output_attentions=True`` (eager attention) and concatenates
+all layers' ``[batch, heads, T, T]`` probabilities in float32: every layer's full square stays
+alive until the forward pass ends. Here the model runs apmae's own attention implementation,
+:data:`CAPTURE_ATTENTION`, registered with transformers' ``AttentionInterface``:
+
+* **when nothing records** (decoding steps, the sweep, interventions) it *is* SDPA
+  (transformers' ``sdpa_attention_forward``): no probabilities are materialised at all;
+* **inside** :func:`record_attention` it computes each layer's log-probabilities the moment the
+  layer runs and keeps only the compact form. On CPU with a plain causal mask the output
+  comes from PyTorch's flash kernel, which also returns each query's log-sum-exp ``lse``, so
+  ``log p = q k^T * scale - lse`` needs one matmul and no softmax or exp over the square
+  (eager attention's dominant cost); otherwise (masks, GPUs) a float32 ``log_softmax`` gives
+  ``log p`` and ``exp(log p) @ v`` the output, as eager attention computes it.
+
+The compact form:
 
 * the **lower triangle** (diagonal included, row-major over ``(q, k)`` with ``k <= q``, length
   ``T*(T+1)/2``): a causal model's upper triangle is zero by construction, so it is not stored;
-* the **natural log** of the probabilities, in **float16**: probabilities of a 256-token
-  window span dozens of orders of magnitude and most of them sit below float16's smallest
-  subnormal (6e-8), so storing ``p`` in float16 would flush them to zero; ``log p`` lies in a
-  small range float16 holds with ~3 significant digits;
-* clamped at :data:`LOG_FLOOR` (-60): ``log 0`` is ``-inf`` (exact zeros do occur: padded or
-  out-of-window keys, float16/bfloat16 underflow) and a single ``-inf`` turns every mean,
-  normalisation or loss downstream into NaN. ``e^-60 ~ 1e-26`` is far below anything a softmax
-  row (whose largest entry is at least ``1/T``) can resolve in float32 (eps ~ ``e^-16``), so the
-  clamp loses no information a reader could use, and -60 is exact in float16.
+* the **natural log** of the probabilities: probabilities of a 256-token window span dozens of
+  orders of magnitude and most sit below float16's smallest subnormal (6e-8); ``log p`` lies in
+  a small range. Either in **float16** clamped at :data:`LOG_FLOOR` (-60: ``log 0`` is ``-inf``
+  and a single ``-inf`` turns every mean or loss downstream into NaN; ``e^-60 ~ 1e-26`` is far
+  below anything a float32 softmax row resolves, and -60 is exact in float16), or, with
+  ``log_range``, as the pattern store's **uint8 codes** (:func:`code_log_probs`) made straight
+  from the float32 values.
 
 The float32 square of each layer is dropped as soon as the layer returns, so peak extra memory
 is one layer's square, not all of them.
 
 Usage::
 
+    model.set_attn_implementation(CAPTURE_ATTENTION)   # apmae.lm.load does this
     with record_attention(model) as rec:
         with torch.no_grad():
             model(input_ids)          # one or more prefill passes
@@ -29,19 +39,18 @@ Usage::
 
 Requirements and limits:
 
-* The model must run **eager** attention (``attn_implementation="eager"``): sdpa/flash kernels
-  never materialise the probabilities. Another implementation raises ``ValueError`` on entry,
-  and a module that returns no weights raises ``RuntimeError`` rather than recording nothing.
-* **Prefill only**: a cached decoding step (``q != k``) raises ``ValueError``; a recorder is
-  meant for a single full-window pass, not ``generate()``.
-* The recorded weights are what the model used: in ``train()`` mode with attention dropout they
-  are the dropped-out weights, so call ``model.eval()``.
-* **Threads**: hooks live on the shared modules, so while a recorder is active its hooks run
-  for *every* call of the model, from any thread. Each hook therefore first checks a
-  :class:`contextvars.ContextVar` holding the recorders active in the *current* context and
-  returns at once otherwise: a recorder records only calls made inside its own ``with`` block
-  (in its own thread or asyncio task). Nested recorders on one model both record the inner
-  calls. Not compatible with ``torch.compile`` (dynamo does not trace ``ContextVar.get``).
+* The model must run :data:`CAPTURE_ATTENTION`; another implementation raises ``ValueError``
+  on entry. Its attention modules must dispatch through transformers' attention interface
+  (Starcoder2, Llama, GPT-2 and most current models do); a model whose layers do not records
+  nothing, and :meth:`AttentionRecording.take` says so.
+* **Prefill only**: a cached decoding step (``q != k``) inside a recorder raises ``ValueError``.
+* Recorded weights are what the model used; in ``train()`` mode with attention dropout they
+  are the dropped-out ones, so call ``model.eval()``.
+* **Threads**: the attention function is shared by every call of the model, from any thread.
+  It records only for the recorders in a :class:`contextvars.ContextVar` of the *current*
+  context: a recorder records only calls made inside its own ``with`` block (its own thread or
+  asyncio task). Nested recorders on one model both record the inner calls. Not compatible
+  with ``torch.compile`` (dynamo does not trace ``ContextVar.get``).
 """
 
 from __future__ import annotations
@@ -55,9 +64,16 @@ from functools import lru_cache
 import numpy as np
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 #: Floor of the stored log-probabilities (see the module docstring for why -60).
 LOG_FLOOR = -60.0
+
+#: The attention implementation that captures (see the module docstring); load a model with
+#: ``attn_implementation=CAPTURE_ATTENTION`` or switch it with ``set_attn_implementation``.
+CAPTURE_ATTENTION = "apmae_capture"
 
 #: Recorders active in the current thread / asyncio task; hooks record only for these.
 _ACTIVE: ContextVar[frozenset[AttentionRecording]] = ContextVar("apmae_active_recorders", default=frozenset())
@@ -121,21 +137,28 @@ def unpack_lower_triangle(
     return out.view(lead + (T, T))
 
 
-def compact_log_probs(weights: torch.Tensor, floor: float = LOG_FLOOR) -> torch.Tensor:
-    """``[..., T, T]`` probabilities -> ``[..., T*(T+1)/2]`` float16 ``max(log p, floor)``.
+def code_log_probs(logp: torch.Tensor, log_range: float) -> torch.Tensor:
+    """float32 ``log p`` -> uint8 codes ``round((log p + r) * 255 / r)`` clamped to ``[0, 255]``
+    (``r = log_range``; ``log 0 = -inf`` gives 0): the pattern store's 8-bit format (see
+    :mod:`apmae.store.arrays`). Works in place on ``logp``, which the caller must own."""
+    return logp.add_(log_range).mul_(255.0 / log_range).clamp_(0.0, 255.0).round_().to(torch.uint8)
 
-    Packs first (half the elements to convert), takes the log in float32 (a bfloat16 log would
-    be coarser than the float16 we store), then casts.
-    """
-    packed = lower_triangle(weights).float()
-    return packed.log_().clamp_(min=floor).to(torch.float16)
+
+def compact_log_probs(logp: torch.Tensor, floor: float = LOG_FLOOR, log_range: float = 0.0) -> torch.Tensor:
+    """``[..., T, T]`` float32 log-probabilities -> ``[..., T*(T+1)/2]`` float16 ``max(log p,
+    floor)``, or with ``log_range`` the uint8 codes of :func:`code_log_probs`. Packs first:
+    half the elements to convert, and the upper triangle (which may hold anything) is gone."""
+    packed = lower_triangle(logp)
+    if log_range:
+        return code_log_probs(packed, log_range)
+    return packed.clamp_(min=floor).to(torch.float16)
 
 
 # --- finding the attention modules -----------------------------------------------------------
 
 
-def attention_modules(model: nn.Module) -> list[tuple[nn.Module, int]]:
-    """The model's self-attention modules in layer order, each with the index of its weights output.
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The model's self-attention modules in layer order.
 
     Uses the model's own ``_can_record_outputs["attentions"]`` declaration (what transformers
     hooks for ``output_attentions``), so Starcoder2, Llama, GPT-2 (whose cross-attention is
@@ -145,7 +168,7 @@ def attention_modules(model: nn.Module) -> list[tuple[nn.Module, int]]:
     if spec is None:
         raise ValueError(f"{type(model).__name__} declares no attention outputs (_can_record_outputs)")
     specs = spec if isinstance(spec, list) else [spec]
-    found: list[tuple[nn.Module, int]] = []
+    found: list[nn.Module] = []
     for name, module in model.named_modules():
         for s in specs:
             target = s if isinstance(s, type) else getattr(s, "target_class", None)
@@ -157,7 +180,7 @@ def attention_modules(model: nn.Module) -> list[tuple[nn.Module, int]]:
             if matches and layer_name is not None:
                 matches = f".{layer_name.strip('.')}." in f".{name}."
             if matches:
-                found.append((module, getattr(s, "index", 1)))
+                found.append(module)
                 break
     if not found:
         raise ValueError(f"no attention modules found in {type(model).__name__}")
@@ -170,32 +193,30 @@ def attention_modules(model: nn.Module) -> list[tuple[nn.Module, int]]:
 class AttentionRecording:
     """What one :func:`record_attention` block captured: per layer, one chunk per forward pass."""
 
-    def __init__(self, num_layers: int, floor: float) -> None:
-        self.num_layers = num_layers
+    def __init__(self, layers: dict[nn.Module, int], floor: float, log_range: float) -> None:
+        self.layers = layers  # attention module -> its layer
+        self.num_layers = len(layers)
         self.floor = floor
-        self._chunks: list[list[torch.Tensor]] = [[] for _ in range(num_layers)]
+        self.log_range = log_range
+        self._chunks: list[list[torch.Tensor]] = [[] for _ in range(self.num_layers)]
 
-    def _add(self, layer: int, weights: torch.Tensor) -> None:
-        q, k = weights.shape[-2:]
-        if q != k:
-            raise ValueError(
-                f"record_attention captures full prefill passes only; layer {layer} attended "
-                f"{q} queries over {k} keys (a cached decoding step?)"
-            )
-        self._chunks[layer].append(compact_log_probs(weights, self.floor))
+    def _add(self, layer: int, logp: torch.Tensor) -> None:
+        self._chunks[layer].append(compact_log_probs(logp, self.floor, self.log_range))
 
     def __len__(self) -> int:
         """Number of sequences recorded and not yet taken."""
         return sum(c.shape[0] for c in self._chunks[0])
 
     def take(self) -> torch.Tensor:
-        """Everything recorded so far as ``[batch, layers, heads, T*(T+1)/2]`` float16, then forget it.
+        """Everything recorded so far as ``[batch, layers, heads, T*(T+1)/2]`` float16 (uint8
+        codes with ``log_range``), then forget it.
 
         Several forward passes inside one block are concatenated along ``batch``, in call order.
         """
         counts = {len(c) for c in self._chunks}
         if counts == {0}:
-            raise RuntimeError("no forward pass was recorded inside this record_attention block")
+            raise RuntimeError("no forward pass was recorded inside this record_attention block "
+                               "(do the model's attention layers use transformers' attention interface?)")
         if len(counts) != 1:
             raise RuntimeError(f"layers recorded unequal numbers of passes: {[len(c) for c in self._chunks]}")
         per_layer = [torch.cat(c) if len(c) > 1 else c[0] for c in self._chunks]
@@ -203,50 +224,86 @@ class AttentionRecording:
         return torch.stack(per_layer, dim=1)
 
 
-def _check_eager(model: nn.Module) -> None:
-    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    if impl != "eager":
+def _flash_with_lse(query: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool,
+                    dropout: bool) -> bool:
+    """Whether PyTorch's CPU flash kernel (which returns the log-sum-exp) computes this call:
+    CPU, a plain causal mask, no dropout."""
+    return query.device.type == "cpu" and attention_mask is None and causal and not dropout
+
+
+def _log_probs_and_output(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
+                          value: torch.Tensor, attention_mask: torch.Tensor | None, dropout: float,
+                          scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, H, T, T]`` float32 log-probabilities (above the diagonal: anything) and the
+    attention output ``[B, T, H, d]`` of one prefill call (see the module docstring)."""
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    scores = torch.matmul(query.float(), key.float().transpose(2, 3)).mul_(scaling)
+    causal = getattr(module, "is_causal", True)
+    if _flash_with_lse(query, attention_mask, causal, dropout and module.training):
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, 0.0, True, scale=scaling)
+        return scores.sub_(lse.unsqueeze(-1)), out.transpose(1, 2).contiguous()
+    if attention_mask is not None:
+        mask = attention_mask[:, :, :, : key.shape[-2]]
+        scores = scores.masked_fill_(~mask, float("-inf")) if mask.dtype == torch.bool else scores.add_(mask)
+    elif causal:
+        T = scores.shape[-1]
+        scores.masked_fill_(torch.ones(T, T, dtype=torch.bool, device=scores.device).triu(1), float("-inf"))
+    logp = scores.log_softmax(-1)
+    probs = nn.functional.dropout(logp.exp().to(value.dtype), p=dropout, training=module.training)
+    return logp, torch.matmul(probs, value).transpose(1, 2).contiguous()
+
+
+def capture_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
+                              value: torch.Tensor, attention_mask: torch.Tensor | None,
+                              dropout: float = 0.0, scaling: float | None = None,
+                              **kwargs) -> tuple[torch.Tensor, None]:
+    """:data:`CAPTURE_ATTENTION`: SDPA, plus log-probabilities for the recorders of the current
+    context that watch ``module``."""
+    recordings = [r for r in _ACTIVE.get() if module in r.layers]
+    if not recordings:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    q, k = query.shape[2], key.shape[2]
+    if q != k:
         raise ValueError(
-            f"record_attention needs eager attention, but {type(model).__name__} runs {impl!r}, which "
-            "never materialises the probabilities; load it with attn_implementation=\"eager\" or call "
-            "model.set_attn_implementation(\"eager\")"
+            f"record_attention captures full prefill passes only; layer {recordings[0].layers[module]} "
+            f"attended {q} queries over {k} keys (a cached decoding step?)"
+        )
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    logp, out = _log_probs_and_output(module, query, key, value, attention_mask, dropout, scaling)
+    for recording in recordings:
+        recording._add(recording.layers[module], logp)
+    return out, None
+
+
+AttentionInterface.register(CAPTURE_ATTENTION, capture_attention_forward)
+AttentionMaskInterface.register(CAPTURE_ATTENTION, sdpa_mask)  # the masks SDPA gets
+
+
+def _check_implementation(model: nn.Module) -> None:
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if impl != CAPTURE_ATTENTION:
+        raise ValueError(
+            f"record_attention needs the model to run apmae's capturing attention, but "
+            f"{type(model).__name__} runs {impl!r}; load it with attn_implementation="
+            f"\"{CAPTURE_ATTENTION}\" (apmae.lm.load does) or call "
+            f"model.set_attn_implementation(\"{CAPTURE_ATTENTION}\")"
         )
 
 
 @contextmanager
-def record_attention(model: nn.Module, floor: float = LOG_FLOOR) -> Iterator[AttentionRecording]:
-    """Record every attention module's probabilities while the block runs (see module docstring).
-
-    Hooks are installed on entry and always removed on exit, exceptions included; only forward
-    passes made in this block's own context (thread / task) are recorded.
-    """
-    _check_eager(model)
-    modules = attention_modules(model)
-    recording = AttentionRecording(len(modules), floor)
-
-    def make_hook(layer: int, index: int):
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            if recording not in _ACTIVE.get():
-                return  # a call from another thread/task, or outside this block
-            weights = output[index] if isinstance(output, tuple) and len(output) > index else None
-            if weights is None:
-                raise RuntimeError(
-                    f"attention layer {layer} ({type(module).__name__}) returned no weights; "
-                    "is the model really running eager attention?"
-                )
-            recording._add(layer, weights)
-
-        return hook
-
-    handles = []
-    token = None
+def record_attention(model: nn.Module, floor: float = LOG_FLOOR,
+                     log_range: float = 0.0) -> Iterator[AttentionRecording]:
+    """Record every attention layer's log-probabilities while the block runs (see the module
+    docstring); with ``log_range``, as the pattern store's uint8 codes (:func:`code_log_probs`).
+    Only forward passes made in this block's own context (thread / task) are recorded."""
+    _check_implementation(model)
+    layers = {module: layer for layer, module in enumerate(attention_modules(model))}
+    recording = AttentionRecording(layers, floor, log_range)
+    token = _ACTIVE.set(_ACTIVE.get() | {recording})
     try:
-        for layer, (module, index) in enumerate(modules):
-            handles.append(module.register_forward_hook(make_hook(layer, index)))
-        token = _ACTIVE.set(_ACTIVE.get() | {recording})
         yield recording
     finally:
-        if token is not None:
-            _ACTIVE.reset(token)
-        for handle in handles:
-            handle.remove()
+        _ACTIVE.reset(token)

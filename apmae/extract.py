@@ -116,11 +116,13 @@ def check_scenarios(path: Path, target: Target, cfg: ExtractConfig) -> tuple[lis
 
 @torch.inference_mode()
 def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
-              capture: bool = True) -> tuple[list[dict], torch.Tensor | None]:
-    """Complete one batch; returns result rows and ``[batch, layers, heads, tri]`` patterns."""
+              capture: StoreMeta | None = None) -> tuple[list[dict], torch.Tensor | None]:
+    """Complete one batch; returns result rows and, with ``capture`` (the store's format),
+    ``[batch, layers, heads, tri]`` patterns already in that format."""
     model, ids = target.model, target.ids
     input_ids = torch.tensor([s.input_ids for s in batch], device=model.device)
-    with record_attention(model) if capture else nullcontext() as rec:
+    recorder = record_attention(model, log_range=capture.log_range) if capture else nullcontext()
+    with recorder as rec:
         out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
     patterns = rec.take() if capture else None
     last = out.logits[:, -1].float()  # [batch, vocab]
@@ -146,11 +148,11 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
 
 
 @torch.inference_mode()
-def recompute_patterns(target: Target, batch: list[Scenario]) -> torch.Tensor:
+def recompute_patterns(target: Target, batch: list[Scenario], log_range: float = 0.0) -> torch.Tensor:
     """``[batch, layers, heads, tri]`` patterns of scenarios whose patterns were not kept: the
-    same prefill pass that extraction captured them from."""
+    same prefill pass that extraction captured them from (``log_range``: as uint8 codes)."""
     input_ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)
-    with record_attention(target.model) as rec:
+    with record_attention(target.model, log_range=log_range) as rec:
         target.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
     return rec.take()
 
@@ -183,7 +185,7 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
     for batch in batches:
         # a crash between the store and the results leaves patterns already stored: keep those
         sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
-        results, patterns = run_batch(target, batch, cfg, capture=bool(sel))
+        results, patterns = run_batch(target, batch, cfg, capture=store.meta if sel else None)
         if sel:
             store.append([batch[i].id for i in sel], patterns[sel])
         run.append_results(results)

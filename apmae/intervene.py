@@ -121,7 +121,7 @@ def output_projection(attention: nn.Module) -> nn.Module:
 
 def output_projections(model: nn.Module) -> list[nn.Module]:
     """Each layer's attention output projection, in layer order (the layers :func:`attention_modules` finds)."""
-    return [output_projection(module) for module, _ in attention_modules(model)]
+    return [output_projection(module) for module in attention_modules(model)]
 
 
 def num_attention_heads(model: nn.Module) -> int:

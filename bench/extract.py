@@ -2,12 +2,15 @@
 
     python -m bench.extract [--n 1000 | --quick] [--batch-size 8] [--source SRC] [--json]
 
-- ``ours``: ``apmae.extract.extract`` with every head captured and stored (float16 lower
-  triangle of log-probabilities, crash-safe shards), greedy completion included;
+- ``ours``: ``apmae.extract.extract`` with every head captured and stored (the lower triangle
+  of log-probabilities in the default 8-bit coding, crash-safe shards), greedy completion
+  included;
 - ``reference``: the reference's capture, ``output_attentions=True`` then ``torch.cat`` of every
   layer in float32, written as float32 ``[layers*heads, T, T]`` arrays (one ``.npy`` per scenario),
-  with the same greedy completion;
-- ``no_capture``: the same extraction keeping no patterns (``--keep none``);
+  with the same greedy completion, the model on eager attention (which ``output_attentions``
+  needs);
+- ``no_capture``: the same extraction keeping no patterns (``--keep none``): apmae's capturing
+  attention with no recorder active, i.e. SDPA plus its dispatch;
 - ``plain_sdpa``: the same with the model switched to SDPA attention, the fastest plain forward
   pass transformers offers (no attention weights exist to capture).
 
@@ -50,7 +53,7 @@ def _reference(run_dir: Path, scenarios: Path, target, batch_size: int) -> int:
             full = torch.cat([a.float() for a in att], dim=1)  # [B, layers*heads, T, T]
         for s, a in zip(batch, full):
             np.save(out / f"{s.id}.npy", a.numpy())
-        run_batch(target, batch, ExtractConfig(), capture=False)  # the same completion work
+        run_batch(target, batch, ExtractConfig(), capture=None)  # the same completion work
         n += len(batch)
     return n
 
@@ -63,8 +66,8 @@ def child(path: str, scenarios: Path, batch_size: int) -> None:
 
     torch.manual_seed(0)
     target = load_target(None)
-    if path == "plain_sdpa":
-        target.model.set_attn_implementation("sdpa")
+    if path in ("plain_sdpa", "reference"):
+        target.model.set_attn_implementation("sdpa" if path == "plain_sdpa" else "eager")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         # warm-up on a few scenarios, not timed

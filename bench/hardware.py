@@ -5,8 +5,9 @@
 - ``matmul_gflops``: the best sustained fp32 GEMM rate torch reaches here (square ``torch.mm``,
   median of repeats, the largest size tried): the practical hardware limit the others are held
   against. The bf16 rate is reported too (AMX/AVX-512-BF16 machines run it faster).
-- ``lm_forward``: the shipped default model's forward pass over 8 windows of 256 tokens, fp32
-  eager attention, as ``apmae extract`` runs it, under ``torch.inference_mode``;
+- ``lm_forward``: the shipped default model's forward pass over 8 windows of 256 tokens in fp32,
+  every head's pattern captured and coded as ``apmae extract`` runs it (``record_attention``),
+  under ``torch.inference_mode``;
 - ``mae_train``: one AP-MAE training step (forward, backward, AdamW) of the ``cpu`` preset on 64
   pattern images under bf16 autocast, as ``apmae mae train`` runs it; held against the bf16
   matmul rate, the limit for its precision.
@@ -61,14 +62,16 @@ def matmul_gflops(dtype: torch.dtype, sizes: tuple[int, ...], repeats: int) -> d
 
 
 def lm_forward(repeats: int) -> dict[str, float]:
+    from apmae.capture import record_attention
     from apmae.lm.load import load_target
 
     target = load_target(None)
     ids = torch.randint(10, len(target.tokenizer), (8, 256), generator=torch.Generator().manual_seed(0))
 
     def forward() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), record_attention(target.model, log_range=20.0) as rec:
             target.model(input_ids=ids, use_cache=False)
+            rec.take()
 
     flops = counted_flops(forward)
     seconds = median_seconds(forward, repeats)
@@ -86,7 +89,7 @@ def mae_train(repeats: int) -> dict[str, float]:
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(pixel_values=images).loss
+            loss = model(pixel_values=images, predict="masked").loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

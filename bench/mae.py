@@ -151,7 +151,7 @@ def train_step(name: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
         if name.startswith("reference"):
             loss = model(images, noise)
         else:
-            loss = model(pixel_values=images, noise=noise).loss
+            loss = model(pixel_values=images, noise=noise, predict="masked").loss
     t1 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss.backward()

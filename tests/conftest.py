@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from apmae.capture import CAPTURE_ATTENTION
+
 JAVA_DIR = Path(__file__).parent / "fixtures" / "java"
 
 
@@ -14,7 +16,7 @@ JAVA_DIR = Path(__file__).parent / "fixtures" / "java"
 TINY_VOCAB = 64
 
 
-def tiny_starcoder2(attn: str = "eager"):
+def tiny_starcoder2(attn: str = CAPTURE_ATTENTION):
     """A random 2-layer Starcoder2 (GQA, biased projections); peaky patterns (init 0.5)."""
     from transformers import Starcoder2Config, Starcoder2ForCausalLM
 
@@ -27,29 +29,41 @@ def tiny_starcoder2(attn: str = "eager"):
     return Starcoder2ForCausalLM(config).eval()
 
 
-def tiny_llama():
+def tiny_llama(attn: str = CAPTURE_ATTENTION):
     """A random 3-layer Llama with grouped-query attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=TINY_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        initializer_range=0.5, attn_implementation="eager",
+        initializer_range=0.5, attn_implementation=attn,
     )
     torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_gpt2():
+def tiny_gpt2(attn: str = CAPTURE_ATTENTION):
     """A random 2-layer GPT-2 (Conv1D projections)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
         vocab_size=TINY_VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-        initializer_range=0.5, attn_implementation="eager",
+        initializer_range=0.5, attn_implementation=attn,
     )
     torch.manual_seed(0)
     return GPT2LMHeadModel(config).eval()
+
+
+def eager_attentions(model: torch.nn.Module, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: ``output_attentions=True`` of eager attention, ``[b, layers, heads, T, T]``, and the logits."""
+    impl = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        out = model(x, output_attentions=True, **kwargs)
+    finally:
+        model.set_attn_implementation(impl)
+    return torch.stack(out.attentions, dim=1), out.logits
+
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_VOCAB, tiny_gpt2, tiny_llama, tiny_starcoder2
+from conftest import TINY_VOCAB, eager_attentions, tiny_gpt2, tiny_llama, tiny_starcoder2
 
+from apmae import capture
 from apmae.capture import (
+    CAPTURE_ATTENTION,
     LOG_FLOOR,
+    code_log_probs,
     lower_triangle,
     record_attention,
     tril_size,
@@ -23,10 +26,6 @@ T = 20
 
 def ids(batch: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, TINY_VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
-
-
-def hook_count(model: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) for m in model.modules())
 
 
 def test_lower_triangle_round_trip() -> None:
@@ -45,19 +44,9 @@ def test_lower_triangle_round_trip() -> None:
         unpack_lower_triangle(v, 6)
 
 
-@pytest.mark.parametrize("build", [tiny_starcoder2, tiny_llama, tiny_gpt2])
-def test_matches_output_attentions(build) -> None:
-    model = build()
-    x = ids(2)
-    with torch.no_grad():
-        ref = torch.stack(model(x, output_attentions=True).attentions, dim=1)  # [b, layers, heads, T, T]
-        before = hook_count(model)  # transformers keeps its own output-capturing hooks installed
-        with record_attention(model) as rec:
-            logits = model(x).logits
-            got = rec.take()
-        assert torch.equal(logits, model(x).logits)  # recording does not change the forward pass
+def check_against_eager(got: torch.Tensor, ref: torch.Tensor) -> None:
     layers, heads = ref.shape[1], ref.shape[2]
-    assert got.shape == (2, layers, heads, tril_size(T)) and got.dtype == torch.float16
+    assert got.shape == (ref.shape[0], layers, heads, tril_size(T)) and got.dtype == torch.float16
     assert torch.equal(torch.triu(ref, diagonal=1), torch.zeros_like(ref))  # nothing lost above the diagonal
     # log space, within float16 rounding (half a ulp is < 0.016 on [-60, 0])
     want = lower_triangle(ref).log().clamp(min=LOG_FLOOR)
@@ -66,7 +55,61 @@ def test_matches_output_attentions(build) -> None:
     probs = unpack_lower_triangle(got.float(), T).exp()
     torch.testing.assert_close(probs, ref, atol=1e-4, rtol=2e-3)
     assert got.float().min() >= LOG_FLOOR
-    assert hook_count(model) == before
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["flash_lse", "log_softmax"])
+@pytest.mark.parametrize("build", [tiny_starcoder2, tiny_llama, tiny_gpt2])
+def test_matches_output_attentions(build, generic, monkeypatch) -> None:
+    """Both ways of computing log p (CPU flash kernel's log-sum-exp, or log_softmax as on GPUs)
+    give eager attention's probabilities and its forward pass; outside a recorder it is SDPA."""
+    if generic:
+        monkeypatch.setattr(capture, "_flash_with_lse", lambda *a: False)
+    model = build()
+    x = ids(2)
+    with torch.no_grad():
+        ref, ref_logits = eager_attentions(model, x)
+        with record_attention(model) as rec:
+            logits = model(x).logits
+            got = rec.take()
+        plain = model(x).logits
+    check_against_eager(got, ref)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, plain, atol=1e-5, rtol=1e-5)
+    assert model.config._attn_implementation == CAPTURE_ATTENTION
+
+
+def test_padded_batch_matches_output_attentions() -> None:
+    """With a padding mask (right padding: every query keeps a key) the masked keys get p = 0."""
+    model = tiny_starcoder2()
+    x = ids(2)
+    mask = torch.ones(2, T, dtype=torch.long)
+    mask[1, -5:] = 0
+    with torch.no_grad():
+        ref, ref_logits = eager_attentions(model, x, attention_mask=mask)
+        with record_attention(model) as rec:
+            logits = model(x, attention_mask=mask).logits
+        got = rec.take()
+    check_against_eager(got, ref)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    assert (unpack_lower_triangle(got.float(), T)[1, :, :, -1, -5:] == LOG_FLOOR).all()
+
+
+def test_coded_capture_is_the_stores_code_of_the_float32_log_probs() -> None:
+    """``log_range`` codes as the layer runs: the uint8 codes the store makes of the float32
+    log-probs (none of float16's rounding in between), 0 where p underflows to 0."""
+    model = tiny_starcoder2()
+    x = ids(2)
+    with torch.no_grad():
+        ref, _ = eager_attentions(model, x)
+        with record_attention(model, log_range=20.0) as rec:
+            model(x)
+        got = rec.take()
+    assert got.dtype == torch.uint8 and got.shape == ref.shape[:3] + (tril_size(T),)
+    logp = lower_triangle(ref).log()
+    want = ((logp + 20.0) * 255.0 / 20.0).clamp(0.0, 255.0)
+    assert (got.float() - want).abs().max() <= 0.5 + 1e-3  # the nearest code, up to float32 rounding
+    assert torch.equal(code_log_probs(torch.tensor([float("-inf"), -25.0, 0.0]), 20.0),
+                       torch.tensor([0, 0, 255], dtype=torch.uint8))
 
 
 def test_several_passes_concatenate_and_take_clears() -> None:
@@ -85,23 +128,31 @@ def test_several_passes_concatenate_and_take_clears() -> None:
         rec.take()
 
 
-def test_hooks_removed_after_exit_and_exception() -> None:
+def test_nothing_recorded_after_exit_and_exception() -> None:
     model = tiny_starcoder2()
-    before = hook_count(model)
     with record_attention(model):
-        assert hook_count(model) == before + 2
-    assert hook_count(model) == before
+        assert len(capture._ACTIVE.get()) == 1
+    assert not capture._ACTIVE.get()
     with pytest.raises(KeyError):
         with record_attention(model):
             raise KeyError("boom")
-    assert hook_count(model) == before
+    assert not capture._ACTIVE.get()
     # after the block, calls record nothing and still run
     with record_attention(model) as rec:
         pass
     with torch.no_grad():
         model(ids(1))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="no forward pass"):
         rec.take()
+
+
+def test_a_recorder_records_only_its_own_model() -> None:
+    """Two models share the attention function; each recorder watches its own model's layers."""
+    a, b = tiny_starcoder2(), tiny_llama()
+    with torch.no_grad(), record_attention(a) as rec:
+        b(ids(2))
+        a(ids(1))
+    assert rec.take().shape[:3] == (1, 2, 4)
 
 
 def test_nested_recorders() -> None:
@@ -111,15 +162,13 @@ def test_nested_recorders() -> None:
         with record_attention(model) as inner:
             model(ids(2, seed=2))
         model(ids(1, seed=3))
-        assert hook_count(model) == 2
-    assert hook_count(model) == 0
     assert len(inner) == 2 and len(outer) == 4
     got_outer, got_inner = outer.take(), inner.take()
     assert torch.equal(got_outer[1:3], got_inner)
 
 
 def test_threads_record_only_their_own_calls() -> None:
-    """Hooks are shared module state; a recorder must ignore the other thread's calls."""
+    """The attention function is shared by every call; a recorder must ignore the other thread's calls."""
     model = tiny_starcoder2()
     a_inside, b_done = threading.Event(), threading.Event()
     results: dict[str, object] = {}
@@ -127,7 +176,7 @@ def test_threads_record_only_their_own_calls() -> None:
     def thread_a() -> None:
         with torch.no_grad(), record_attention(model) as rec:
             a_inside.set()
-            assert b_done.wait(30)  # B's calls happen while A's hooks are installed
+            assert b_done.wait(30)  # B's calls happen while A's recorder is active
             model(ids(2, seed=1))
             results["a"] = rec.take()
 
@@ -150,15 +199,15 @@ def test_threads_record_only_their_own_calls() -> None:
     with torch.no_grad(), record_attention(model) as rec:
         model(ids(2, seed=1))
     assert torch.equal(rec.take(), results["a"])
-    assert hook_count(model) == 0
 
 
-def test_sdpa_model_is_refused() -> None:
-    model = tiny_starcoder2(attn="sdpa")
-    with pytest.raises(ValueError, match="eager"):
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_other_attention_implementations_are_refused(attn) -> None:
+    model = tiny_starcoder2(attn=attn)
+    with pytest.raises(ValueError, match="capturing attention"):
         with record_attention(model):
             pass
-    assert hook_count(model) == 0
+    assert not capture._ACTIVE.get()
 
 
 def test_decoding_step_is_refused() -> None:
@@ -168,4 +217,4 @@ def test_decoding_step_is_refused() -> None:
         with pytest.raises(ValueError, match="prefill"):
             with record_attention(model):
                 model(ids(1)[:, :1], past_key_values=past, use_cache=True)
-    assert hook_count(model) == 0
+        model(ids(1)[:, :1], past_key_values=past, use_cache=True)  # outside a recorder: SDPA

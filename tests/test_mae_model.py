@@ -58,6 +58,26 @@ def test_shapes(model):
     assert model.encode(x).shape == model.encode(x, pooling="mean").shape == (B, 16)
     with pytest.raises(ValueError, match="pooling"):
         model.encode(x, pooling="max")
+
+
+@pytest.mark.parametrize("decoder_layers", [1, 2])
+def test_predicting_only_the_masked_patches_is_the_same_loss(decoder_layers):
+    """Training's ``predict="masked"`` (the decoder's last block and head on the masked rows
+    alone) gives the loss, the gradients and the masked patches' predictions of ``"all"``."""
+    torch.manual_seed(0)
+    model = APMAEModel(APMAEConfig(**{**TINY, "decoder_num_hidden_layers": decoder_layers}))
+    x, noise = images(), fixed_noise()
+    full, part = model(x, noise=noise), model(x, noise=noise, predict="masked")
+    masked = full.ids_restore.argsort(1)[:, 5:]
+    assert part.pred.shape == (B, 5, P) and torch.equal(masked.sort(1).values, full.mask.nonzero()[:, 1].view(B, 5))
+    torch.testing.assert_close(part.pred, full.pred.gather(1, masked[..., None].expand(-1, -1, P)))
+    torch.testing.assert_close(part.loss, full.loss)
+    grads = [torch.autograd.grad(o.loss, model.parameters(), allow_unused=True) for o in (full, part)]
+    for g_full, g_part in zip(*grads):
+        if g_full is not None:
+            torch.testing.assert_close(g_part, g_full, atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError, match="predict"):
+        model(x, noise=noise, predict="visible")
     with pytest.raises(ValueError, match="images"):
         model.patchify(torch.zeros(B, 1, 8, 8))
 
@@ -178,7 +198,7 @@ def packed_patterns(n: int = 4, T: int = 16) -> torch.Tensor:
     """Causal softmax patterns, stored like apmae.capture does (float16 log-probs, floored)."""
     torch.manual_seed(1)
     scores = (3 * torch.randn(n, T, T)).masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
-    return compact_log_probs(scores.softmax(-1))
+    return compact_log_probs(scores.log_softmax(-1))
 
 
 @pytest.mark.parametrize("scaling", SCALINGS)

@@ -50,6 +50,10 @@ def test_uint8_codes_log_probs_in_equal_steps(tmp_path: Path) -> None:
         assert np.abs(store.get(sid) - np.maximum(logp[i], -20.0)).max() <= 10 / 255 + 1e-5
     np.testing.assert_array_equal(store.get("c", 1, 2), store.get("c")[1, 2])
     np.testing.assert_array_equal(store.quantize(logp[1]), store.get("b"))
+    logp_copy = logp.copy()
+    store.append(["e"], store.encode_values(logp[:1]))  # codes (a coded capture) are kept as they are
+    np.testing.assert_array_equal(store.get("e"), store.get("a"))
+    np.testing.assert_array_equal(logp, logp_copy)  # coding never touches the caller's array
     assert (tmp_path / "q" / "shards" / "000000.npy").stat().st_size < 4 * 2 * 3 * 21 + 200
     with pytest.raises(ValueError, match="log_range"):
         PatternStore(tmp_path / "r", StoreMeta(layers=1, heads=1, window=2, model="m", dtype="uint8"))
@@ -66,6 +70,8 @@ def test_append_validates(tmp_path: Path) -> None:
         store.append(["s1"], batch(2, 1))
     store.append([], batch(0, 1))
     assert len(store) == 1
+    with pytest.raises(ValueError, match="uint8 codes"):
+        store.append(["s2"], batch(1, 1).astype(np.uint8))
 
 
 def test_resume_after_crash_ignores_partial_writes(tmp_path: Path) -> None:

@@ -139,9 +139,11 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
                   for s in batch if patterns is not None and patterns.has(s.id)}
         if missing:
             loaded = loaded or (target or (lambda: load_target(meta["model"])))()
-            recomputed = recompute_patterns(loaded, missing)
-            if patterns is not None:  # as the kept ones read back: one precision for every embedding
-                recomputed = torch.from_numpy(patterns.quantize(recomputed.numpy()))
+            # coded as the kept ones are, then read back: one precision for every embedding
+            log_range = patterns.meta.log_range if patterns is not None else 0.0
+            recomputed = recompute_patterns(loaded, missing, log_range)
+            if log_range:
+                recomputed = torch.from_numpy(patterns.decode_values(recomputed.numpy()))
             packed.update(zip((s.id for s in missing), recomputed))
         ids = [s.id for s in batch]
         batch_patterns = torch.stack([packed[i] for i in ids])

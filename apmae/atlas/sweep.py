@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..intervene import ablate_heads
-from ..lm.load import Target, attention_implementation
+from ..lm.load import Target
 from ..scenarios import Scenario
 
 STRATEGIES = ("positive", "negative", "neutral", "random")
@@ -75,14 +75,8 @@ def first_token_scores(target: Target, scenarios: list[Scenario], batch_size: in
 
 def sweep(target: Target, scenarios: list[Scenario], importance: dict[tuple[int, int], float],
           cfg: SweepConfig) -> list[dict]:
-    """Every (strategy, n, repeat) point, scored against the unablated model (SDPA attention:
-    nothing is captured here, and ablation hooks the output projection, not the attention)."""
-    with attention_implementation(target.model, "sdpa"):
-        return _sweep(target, scenarios, importance, cfg)
-
-
-def _sweep(target: Target, scenarios: list[Scenario], importance: dict[tuple[int, int], float],
-           cfg: SweepConfig) -> list[dict]:
+    """Every (strategy, n, repeat) point, scored against the unablated model. Nothing is
+    captured here, so the model's attention runs as SDPA (:mod:`apmae.capture`)."""
     base_hits, base_lp = first_token_scores(target, scenarios, cfg.batch_size, [])
     points = [{"strategy": "none", "n_heads": 0, "repeat": 0, "accuracy": float(base_hits.mean()),
                "incorrect_to_correct": 0, "correct_to_incorrect": 0, "loss_change": 0.0, "heads": []}]

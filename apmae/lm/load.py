@@ -1,21 +1,20 @@
 """Load the target model: any Hugging Face causal LM, by hub name or local path.
 
-The one place that calls ``from_pretrained`` for target models. Attention is ``eager`` so its
-probabilities exist to be captured; ``None`` means the embedded default model shipped inside
-the package.
+The one place that calls ``from_pretrained`` for target models. Attention is apmae's
+:data:`~apmae.capture.CAPTURE_ATTENTION`: SDPA, plus the probabilities inside
+``record_attention``; ``None`` means the embedded default model shipped inside the package.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..capture import CAPTURE_ATTENTION
 from ..distributed import rank_device
 from ..paths import DEFAULT_MODEL_DIR
 from .fim import SpecialIds, special_ids
@@ -72,7 +71,7 @@ def trust_remote_code() -> bool:
 
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32, device_map: str | None = None) -> Target:
-    """Load a causal LM and its tokenizer with eager attention, in eval mode; under torchrun a
+    """Load a causal LM and its tokenizer with capturing attention, in eval mode; under torchrun a
     bare ``cuda`` device is this rank's GPU (:func:`apmae.distributed.rank_device`)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -85,7 +84,7 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         # safetensors only: a pickled checkpoint (pytorch_model.bin) can run code when loaded
         # device_map ("auto"): a model too big for one device is split over the visible GPUs
         # (and CPU) by accelerate, layer by layer; hooks and ablation work on it unchanged
-        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=dtype,
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=CAPTURE_ATTENTION, dtype=dtype,
                                                      use_safetensors=True, trust_remote_code=remote,
                                                      device_map=device_map)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
@@ -101,17 +100,3 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         layers=text_config.num_hidden_layers, heads=text_config.num_attention_heads,
         max_context=getattr(text_config, "max_position_embeddings", None),
     )
-
-
-@contextmanager
-def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
-    """Run ``model`` with another attention implementation inside the block, e.g. ``sdpa`` for
-    forward passes that capture nothing (1.8-1.9x eager's speed in the sweep, bench/RESULTS.md).
-    The switch is global to the model: only for batch jobs that own it (the sweep), never for
-    the server's shared model, whose concurrent captures need eager."""
-    old = model.config._attn_implementation
-    model.set_attn_implementation(name)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(old)

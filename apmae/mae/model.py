@@ -158,15 +158,23 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(dim, intermediate)
         self.fc2 = nn.Linear(intermediate, dim)
 
-    def forward(self, x: torch.Tensor, rel_index: torch.Tensor | None = None) -> torch.Tensor:
-        """``rel_index [B, N, N]``: each token pair's entry in the bias table (see ``relative_index``)."""
+    def forward(self, x: torch.Tensor, rel_index: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``rel_index [B, N, N]``: each token pair's entry in the bias table (see
+        ``relative_index``). ``rows [B, n]``: compute only these tokens' outputs (``[B, n, D]``),
+        every token still a key: the decoder's last block, whose visible rows nobody reads."""
         B, N, D = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        if rows is not None:
+            x = x.gather(1, rows[..., None].expand(-1, -1, D))
+            q = q.gather(2, rows[:, None, :, None].expand(-1, self.heads, -1, q.shape[-1]))
+            if rel_index is not None:
+                rel_index = rel_index.gather(1, rows[..., None].expand(-1, -1, N))
         bias = None
         if self.rel_bias is not None:
-            bias = self.rel_bias[:, rel_index].transpose(0, 1).to(q.dtype)  # [B, heads, N, N]
+            bias = self.rel_bias[:, rel_index].transpose(0, 1).to(q.dtype)  # [B, heads, n, N]
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = x + self.proj(attn.transpose(1, 2).reshape(B, N, D))
+        x = x + self.proj(attn.transpose(1, 2).reshape(B, -1, D))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
@@ -194,8 +202,10 @@ def sincos_2d(cells: torch.Tensor, dim: int) -> torch.Tensor:
 
 @dataclass
 class APMAEOutput(ModelOutput):
-    """``loss``: MSE on masked patches; ``pred``: ``[B, N, p*p]`` every patch's reconstruction;
-    ``mask``: ``[B, N]`` 1 = masked; ``ids_restore``: ``[B, N]``; ``latent``: encoder output incl. CLS."""
+    """``loss``: MSE on masked patches; ``pred``: ``[B, N, p*p]`` every patch's reconstruction
+    (``predict="masked"``: ``[B, N_masked, p*p]``, the masked patches in ``ids_restore.argsort``
+    order); ``mask``: ``[B, N]`` 1 = masked; ``ids_restore``: ``[B, N]``; ``latent``: encoder
+    output incl. CLS."""
 
     loss: torch.Tensor | None = None
     pred: torch.Tensor | None = None
@@ -300,12 +310,15 @@ class APMAEModel(PreTrainedModel):
 
     # --- encoder ----------------------------------------------------------------------------
 
-    def _patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Embedded lower-triangular patches (standardised, see ``forward_loss``), each plus the
-        position embedding of its own index."""
+    def _standardised(self, images: torch.Tensor) -> torch.Tensor:
+        """Lower-triangular patches in standardised units (see ``forward_loss``)."""
         c = self.config
-        patches = (self.patchify(images) - c.pixel_mean) / c.pixel_std
-        return self.patch_embed(patches) + self.pos_embed[:, 1:]
+        return (self.patchify(images) - c.pixel_mean) / c.pixel_std
+
+    def _embed(self, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Patch tokens: ``patches [B, n, p*p]`` embedded, each plus the position embedding of
+        its own index (``index [B, n]``)."""
+        return self.patch_embed(patches) + self.pos_embed[0, 1:][index]
 
     def relative_index(self, patches: torch.Tensor) -> torch.Tensor:
         """``[B, 1+n, 1+n]`` bias-table entries of a CLS + ``patches`` sequence (``patches [B, n]``:
@@ -335,9 +348,9 @@ class APMAEModel(PreTrainedModel):
         self, images: torch.Tensor, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask and encode: ``latent [B, 1+N_keep, hidden]`` (CLS first), ``mask``, ``ids_restore``."""
-        x, mask, ids_restore = self.random_masking(self._patch_tokens(images), noise)
-        visible = ids_restore.argsort(dim=1)[:, :x.shape[1]]  # ids_shuffle's kept part
-        return self._run_encoder(x, visible), mask, ids_restore
+        patches, mask, ids_restore = self.random_masking(self._standardised(images), noise)
+        visible = ids_restore.argsort(dim=1)[:, :patches.shape[1]]  # ids_shuffle's kept part
+        return self._run_encoder(self._embed(patches, visible), visible), mask, ids_restore
 
     def images_from_patterns(self, packed: torch.Tensor) -> torch.Tensor:
         """Stored ``[N, T*(T+1)/2]`` log-prob patterns -> this model's input images (its
@@ -352,7 +365,8 @@ class APMAEModel(PreTrainedModel):
         """
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}; valid: cls, mean")
-        h = self._run_encoder(self._patch_tokens(images), self._all_patches(images.shape[0]))
+        every = self._all_patches(images.shape[0])
+        h = self._run_encoder(self._embed(self._standardised(images), every), every)
         return h[:, 0] if pooling == "cls" else h[:, 1:].mean(dim=1)
 
     # --- decoder ----------------------------------------------------------------------------
@@ -379,7 +393,7 @@ class APMAEModel(PreTrainedModel):
         computed from visible pixels only."""
         c = self.config
         B, p = images.shape[0], c.patch_size
-        patches = ((self.patchify(images) - c.pixel_mean) / c.pixel_std).view(B, c.num_patches, p, p)
+        patches = self._standardised(images).view(B, c.num_patches, p, p)
         rows, cols = self.tril_patches.unbind(1)
         profiles = []
         for band, profile in ((cols, patches.mean(dim=2)), (rows, patches.mean(dim=3))):
@@ -390,9 +404,12 @@ class APMAEModel(PreTrainedModel):
         return torch.cat(profiles, dim=-1)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor,
-                        images: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruct every patch: ``[B, N, p*p]``, in image units. ``images`` (the input the
-        encoder saw) is needed with ``decoder_profiles``: see :meth:`visible_profiles`."""
+                        images: torch.Tensor | None = None,
+                        targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruct every patch: ``[B, N, p*p]``, in image units; with ``targets [B, n]``
+        (patch indices) only those: ``[B, n, p*p]``, their rows alone through the last block and
+        the head (what training needs: the masked ones). ``images`` (the input the encoder saw)
+        is needed with ``decoder_profiles``: see :meth:`visible_profiles`."""
         x = self._decoder_tokens(latent, ids_restore) + self.decoder_pos_embed
         if self.decoder_profile is not None:
             if images is None:
@@ -402,10 +419,13 @@ class APMAEModel(PreTrainedModel):
             x = torch.cat([x[:, :1], x[:, 1:] + self.decoder_profile(profiles)], dim=1)
         rel = (self.relative_index(self._all_patches(x.shape[0])) if self.config.relative_position_bias
                else None)
-        for block in self.decoder_blocks:
+        *blocks, last = self.decoder_blocks
+        for block in blocks:
             x = block(x, rel)
+        rows = (targets if targets is not None else self._all_patches(x.shape[0])) + 1  # after CLS
+        x = last(x, rel, rows)
         c = self.config
-        return self.decoder_pred(self.decoder_norm(x))[:, 1:] * c.pixel_std + c.pixel_mean
+        return self.decoder_pred(self.decoder_norm(x)) * c.pixel_std + c.pixel_mean
 
     def forward_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over masked patches of each patch's pixel MSE, in standardised units
@@ -419,11 +439,22 @@ class APMAEModel(PreTrainedModel):
         return (per_patch * mask).sum() / mask.sum()
 
     def forward(
-        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, return_dict: bool = True
+        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, return_dict: bool = True,
+        predict: str = "all",
     ) -> APMAEOutput | tuple:
+        """``predict``: ``"all"`` patches (for evaluation and display) or only the ``"masked"``
+        ones (training: the same loss, the decoder's last block and head on half the tokens)."""
+        if predict not in ("all", "masked"):
+            raise ValueError(f"predict={predict!r}: expected 'all' or 'masked'")
         latent, mask, ids_restore = self.forward_encoder(pixel_values, noise)
-        pred = self.forward_decoder(latent, ids_restore, pixel_values)
-        loss = self.forward_loss(pixel_values, pred, mask)
+        if predict == "all":
+            pred = self.forward_decoder(latent, ids_restore, pixel_values)
+            loss = self.forward_loss(pixel_values, pred, mask)
+        else:
+            masked = ids_restore.argsort(dim=1)[:, latent.shape[1] - 1:]
+            pred = self.forward_decoder(latent, ids_restore, pixel_values, targets=masked)
+            target = self.patchify(pixel_values).gather(1, masked[..., None].expand(-1, -1, pred.shape[-1]))
+            loss = ((pred - target) / self.config.pixel_std).pow(2).mean()
         out = APMAEOutput(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent)
         return out if return_dict else out.to_tuple()
 

@@ -180,7 +180,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
         images = model.images_from_patterns(load_packed(store, ids, items).to(device))
         noise = step_noise(cfg, state.step, config.num_patches, rank, world).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = trained(pixel_values=images, noise=noise).loss
+            loss = trained(pixel_values=images, noise=noise, predict="masked").loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..capture import code_log_probs
 from ..paths import atomic_path
 
 _SHARD = re.compile(r"^(\d{6})\.(npy|ids\.json)$")
@@ -194,13 +195,16 @@ class PatternStore:
 
     def encode_values(self, patterns: Any) -> np.ndarray:
         """Log-probabilities (a numpy array or a torch tensor) in the store's dtype (uint8: the
-        nearest code, see the module docstring). Coded with torch's threaded kernels: half
-        numpy's time on a capture batch (bench/RESULTS.md)."""
+        nearest code, :func:`apmae.capture.code_log_probs`). uint8 input is taken as codes
+        already: ``record_attention(log_range=...)`` codes in its hook."""
         t = torch.as_tensor(patterns).detach().cpu()
         if self.meta.dtype != "uint8":
+            if t.dtype == torch.uint8:
+                raise ValueError("uint8 codes given to a float16 pattern store")
             return t.numpy().astype(self.meta.dtype, copy=False)
-        r = self.meta.log_range
-        return t.float().add(r).mul_(255.0 / r).clamp_(0.0, 255.0).round_().byte().numpy()
+        if t.dtype == torch.uint8:
+            return t.numpy()
+        return code_log_probs(t.to(torch.float32, copy=True), self.meta.log_range).numpy()
 
     def decode_values(self, stored: np.ndarray) -> np.ndarray:
         """Stored entries as log-probabilities (uint8: float32; float16 stays itself, a view)."""
