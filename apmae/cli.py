@@ -23,7 +23,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
         if f.name in skip or f.default is dataclasses.MISSING:
             continue
         flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
+        if f.type in (bool, "bool", "bool | None"):  # None: not set, someone else decides
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), type(f.default))

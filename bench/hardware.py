@@ -80,15 +80,16 @@ def lm_forward(repeats: int) -> dict[str, float]:
 
 def mae_train(repeats: int) -> dict[str, float]:
     from apmae.mae.model import APMAEModel, config_from_preset
+    from apmae.mae.train import attention_kernels, make_optimizer
     from bench.mae import pattern_images
 
     torch.manual_seed(0)
     model = APMAEModel(config_from_preset("cpu")).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    opt = make_optimizer(model, 1e-4, 0.05)
     images = pattern_images(64)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with attention_kernels(torch.device("cpu"), True), torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(pixel_values=images, predict="masked").loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -3,11 +3,12 @@
     python -m bench.mae [--quick] [--json] [--presets cpu,paper] [--threads 2] [--profile]
 
 - ``ours``: ``apmae.mae.model.APMAEModel`` as apmae trains and encodes it (fused-qkv SDPA blocks,
-  lower-triangular patches only; the ``cpu`` preset with its relative position bias; training
-  under bf16 autocast, as ``apmae mae train`` does by default);
+  lower-triangular patches only, the ``cpu`` preset with its decoder profiles; training as
+  ``apmae mae train`` does by default: bf16 autocast, SDPA's math kernel, foreach AdamW, the
+  decoder's last block on the masked patches only);
 - ``ours_fp32``: the same, trained in fp32;
-- ``ours_no_bias``: fp32 with ``relative_position_bias=False`` (``cpu`` preset only; the
-  ``paper`` preset has no bias), to show what the bias costs;
+- ``ours_position_bias``: ours in bf16 with ``relative_position_bias=True`` (the ``cpu``
+  preset's previous default), to show what the bias costs;
 - ``reference``: :class:`bench.reference_mae.ReferenceMAE`, the same sizes written the way the
   reference writes them (einops patchify over the full grid, explicit softmax attention with
   separate q/k/v layers), trained in fp32; ``reference_bf16`` the same under bf16 autocast.
@@ -23,7 +24,7 @@ vector of unmasked images) under ``torch.inference_mode``, with bf16 autocast (a
 encode`` runs it) and in fp32, images/s; the reference also over all 64 patches (its analysis
 path). Every variant sees the same synthetic 256 x 256 pattern images and masking noise; the
 timings of the variants are interleaved repeat by repeat so load from other processes hits all
-alike. Medians over repeats. Before timing, the reference loaded with our weights (no bias) must
+alike. Medians over repeats. Before timing, the reference loaded with our weights (no bias, no profiles) must
 give our loss and our encoding: both compute the same function.
 
 ``--quick`` (a smoke run) times the ``cpu`` preset only, unless ``--presets`` says otherwise: one
@@ -45,6 +46,7 @@ import torch
 
 from apmae.capture import LOG_FLOOR, lower_triangle
 from apmae.mae.model import APMAEModel, config_from_preset
+from apmae.mae.train import attention_kernels, make_optimizer
 from apmae.mae.scaling import to_images
 from bench.reference_mae import ReferenceMAE
 
@@ -105,32 +107,28 @@ def build(preset: str, images: torch.Tensor) -> dict[str, tuple[torch.nn.Module,
     for name in ("ours", "ours_fp32"):  # the same initial weights
         torch.manual_seed(0)
         models[name] = APMAEModel(config_from_preset(preset))
-    if config_from_preset(preset).relative_position_bias:
-        models["ours_no_bias"] = APMAEModel(config_from_preset(preset, relative_position_bias=False))
+    if preset == "cpu":
+        models["ours_position_bias"] = APMAEModel(config_from_preset(preset, relative_position_bias=True))
     out = {}
     for name, model in models.items():
         patches = model.patchify(images[:256])
         model.config.pixel_mean, model.config.pixel_std = patches.mean().item(), patches.std().item()
-        decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
-        no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, betas=(0.9, 0.95))
-        out[name] = (model, opt)
+        out[name] = (model, make_optimizer(model, 1e-4, 0.05))
     for name in ("reference", "reference_bf16"):
         torch.manual_seed(0)
-        ref = ReferenceMAE(config_from_preset(preset, relative_position_bias=False))
+        ref = ReferenceMAE(config_from_preset(preset, relative_position_bias=False, decoder_profiles=False))
         out[name] = (ref, torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05))
     return out
 
 
 #: Training variants run under bf16 autocast; the others in fp32.
-BF16_TRAIN = ("ours", "reference_bf16")
+BF16_TRAIN = ("ours", "ours_position_bias", "reference_bf16")
 
 
 def check_equivalence(images: torch.Tensor, noise: torch.Tensor) -> dict[str, float]:
-    """The reference with our (no-bias, unstandardised) weights gives our loss and encoding."""
+    """The reference with our (no-bias, no-profile, unstandardised) weights gives our loss and encoding."""
     torch.manual_seed(1)
-    ours = APMAEModel(config_from_preset("cpu", relative_position_bias=False))
+    ours = APMAEModel(config_from_preset("cpu", relative_position_bias=False, decoder_profiles=False))
     ref = ReferenceMAE(ours.config).load_from_apmae(ours)
     with torch.no_grad():
         d_loss = (ours(pixel_values=images, noise=noise).loss - ref(images, noise)).abs().item()
@@ -147,7 +145,9 @@ def train_step(name: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
                images: torch.Tensor, noise: torch.Tensor) -> tuple[float, float, float]:
     """One step; returns (forward, backward, optimizer) seconds."""
     t0 = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name in BF16_TRAIN):
+    bf16 = name in BF16_TRAIN
+    kernels = contextlib.nullcontext() if name.startswith("reference") else attention_kernels(torch.device("cpu"), bf16)
+    with kernels, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         if name.startswith("reference"):
             loss = model(images, noise)
         else:
@@ -200,7 +200,7 @@ def bench_preset(preset: str, plan: dict, images: torch.Tensor, log) -> dict:
                        "params": sum(p.numel() for p in variants[name][0].parameters())}
 
     # encoding: drop the optimizer state, eval mode
-    models = {name: m.eval() for name, (m, _) in variants.items() if name in ("ours", "ours_no_bias", "reference")}
+    models = {name: m.eval() for name, (m, _) in variants.items() if name in ("ours", "reference")}
     del variants
     enc_images = images[: plan["enc_batch"]]
     cases = []
@@ -302,8 +302,9 @@ def main() -> None:
         summary[f"mae_train_fp32_vs_reference{suffix}"] = _ratio(res["train"]["ours_fp32"]["img_s"], ref)
         summary[f"mae_train_bf16_vs_reference_bf16{suffix}"] = _ratio(
             res["train"]["ours"]["img_s"], res["train"]["reference_bf16"]["img_s"])
-        if "ours_no_bias" in res["train"]:
-            summary[f"mae_train_no_bias_fp32_vs_reference{suffix}"] = _ratio(res["train"]["ours_no_bias"]["img_s"], ref)
+        if "ours_position_bias" in res["train"]:
+            summary[f"mae_train_position_bias_vs_reference{suffix}"] = _ratio(
+                res["train"]["ours_position_bias"]["img_s"], ref)
         summary[f"mae_encode_img_s{suffix}"] = round(res["encode"]["ours_bf16"]["img_s"], 1)
         summary[f"mae_encode_bf16_vs_reference_fp32{suffix}"] = _ratio(res["encode"]["ours_bf16"]["img_s"], ref_enc)
         summary[f"mae_encode_fp32_vs_reference_fp32{suffix}"] = _ratio(res["encode"]["ours_fp32"]["img_s"], ref_enc)

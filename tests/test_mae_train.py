@@ -167,4 +167,6 @@ def test_ddp_with_two_processes_equals_one(tmp_path, pattern_run):
     assert done.returncode == 0, done.stderr[-2000:]
     a, b = _weights(single), _weights(copy / "mae" / "model")
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+        # atol: Adam's normalised step turns reduction-order noise in a near-zero gradient
+        # into a difference of up to a few lr-scaled units (seen: 1.1e-5 on a 5e-6 weight)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=5e-5)

@@ -49,6 +49,8 @@ def test_uint8_codes_log_probs_in_equal_steps(tmp_path: Path) -> None:
     for i, sid in enumerate("abcd"):
         assert np.abs(store.get(sid) - np.maximum(logp[i], -20.0)).max() <= 10 / 255 + 1e-5
     np.testing.assert_array_equal(store.get("c", 1, 2), store.get("c")[1, 2])
+    raw = store.get("c", 1, raw=True)
+    assert raw.dtype == np.uint8 and np.array_equal(store.decode_values(raw), store.get("c", 1))
     np.testing.assert_array_equal(store.quantize(logp[1]), store.get("b"))
     logp_copy = logp.copy()
     store.append(["e"], store.encode_values(logp[:1]))  # codes (a coded capture) are kept as they are

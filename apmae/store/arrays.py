@@ -257,21 +257,24 @@ class PatternStore:
             self._maps[shard] = mm
         return mm
 
-    def get(self, scenario_id: str, layer: int | None = None, head: int | None = None) -> np.ndarray:
+    def get(self, scenario_id: str, layer: int | None = None, head: int | None = None,
+            raw: bool = False) -> np.ndarray:
         """One scenario's patterns: ``[layers, heads, L]``, ``[heads, L]`` for a layer, ``[L]`` for a head.
 
         float16: a read-only view into the memory-mapped shard (only the requested bytes are read
         from disk; ``np.array(...)`` it to keep a copy independent of the file). uint8: the
-        decoded float32 log-probabilities, a fresh array.
+        decoded float32 log-probabilities, a fresh array. ``raw``: the stored values as they are
+        (a view; :meth:`decode_values` many at once, a batch costs what one call costs).
         """
         try:
             shard, row = self._where[scenario_id]
         except KeyError:
             raise KeyError(f"scenario {scenario_id!r} is not in the pattern store {self.root}") from None
         if head is not None and layer is None:
-            return self.decode_values(self._shard(shard)[row, :, head])
-        index = (row,) + tuple(i for i in (layer, head) if i is not None)
-        return self.decode_values(self._shard(shard)[index])
+            stored = self._shard(shard)[row, :, head]
+        else:
+            stored = self._shard(shard)[(row,) + tuple(i for i in (layer, head) if i is not None)]
+        return stored if raw else self.decode_values(stored)
 
     def nbytes(self) -> int:
         """Bytes on disk of the committed data (shards, their ids, meta.json); orphans not counted."""
