@@ -238,12 +238,17 @@ def _log_probs_and_output(module: nn.Module, query: torch.Tensor, key: torch.Ten
     attention output ``[B, T, H, d]`` of one prefill call (see the module docstring)."""
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scores = torch.matmul(query.float(), key.float().transpose(2, 3)).mul_(scaling)
+    B, H, T, d = query.shape
     causal = getattr(module, "is_causal", True)
     if _flash_with_lse(query, attention_mask, causal, dropout and module.training):
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             query, key, value, 0.0, True, scale=scaling)
-        return scores.sub_(lse.unsqueeze(-1)), out.transpose(1, 2).contiguous()
+        # scale * q k^T - lse in one pass over the square (a matmul, a scale, a subtraction
+        # would be three)
+        logp = torch.baddbmm(lse.reshape(B * H, T, 1).neg(), query.float().reshape(B * H, T, d),
+                             key.float().reshape(B * H, -1, d).transpose(1, 2), alpha=scaling)
+        return logp.view(B, H, T, -1), out.transpose(1, 2).contiguous()
+    scores = torch.matmul(query.float(), key.float().transpose(2, 3)).mul_(scaling)
     if attention_mask is not None:
         mask = attention_mask[:, :, :, : key.shape[-2]]
         scores = scores.masked_fill_(~mask, float("-inf")) if mask.dtype == torch.bool else scores.add_(mask)

@@ -6,8 +6,9 @@ the recorder, until every row has ended, spent its budget (the batch's longest t
 margin) or gone wrong (a completion that no longer matches its target cannot become exact).
 
 Resumable and bounded: scenarios stream from their file in batches; each batch's patterns
-and then its result lines are made durable before the next starts, so a rerun skips every
-finished scenario and ``kill -9`` loses at most the batch in flight.
+and then its result lines are made durable (by a writer thread, while the next batch computes,
+in order), so a rerun skips every finished scenario and ``kill -9`` loses at most the two
+batches in flight.
 
 Sharded under ``torchrun``: rank r takes every world-th batch from batch r into its own part of
 the run (``parts/rank-<r>``, resumable the same way); once every rank is done, rank 0 merges
@@ -21,6 +22,7 @@ import hashlib
 import itertools
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -179,20 +181,38 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) 
 
 def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[list[Scenario]],
                      keep: set[str], target: Target, cfg: ExtractConfig, bar: tqdm) -> int:
-    """Extract ``batches`` into ``run``, each batch's patterns and then its results made
-    durable before the next starts; returns how many scenarios were done."""
+    """Extract ``batches`` into ``run``; returns how many scenarios were done.
+
+    Each batch's patterns and then its results are made durable (written and fsynced) by one
+    writer thread while the next batch computes: the disk's wait overlaps the forward pass
+    instead of adding to it. Batches are written in order, and a batch is only handed over
+    once the previous one is durable, so a crash loses at most the two batches in flight.
+    """
     n = 0
-    for batch in batches:
-        # a crash between the store and the results leaves patterns already stored: keep those
-        sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
-        results, patterns = run_batch(target, batch, cfg, capture=store.meta if sel else None)
-        if sel:
-            store.append([batch[i].id for i in sel], patterns[sel])
-        run.append_results(results)
-        n += len(batch)
-        bar.update(len(batch))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apmae-writer") as writer:
+        written: Future | None = None
+        for batch in batches:
+            # a crash between the store and the results leaves patterns already stored: keep those
+            sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
+            results, patterns = run_batch(target, batch, cfg, capture=store.meta if sel else None)
+            if written is not None:
+                written.result()  # the previous batch is durable (or its error is raised here)
+            ids = [batch[i].id for i in sel]
+            written = writer.submit(_write_batch, run, store, ids, patterns[sel] if sel else None, results)
+            n += len(batch)
+            bar.update(len(batch))
+        if written is not None:
+            written.result()
     bar.close()
     return n
+
+
+def _write_batch(run: Run, store: PatternStore | None, ids: list[str], patterns: torch.Tensor | None,
+                 results: list[dict]) -> None:
+    """One batch made durable: its patterns, then its results (the record a rerun skips by)."""
+    if ids:
+        store.append(ids, patterns)
+    run.append_results(results)
 
 
 def _extract_share(run: Run, scenarios_path: Path, ids: list[str], keep: set[str],

@@ -15,17 +15,27 @@
   pass transformers offers (no attention weights exist to capture).
 
 ``capture_vs_output_attentions`` is ours over reference in scenarios/s, ``capture_vs_plain_forward``
-ours over plain_sdpa.
+ours over plain_sdpa. Both are **paired**: one process runs ours, reference and plain_sdpa on
+the same chunk of :data:`CHUNK` batches one after the other (switching the model's attention
+implementation, the order rotating from chunk to chunk), and each ratio is the median over
+chunks of the two paths' seconds on that chunk. A chunk, not a batch: extraction writes a
+batch while the next one computes, which a single batch would not show. The three paths are a few hundred milliseconds apart, so when the machine
+slows down or speeds up it moves both sides of a ratio; paths timed one after another in separate
+processes (as before) saw 1.78–2.28 for the same code.
 
-Each path runs in its own process so peak RSS is its own. Scenarios are mined once from the
-JDK's held-out files. Prints a table, then one JSON line.
+The full mode then runs every path alone in its own process over all scenarios, for peak RSS,
+disk and the absolute rates (``*_alone_*``); ``--quick`` skips that. Scenarios are mined once
+from the JDK's held-out files. Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,25 +47,82 @@ import torch
 
 PATHS = ("ours", "reference", "no_capture", "plain_sdpa")
 QUICK_N = 96  # --quick: ~7 per task, enough for medians of whole batches
+CHUNK = 3  # batches per timed call in the paired timing
+
+
+def _reference_batch(out: Path, batch: list, target) -> None:
+    """The reference's extraction of one batch (the model on eager attention)."""
+    from apmae.extract import ExtractConfig, run_batch
+
+    ids = torch.tensor([s.input_ids for s in batch])
+    with torch.inference_mode():
+        att = target.model(input_ids=ids, output_attentions=True).attentions
+        full = torch.cat([a.float() for a in att], dim=1)  # [B, layers*heads, T, T]
+    for s, a in zip(batch, full):
+        np.save(out / f"{s.id}.npy", a.numpy())
+    run_batch(target, batch, ExtractConfig(), capture=None)  # the same completion work
 
 
 def _reference(run_dir: Path, scenarios: Path, target, batch_size: int) -> int:
-    from apmae.extract import ExtractConfig, _batches, run_batch
+    from apmae.extract import _batches
     from apmae.scenarios import read_scenarios
 
     out = run_dir / "reference"
     out.mkdir(parents=True)
     n = 0
     for batch in _batches(read_scenarios(scenarios), batch_size):
-        ids = torch.tensor([s.input_ids for s in batch])
-        with torch.inference_mode():
-            att = target.model(input_ids=ids, output_attentions=True).attentions
-            full = torch.cat([a.float() for a in att], dim=1)  # [B, layers*heads, T, T]
-        for s, a in zip(batch, full):
-            np.save(out / f"{s.id}.npy", a.numpy())
-        run_batch(target, batch, ExtractConfig(), capture=None)  # the same completion work
+        _reference_batch(out, batch, target)
         n += len(batch)
     return n
+
+
+def paired(scenarios: Path, batch_size: int) -> None:
+    """Time ours, reference and plain_sdpa batch by batch in this process (see the module
+    docstring); print ``{"paths": {path: [seconds per chunk]}, "n": [chunk sizes]}``."""
+    from tqdm import tqdm
+
+    from apmae.capture import CAPTURE_ATTENTION
+    from apmae.extract import ExtractConfig, _batches, _extract_batches
+    from apmae.lm.load import load_target
+    from apmae.run import Run
+    from apmae.scenarios import read_scenarios
+
+    torch.manual_seed(0)
+    target = load_target(None)
+    batches = list(_batches(read_scenarios(scenarios), batch_size))
+    chunks = [batches[i:i + CHUNK] for i in range(0, len(batches), CHUNK)]
+    window = len(batches[0][0].input_ids)
+    implementation = {"ours": CAPTURE_ATTENTION, "reference": "eager", "plain_sdpa": "sdpa"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        ours_cfg, plain_cfg = ExtractConfig(batch_size, "all"), ExtractConfig(batch_size, "none")
+        ours_run, plain_run = Run("ours", tmp_dir / "ours"), Run("plain", tmp_dir / "plain")
+        store = ours_run.pattern_store(ours_cfg.store_meta(ours_run, target, window))
+        (tmp_dir / "reference").mkdir()
+        quiet = tqdm(disable=True)
+
+        def one(path: str, chunk: list[list]) -> float:
+            target.model.set_attn_implementation(implementation[path])
+            t0 = time.perf_counter()
+            if path == "ours":
+                _extract_batches(ours_run, store, chunk, {s.id for b in chunk for s in b}, target,
+                                 ours_cfg, quiet)
+            elif path == "reference":
+                for batch in chunk:
+                    _reference_batch(tmp_dir / "reference", batch, target)
+            else:
+                _extract_batches(plain_run, None, chunk, set(), target, plain_cfg, quiet)
+            return time.perf_counter() - t0
+
+        for path in implementation:  # warm-up, not timed: the first batch again under its own ids
+            one(path, [[dataclasses.replace(s, id=f"warm-{s.id}") for s in batches[0]]])
+        seconds = {path: [] for path in implementation}
+        order = list(implementation)
+        for k, chunk in enumerate(chunks):
+            for path in order[k % 3:] + order[:k % 3]:
+                os.sync()  # untimed: no path waits on another's dirty pages (an fsync would)
+                seconds[path].append(one(path, chunk))
+    print(json.dumps({"paths": seconds, "n": [sum(len(b) for b in c) for c in chunks]}))
 
 
 def child(path: str, scenarios: Path, batch_size: int) -> None:
@@ -96,12 +163,16 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="(always on) one JSON object as the last line")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--source", help="corpus (default: the JDK's src.zip)")
-    ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--paths", default=",".join(PATHS), help="the paths run alone (full mode)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--paired", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scenarios", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, Path(args.scenarios), args.batch_size)
+        return
+    if args.paired:
+        paired(Path(args.scenarios), args.batch_size)
         return
 
     from transformers import AutoTokenizer
@@ -119,23 +190,37 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
         rows = list(mine(args.source or default_source(), tok, per_task=per_task, seed=7))[: args.n]
         write_scenarios(rows, scenarios)
-        results = {}
-        for path in args.paths.split(","):
-            out = subprocess.run([sys.executable, "-m", "bench.extract", "--child", path,
-                                  "--scenarios", str(scenarios), "--batch-size",
-                                  str(args.batch_size)], capture_output=True, text=True, check=True)
-            results[path] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{'path':12s} {'scenarios':>9s} {'seconds':>8s} {'scen/s':>7s} {'peak MB':>8s} {'disk MB':>8s}")
-    for path, r in results.items():
-        print(f"{path:12s} {r['n']:9d} {r['seconds']:8.1f} {r['n'] / r['seconds']:7.1f} "
-              f"{r['peak_rss_mb']:8d} {r['bytes'] / 1e6:8.1f}")
-    summary = {f"{p}_scenarios_per_s": round(r["n"] / r["seconds"], 2) for p, r in results.items()}
-    summary.update({f"{p}_peak_rss_mb": r["peak_rss_mb"] for p, r in results.items()})
-    for key, other in (("capture_vs_output_attentions", "reference"), ("ours_vs_no_capture", "no_capture"),
-                       ("capture_vs_plain_forward", "plain_sdpa")):
-        if "ours" in results and other in results:
-            summary[key] = round(results[other]["seconds"] / results["ours"]["seconds"], 2)
+        flags = ["--scenarios", str(scenarios), "--batch-size", str(args.batch_size)]
+        timed = _last_json([sys.executable, "-m", "bench.extract", "--paired", *flags])
+        results = {} if args.quick else {
+            path: _last_json([sys.executable, "-m", "bench.extract", "--child", path, *flags])
+            for path in args.paths.split(",")}
+    n = sum(timed["n"])
+    summary: dict = {}
+    print(f"paired, {len(timed['n'])} chunks of {CHUNK} batches of {args.batch_size}: "
+          "seconds per chunk (median) and scenarios/s")
+    for path, secs in timed["paths"].items():
+        summary[f"{path}_scenarios_per_s"] = round(n / sum(secs), 2)
+        print(f"  {path:12s} {statistics.median(secs):7.3f} s {n / sum(secs):7.1f}")
+    ours = timed["paths"]["ours"]
+    for key, other in (("capture_vs_output_attentions", "reference"), ("capture_vs_plain_forward", "plain_sdpa")):
+        summary[key] = round(statistics.median(o / s for o, s in zip(timed["paths"][other], ours)), 2)
+        print(f"  {key}: {summary[key]} (median of per-chunk ratios)")
+    if results:
+        print(f"alone: {'path':12s} {'scenarios':>9s} {'seconds':>8s} {'scen/s':>7s} {'peak MB':>8s} {'disk MB':>8s}")
+        for path, r in results.items():
+            print(f"       {path:12s} {r['n']:9d} {r['seconds']:8.1f} {r['n'] / r['seconds']:7.1f} "
+                  f"{r['peak_rss_mb']:8d} {r['bytes'] / 1e6:8.1f}")
+            summary[f"{path}_alone_scenarios_per_s"] = round(r["n"] / r["seconds"], 2)
+            summary[f"{path}_alone_peak_rss_mb"] = r["peak_rss_mb"]
+            summary[f"{path}_alone_disk_mb"] = round(r["bytes"] / 1e6, 1)
     print(json.dumps(summary))
+
+
+def _last_json(cmd: list[str]) -> dict:
+    """Run ``cmd``; its last stdout line, parsed."""
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
   separate q/k/v layers), trained in fp32; ``reference_bf16`` the same under bf16 autocast.
 
 ``mae_train_vs_reference`` is ours over reference: what a user gets from apmae over a plain
-script. The same-precision ratios (``mae_train_fp32_vs_reference``,
+script; every ratio is the median over repeats of the two variants' images/s in the same
+repeat (paired: a machine that slows down between repeats slows both). The same-precision ratios (``mae_train_fp32_vs_reference``,
 ``mae_train_bf16_vs_reference_bf16``) say how much of it is the precision.
 
 Training: forward + backward + AdamW step (betas 0.9/0.95, weight decay 0.05; no gradient
@@ -195,7 +196,7 @@ def bench_preset(preset: str, plan: dict, images: torch.Tensor, log) -> dict:
     train = {}
     for name in variants:
         fwd, bwd, opt_s = (statistics.median(p[i] for p in phases[name]) * 1e3 for i in range(3))
-        train[name] = {"img_s": statistics.median(rates[name]), "batch": B,
+        train[name] = {"img_s": statistics.median(rates[name]), "rates": rates[name], "batch": B,
                        "fwd_ms": fwd, "bwd_ms": bwd, "opt_ms": opt_s,
                        "params": sum(p.numel() for p in variants[name][0].parameters())}
 
@@ -250,6 +251,12 @@ def _ratio(a: float, b: float) -> float:
     return round(a / b, 2)
 
 
+def _paired(train: dict, name: str, other: str) -> float:
+    """Median over repeats of ``name``'s images/s over ``other``'s in the same repeat: the two
+    ran back to back, so a machine that slows down between repeats slows both alike."""
+    return round(statistics.median(a / b for a, b in zip(train[name]["rates"], train[other]["rates"])), 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
@@ -288,9 +295,9 @@ def main() -> None:
           f"{'fwd ms':>8s} {'bwd ms':>8s} {'opt ms':>8s} {'params':>7s}")
     summary: dict[str, float] = {}
     for p, res in results.items():
-        ref = res["train"]["reference"]["img_s"]
         for name, r in res["train"].items():
-            print(f"{p:6s} {'train':6s} {name:22s} {r['batch']:5d} {r['img_s']:8.1f} {r['img_s'] / ref:6.2f}x "
+            print(f"{p:6s} {'train':6s} {name:22s} {r['batch']:5d} {r['img_s']:8.1f} "
+                  f"{_paired(res['train'], name, 'reference'):6.2f}x "
                   f"{r['fwd_ms']:8.1f} {r['bwd_ms']:8.1f} {r['opt_ms']:8.1f} {r['params'] / 1e6:6.1f}M")
             summary[f"{p}_train_{name}_img_s"] = round(r["img_s"], 2)
         ref_enc = res["encode"]["reference_fp32"]["img_s"]
@@ -298,13 +305,12 @@ def main() -> None:
             print(f"{p:6s} {'encode':6s} {label:22s} {r['batch']:5d} {r['img_s']:8.1f} {r['img_s'] / ref_enc:6.2f}x")
             summary[f"{p}_encode_{label}_img_s"] = round(r["img_s"], 2)
         suffix = "" if p == "cpu" else f"_{p}"
-        summary[f"mae_train_vs_reference{suffix}"] = _ratio(res["train"]["ours"]["img_s"], ref)
-        summary[f"mae_train_fp32_vs_reference{suffix}"] = _ratio(res["train"]["ours_fp32"]["img_s"], ref)
-        summary[f"mae_train_bf16_vs_reference_bf16{suffix}"] = _ratio(
-            res["train"]["ours"]["img_s"], res["train"]["reference_bf16"]["img_s"])
+        summary[f"mae_train_vs_reference{suffix}"] = _paired(res["train"], "ours", "reference")
+        summary[f"mae_train_fp32_vs_reference{suffix}"] = _paired(res["train"], "ours_fp32", "reference")
+        summary[f"mae_train_bf16_vs_reference_bf16{suffix}"] = _paired(res["train"], "ours", "reference_bf16")
         if "ours_position_bias" in res["train"]:
-            summary[f"mae_train_position_bias_vs_reference{suffix}"] = _ratio(
-                res["train"]["ours_position_bias"]["img_s"], ref)
+            summary[f"mae_train_position_bias_vs_reference{suffix}"] = _paired(
+                res["train"], "ours_position_bias", "reference")
         summary[f"mae_encode_img_s{suffix}"] = round(res["encode"]["ours_bf16"]["img_s"], 1)
         summary[f"mae_encode_bf16_vs_reference_fp32{suffix}"] = _ratio(res["encode"]["ours_bf16"]["img_s"], ref_enc)
         summary[f"mae_encode_fp32_vs_reference_fp32{suffix}"] = _ratio(res["encode"]["ours_fp32"]["img_s"], ref_enc)
