@@ -19,9 +19,11 @@ ours over plain_sdpa. Both are **paired**: one process runs ours, reference and 
 the same chunk of :data:`CHUNK` batches one after the other (switching the model's attention
 implementation, the order rotating from chunk to chunk), and each ratio is the median over
 chunks of the two paths' seconds on that chunk. A chunk, not a batch: extraction writes a
-batch while the next one computes, which a single batch would not show. The three paths are a few hundred milliseconds apart, so when the machine
-slows down or speeds up it moves both sides of a ratio; paths timed one after another in separate
-processes (as before) saw 1.78–2.28 for the same code.
+batch while the next one computes, which a single batch would not show. The paths of one chunk
+run about a second apart, so a machine that slows down or speeds up moves both sides of a ratio;
+paths timed one after another in separate processes (as before) saw 1.78–2.28 for the same code.
+Before each timed call an untimed ``os.sync()`` flushes the previous path's writes, so no path's
+fsync waits on another's dirty pages.
 
 The full mode then runs every path alone in its own process over all scenarios, for peak RSS,
 disk and the absolute rates (``*_alone_*``); ``--quick`` skips that. Scenarios are mined once
@@ -77,7 +79,7 @@ def _reference(run_dir: Path, scenarios: Path, target, batch_size: int) -> int:
 
 
 def paired(scenarios: Path, batch_size: int) -> None:
-    """Time ours, reference and plain_sdpa batch by batch in this process (see the module
+    """Time ours, reference and plain_sdpa chunk by chunk in this process (see the module
     docstring); print ``{"paths": {path: [seconds per chunk]}, "n": [chunk sizes]}``."""
     from tqdm import tqdm
 
@@ -120,7 +122,7 @@ def paired(scenarios: Path, batch_size: int) -> None:
         order = list(implementation)
         for k, chunk in enumerate(chunks):
             for path in order[k % 3:] + order[:k % 3]:
-                os.sync()  # untimed: no path waits on another's dirty pages (an fsync would)
+                os.sync()  # untimed (see the module docstring)
                 seconds[path].append(one(path, chunk))
     print(json.dumps({"paths": seconds, "n": [sum(len(b) for b in c) for c in chunks]}))
 

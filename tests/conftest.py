@@ -65,7 +65,6 @@ def eager_attentions(model: torch.nn.Module, x: torch.Tensor, **kwargs) -> tuple
     return torch.stack(out.attentions, dim=1), out.logits
 
 
-
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test writes under its own APMAE_HOME, never the user's."""

@@ -58,6 +58,8 @@ def test_shapes(model):
     assert model.encode(x).shape == model.encode(x, pooling="mean").shape == (B, 16)
     with pytest.raises(ValueError, match="pooling"):
         model.encode(x, pooling="max")
+    with pytest.raises(ValueError, match="images"):
+        model.patchify(torch.zeros(B, 1, 8, 8))
 
 
 @pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "position_bias"])
@@ -84,8 +86,6 @@ def test_predicting_only_the_masked_patches_is_the_same_loss(decoder_layers, bia
             torch.testing.assert_close(g_part, g_full, atol=1e-6, rtol=1e-4)
     with pytest.raises(ValueError, match="predict"):
         model(x, noise=noise, predict="visible")
-    with pytest.raises(ValueError, match="images"):
-        model.patchify(torch.zeros(B, 1, 8, 8))
 
 
 def test_patchify_keeps_exactly_the_lower_patches(model):

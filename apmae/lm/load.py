@@ -83,7 +83,7 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
         # safetensors only: a pickled checkpoint (pytorch_model.bin) can run code when loaded
         # device_map ("auto"): a model too big for one device is split over the visible GPUs
-        # (and CPU) by accelerate, layer by layer; hooks and ablation work on it unchanged
+        # (and CPU) by accelerate, layer by layer; capture and ablation work on it unchanged
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=CAPTURE_ATTENTION, dtype=dtype,
                                                      use_safetensors=True, trust_remote_code=remote,
                                                      device_map=device_map)

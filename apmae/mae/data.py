@@ -89,4 +89,4 @@ def load_packed(store: PatternStore, ids: list[str], items: np.ndarray) -> torch
     """``[B, L]`` packed log-probability patterns of ``items`` (see :mod:`apmae.capture`),
     decoded as one batch: per row, decoding cost 20x the read (a training step's 64)."""
     rows = [store.get(ids[s], int(l), int(h), raw=True) for s, l, h in items]
-    return torch.from_numpy(np.asarray(store.decode_values(np.stack(rows))))
+    return torch.from_numpy(store.decode_values(np.stack(rows)))
