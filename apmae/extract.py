@@ -198,7 +198,8 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
             if written is not None:
                 written.result()  # the previous batch is durable (or its error is raised here)
             ids = [batch[i].id for i in sel]
-            written = writer.submit(_write_batch, run, store, ids, patterns[sel] if sel else None, results)
+            kept = None if not sel else patterns if len(sel) == len(batch) else patterns[sel]
+            written = writer.submit(_write_batch, run, store, ids, kept, results)
             n += len(batch)
             bar.update(len(batch))
         if written is not None:

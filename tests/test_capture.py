@@ -16,6 +16,7 @@ from apmae.capture import (
     LOG_FLOOR,
     code_log_probs,
     lower_triangle,
+    packed_positions,
     record_attention,
     tril_size,
     unpack_lower_triangle,
@@ -28,20 +29,30 @@ def ids(batch: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, TINY_VOCAB, (batch, T), generator=torch.Generator().manual_seed(seed))
 
 
-def test_lower_triangle_round_trip() -> None:
-    x = torch.randn(2, 3, 5, 5)
+def test_lower_triangle_layout() -> None:
+    """The documented rectangular layout, for an even and an odd window (x[q, k] = 10q + k)."""
+    def grid(n: int) -> torch.Tensor:
+        return torch.arange(n).view(n, 1) * 10 + torch.arange(n)
+    assert lower_triangle(grid(4)).tolist() == [22, 32, 0, 33, 10, 11, 20, 21, 30, 31]
+    assert lower_triangle(grid(5)).tolist() == [0, 33, 43, 10, 11, 44, 20, 21, 22, 30, 31, 32, 40, 41, 42]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 17])
+def test_lower_triangle_round_trip(n: int) -> None:
+    x = torch.randn(2, 3, n, n)
     v = lower_triangle(x)
-    assert v.shape == (2, 3, tril_size(5))
-    # row-major (q, k) with k <= q: (0,0), (1,0), (1,1), (2,0), ...
-    assert torch.equal(v[0, 0, :4], torch.stack([x[0, 0, 0, 0], x[0, 0, 1, 0], x[0, 0, 1, 1], x[0, 0, 2, 0]]))
-    full = unpack_lower_triangle(v, 5)
+    assert v.shape == (2, 3, tril_size(n))
+    q, k = packed_positions(n)
+    assert torch.equal(v, x[..., q, k]) and (k <= q).all()
+    assert len(set(zip(q.tolist(), k.tolist()))) == tril_size(n)  # every lower entry once
+    full = unpack_lower_triangle(v, n)
     assert torch.equal(torch.tril(full), torch.tril(x))
-    assert torch.isneginf(full[..., 0, 1]).all()
-    assert (unpack_lower_triangle(v, fill=0.0)[..., 0, 4] == 0).all()
+    assert torch.isneginf(full.triu(1)[..., torch.ones(n, n, dtype=torch.bool).triu(1)]).all()
+    assert torch.equal(unpack_lower_triangle(v, fill=0.0), torch.tril(x))
     arr = unpack_lower_triangle(v.numpy(), fill=0.0)
     assert isinstance(arr, np.ndarray) and np.array_equal(arr, torch.tril(x).numpy())
     with pytest.raises(ValueError):
-        unpack_lower_triangle(v, 6)
+        unpack_lower_triangle(v, n + 1)
 
 
 def check_against_eager(got: torch.Tensor, ref: torch.Tensor) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from apmae.capture import LOG_FLOOR, compact_log_probs
+from apmae.capture import LOG_FLOOR, compact_log_probs, lower_triangle
 from apmae.mae.model import PRESETS, APMAEConfig, APMAEModel, APMAEOutput, config_from_preset
 from apmae.mae.scaling import GAP, SCALINGS, to_images
 
@@ -216,27 +216,32 @@ def test_scaling_shapes_and_range(scaling, model):
     assert model(imgs).pred.shape == (4, N, P)  # the images feed the model as they are
 
 
+def tri2(x00: float, x10: float, x11: float) -> torch.Tensor:
+    """One packed 2-token pattern with these log-probabilities."""
+    return lower_triangle(torch.tensor([[[x00, 0.0], [x10, x11]]]))
+
+
 def test_log_affine_keeps_a_gap_above_the_upper_triangle():
-    packed = torch.tensor([[0.0, LOG_FLOOR, 0.0]])  # row 1: one weight at the storage floor
+    packed = tri2(0.0, LOG_FLOOR, 0.0)  # row 1: one weight at the storage floor
     img = to_images(packed, "log_affine")[0, 0]
     assert img.tolist() == [[1.0, 0.0], [pytest.approx(GAP), 1.0]]
     lower = torch.ones(16, 16).tril().bool()
     imgs = to_images(packed_patterns(), "log_affine")[:, 0]
     assert (imgs[:, lower] >= GAP - 1e-6).all() and (imgs[:, ~lower] == 0).all()
     # a fixed scale: the same weight maps to the same value in every image
-    other = to_images(torch.tensor([[-5.0, -5.0, -1.0]]), "log_affine")[0, 0]
+    other = to_images(tri2(-5.0, -5.0, -1.0), "log_affine")[0, 0]
     assert other[0, 0].item() == other[1, 0].item() == pytest.approx(GAP + (1 - GAP) * 0.75)
 
 
 def test_log_normalize_collides_with_the_upper_triangle():
     """The paper's scaling maps the smallest real weight to 0, like the never-attended upper triangle."""
-    img = to_images(torch.tensor([[0.0, -10.0, -0.1]]), "log_normalize")[0, 0]
+    img = to_images(tri2(0.0, -10.0, -0.1), "log_normalize")[0, 0]
     assert img[1, 0] == 0 == img[0, 1]
-    assert to_images(torch.tensor([[0.0, -2.0, -0.1]]), "log_normalize")[0, 0, 1, 0] == 0  # per image
+    assert to_images(tri2(0.0, -2.0, -0.1), "log_normalize")[0, 0, 1, 0] == 0  # per image
 
 
 def test_prob_scaling_is_exp():
-    img = to_images(torch.tensor([[0.0, -0.5, -1.0]], dtype=torch.float16), "prob")[0, 0]
+    img = to_images(tri2(0.0, -0.5, -1.0).half(), "prob")[0, 0]
     assert torch.allclose(img, torch.tensor([[1.0, 0.0], [math.exp(-0.5), math.exp(-1.0)]]), atol=1e-3)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from apmae.capture import unpack_lower_triangle
 from server.app import create_app
 from server.settings import Settings
 from server.state import Busy, Explorer, InferencePool
@@ -79,8 +80,8 @@ def test_scenarios_filters_and_patterns(client, explorer_run):
     pattern = client.get(f"/api/scenarios/{key}/heads/1/3/pattern").json()
     z = pattern["z"]
     assert len(z) == 64 == len(pattern["tokens"]) and z[0][1] is None and z[63][0] is not None
-    stored = np.asarray(run.pattern_store().get(key))[1, 3]
-    expected = np.clip(stored[1:3].astype(np.float64) / np.log(10), -6, 0)  # row 1, keys 0 and 1
+    stored = unpack_lower_triangle(np.asarray(run.pattern_store().get(key))[1, 3])
+    expected = np.clip(stored[1, :2].astype(np.float64) / np.log(10), -6, 0)  # row 1, keys 0 and 1
     assert z[1][:2] == pytest.approx(expected, abs=0.006)
     png = client.get(f"/api/scenarios/{key}/heads/1/3/thumb.png")
     assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"

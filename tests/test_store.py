@@ -132,6 +132,23 @@ def test_reopen_with_other_shape_raises(tmp_path: Path) -> None:
         PatternStore(tmp_path / "absent")
 
 
+def test_stores_of_the_row_by_row_layout_are_refused_with_a_way_out(tmp_path: Path) -> None:
+    """Format 1 packed patterns row by row; read as today's layout they would be scrambled.
+    Its other stores (embeddings: no packing) still open."""
+    for name, width in (("patterns", 0), ("embeddings", 8)):
+        store = PatternStore(tmp_path / name, StoreMeta(layers=2, heads=3, window=0 if width else 6,
+                                                        model="m", width=width))
+        store.append(["s0"], np.zeros((1, 2, 3, store.meta.length), np.float16))
+        meta = tmp_path / name / "meta.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 1}))
+    with pytest.raises(ValueError, match="row by row.*apmae extract"):
+        PatternStore(tmp_path / "patterns")
+    assert PatternStore(tmp_path / "embeddings").ids() == ["s0"]
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 9}))
+    with pytest.raises(ValueError, match="unknown pattern store format 9"):
+        PatternStore(tmp_path / "embeddings")
+
+
 def test_memmap_read_of_one_head(tmp_path: Path) -> None:
     store = PatternStore(tmp_path, META)
     data = batch(4, 3)

@@ -14,7 +14,6 @@ import hashlib
 import shutil
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..capture import tril_window
+from ..capture import packed_positions, tril_window
 from ..extract import recompute_patterns
 from ..lm.load import Target, load_target
 from ..mae.model import APMAEModel
@@ -70,7 +69,7 @@ def pattern_stats(packed: torch.Tensor) -> torch.Tensor:
     first token and the weight on itself."""
     lead, L = packed.shape[:-1], packed.shape[-1]
     T = tril_window(L)
-    rows, cols = _tril_rows_cols(T)
+    rows, cols = packed_positions(T)
     logp = packed.reshape(-1, L).float()
     p = logp.exp()
     # a mean over rows of per-row sums is the whole triangle's sum over T: no unpacking
@@ -79,13 +78,6 @@ def pattern_stats(packed: torch.Tensor) -> torch.Tensor:
     first = p[:, cols == 0].mean(-1)
     self_ = p[:, rows == cols].mean(-1)
     return torch.stack([entropy, distance, first, self_], -1).reshape(*lead, len(STATS))
-
-
-@lru_cache(maxsize=4)
-def _tril_rows_cols(T: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Query and key index of each packed lower-triangle entry (row-major, as stored)."""
-    rows, cols = torch.tril_indices(T, T)
-    return rows, cols
 
 
 @torch.inference_mode()

@@ -43,7 +43,9 @@ from ..capture import code_log_probs
 from ..paths import atomic_path
 
 _SHARD = re.compile(r"^(\d{6})\.(npy|ids\.json)$")
-FORMAT = 1
+#: 2: patterns packed in :mod:`apmae.capture`'s rectangular layout; 1 packed them row by row
+#: (its stores of other entries, e.g. embeddings, read as they are)
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,12 @@ class PatternStore:
     @staticmethod
     def _read_meta(path: Path) -> StoreMeta:
         raw: dict[str, Any] = json.loads(path.read_text())
-        if raw.pop("format", None) != FORMAT:
-            raise ValueError(f"{path}: unknown pattern store format")
+        fmt = raw.pop("format", None)
+        if fmt == 1 and not raw.get("width"):
+            raise ValueError(f"{path.parent}: patterns packed row by row by an earlier apmae (store "
+                             f"format 1); rebuild them with `apmae extract` into a new run")
+        if fmt not in (1, FORMAT):
+            raise ValueError(f"{path}: unknown pattern store format {fmt!r}")
         return StoreMeta(**raw)
 
     def _load_index(self) -> None:
