@@ -131,7 +131,7 @@ def lower_triangle(x: torch.Tensor) -> torch.Tensor:
     T = x.shape[-1]
     if x.shape[-2] != T:
         raise ValueError(f"lower_triangle needs square matrices, got {tuple(x.shape[-2:])}")
-    c, f, e = _halves(T)
+    c, _, e = _halves(T)
     rect = x.new_empty(x.shape[:-2] + (T + e, c))
     rect[..., e:, :] = x[..., :, :c]
     _fold_in(rect, x[..., c:, c:].transpose(-1, -2))
@@ -315,7 +315,7 @@ def _packed_from_lse(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, 
     store's coding rides in the GEMMs' ``alpha`` and added term: 14.6 against 24.9 ms per layer
     of 8 x 8 heads over 256 tokens for the gather of the square."""
     B, H, T, d = query.shape
-    c, f, e = _halves(T)
+    c, _, e = _halves(T)
     q = query.float().reshape(B * H, T, d)
     k = key.float().reshape(B * H, T, d)
     added = lse.reshape(B * H, T).mul(-gain).add_(bias)

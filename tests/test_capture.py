@@ -178,6 +178,23 @@ def test_nested_recorders() -> None:
     assert torch.equal(got_outer[1:3], got_inner)
 
 
+def test_nested_recorders_with_different_codings_each_get_their_own() -> None:
+    """A float16 recorder inside an 8-bit one: each gets what it would have got alone."""
+    model = tiny_starcoder2()
+    x = ids(2)
+    with torch.no_grad():
+        alone = {}
+        for log_range in (0.0, 20.0):
+            with record_attention(model, log_range=log_range) as rec:
+                model(x)
+            alone[log_range] = rec.take()
+        with record_attention(model, log_range=20.0) as coded, record_attention(model) as plain:
+            model(x)
+    assert torch.equal(plain.take(), alone[0.0])
+    # the same codes, but for float32 rounding of a differently grouped affine (one code at most)
+    assert (coded.take().int() - alone[20.0].int()).abs().max() <= 1
+
+
 def test_threads_record_only_their_own_calls() -> None:
     """The attention function is shared by every call; a recorder must ignore the other thread's calls."""
     model = tiny_starcoder2()

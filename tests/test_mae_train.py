@@ -144,6 +144,7 @@ def test_eval_on_another_models_patterns(tmp_path, pattern_run, trained, split_c
                    model_dir=trained)["generalization"]
     assert gen["other_run"] == "other" and gen["mse_other_model"] > 0
     assert gen["degradation"] == pytest.approx(gen["mse_other_model"] / gen["mse_same_model"] - 1)
+    assert gen["ratio_to_best_baseline_other_model"] > 0  # the other run has train-split patterns too
 
 
 def test_cli_errors_are_one_line(capsys):

@@ -186,11 +186,17 @@ def evaluate(run: Run, cfg: MAEEvalConfig, other: Run | None = None,
             raise ValueError(f"run {other.name}: its patterns ({window} tokens wide) do not "
                              f"make {model.config.image_size}-pixel images")
         same = result["reconstruction"]["mse"]
-        mse_other = reconstruction(model, other, cfg, with_baselines=False)["mse"]
-        result["generalization"] = {"mse_same_model": same, "mse_other_model": mse_other,
+        # the other model's patterns may be easier or harder in themselves: where its run has
+        # train-split patterns, its own baselines say which
+        theirs = reconstruction(model, other, cfg, with_baselines=bool(select(other, PatternFilter("train"))))
+        result["generalization"] = {"mse_same_model": same, "mse_other_model": theirs["mse"],
                                     "other_run": other.name,
                                     "other_model": other.pattern_store().meta.model,
-                                    "degradation": mse_other / same - 1}
+                                    "degradation": theirs["mse"] / same - 1}
+        if "ratio_to_best_baseline" in theirs:
+            result["generalization"].update(
+                ratio_to_best_baseline_same_model=result["reconstruction"]["ratio_to_best_baseline"],
+                ratio_to_best_baseline_other_model=theirs["ratio_to_best_baseline"])
     with atomic_path(mae_dir(run) / "eval.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result

@@ -171,7 +171,7 @@ class Block(nn.Module):
         B, N, D = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         if rows is not None:
-            x = x.gather(1, rows[..., None].expand(-1, -1, D))
+            x = take_rows(x, rows)
             q = q.gather(2, rows[:, None, :, None].expand(-1, self.heads, -1, q.shape[-1]))
             if rel_index is not None:
                 rel_index = rel_index.gather(1, rows[..., None].expand(-1, -1, N))
@@ -181,6 +181,16 @@ class Block(nn.Module):
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.proj(attn.transpose(1, 2).reshape(B, -1, D))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [B, N, D]``, ``index [B, n]`` -> ``[B, n, D]``: each batch row's chosen tokens. One
+    ``index_select`` of whole rows over the flattened batch: ``gather`` with an index expanded
+    to every element reads an int64 per element (2.6 against 0.4 ms for 64 x 18 patches of
+    1,024 pixels)."""
+    B, N, D = x.shape
+    flat = (index + torch.arange(B, device=index.device)[:, None] * N).flatten()
+    return x.reshape(B * N, D).index_select(0, flat).view(B, index.shape[1], D)
 
 
 def _tril_patches(grid: int) -> torch.Tensor:
@@ -283,9 +293,10 @@ class APMAEModel(PreTrainedModel):
         if images.ndim != 3 or images.shape[1:] != (c.image_size, c.image_size):
             raise ValueError(f"expected [B, 1, {c.image_size}, {c.image_size}] images, got {tuple(images.shape)}")
         g, p = c.grid, c.patch_size
-        x = images.to(self.patch_embed.weight.dtype).reshape(-1, g, p, g, p).transpose(2, 3)  # [B, g, g, p, p]
-        rows, cols = self.tril_patches.unbind(1)
-        return x[:, rows, cols].flatten(2)
+        x = images.to(self.patch_embed.weight.dtype).reshape(-1, g, p, g, p)  # [B, row, y, col, x]
+        # grid row r holds patches (r, 0..r): one strided slice each, copied once by the cat
+        # (1.8x the speed of indexing all 36 (row, col) pairs)
+        return torch.cat([x[:, r, :, : r + 1].transpose(1, 2) for r in range(g)], dim=1).flatten(2)
 
     def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
         """``[B, num_patches, p*p]`` -> ``[B, 1, H, W]`` with the upper patches 0 (for display)."""
@@ -303,13 +314,13 @@ class APMAEModel(PreTrainedModel):
         Returns ``x_visible [B, N_keep, D]``, ``mask [B, N]`` (1 = masked) and ``ids_restore [B, N]``
         (each patch's rank in the shuffled order, to put things back).
         """
-        B, N, D = x.shape
+        B, N, _ = x.shape
         n_keep = min(max(round(N * (1 - self.config.mask_ratio)), 1), N - 1)
         if noise is None:
             noise = torch.rand(B, N, device=x.device)
         ids_shuffle = noise.argsort(dim=1)
         ids_restore = ids_shuffle.argsort(dim=1)
-        x_visible = x.gather(1, ids_shuffle[:, :n_keep, None].expand(-1, -1, D))
+        x_visible = take_rows(x, ids_shuffle[:, :n_keep])
         mask = (ids_restore >= n_keep).to(x.dtype)
         return x_visible, mask, ids_restore
 
@@ -385,10 +396,10 @@ class APMAEModel(PreTrainedModel):
         """``[B, 1+N, decoder_hidden]``: CLS, then every patch in its own position (before position
         embeddings): a visible patch's embedded encoding, or the mask token for a masked one."""
         x = self.decoder_embed(latent)
-        B, n_visible, Dd = x[:, 1:].shape
+        B, n_visible = x.shape[0], x.shape[1] - 1
         masked = self.mask_token.expand(B, ids_restore.shape[1] - n_visible, -1)
         shuffled = torch.cat([x[:, 1:], masked], dim=1)  # visible first, in ids_shuffle order
-        unshuffled = shuffled.gather(1, ids_restore[..., None].expand(-1, -1, Dd))
+        unshuffled = take_rows(shuffled, ids_restore)
         return torch.cat([x[:, :1], unshuffled], dim=1)
 
     def visible_profiles(self, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
@@ -480,7 +491,7 @@ class APMAEModel(PreTrainedModel):
         else:
             masked = ids_restore.argsort(dim=1)[:, latent.shape[1] - 1:]
             pred = self._decode(latent, ids_restore, patches, targets=masked)
-            loss = (pred - patches.gather(1, masked[..., None].expand(-1, -1, pred.shape[-1]))).pow(2).mean()
+            loss = (pred - take_rows(patches, masked)).pow(2).mean()
         pred = pred * c.pixel_std + c.pixel_mean  # image units
         out = APMAEOutput(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent)
         return out if return_dict else out.to_tuple()

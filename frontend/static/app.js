@@ -560,7 +560,10 @@
     if (rec.best_baseline) note.append(`AP-MAE's error is ${num(rec.ratio_to_best_baseline, 2)}× that of the best baseline (${names[rec.best_baseline] || rec.best_baseline}). `);
     note.append("Baselines: the head's mean image, the mean of the visible patches, the nearest visible patch.");
     const gen = report.generalization || rec.generalization;
-    if (gen && gen.other_run) note.append(el("br"), `On run ${gen.other_run}'s patterns (${gen.other_model}): MSE ${num(gen.mse_other_model, 4)}, ${pct(gen.degradation)} worse.`);
+    if (gen && gen.other_run) {
+      note.append(el("br"), `On run ${gen.other_run}'s patterns (${gen.other_model}): MSE ${num(gen.mse_other_model, 4)}, ${pct(gen.degradation)} worse.`);
+      if (gen.ratio_to_best_baseline_other_model !== undefined) note.append(` There it is ${num(gen.ratio_to_best_baseline_other_model, 2)}× that model's best baseline.`);
+    }
   }
 
   async function modelCard(run) {
