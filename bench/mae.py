@@ -25,8 +25,9 @@ vector of unmasked images) under ``torch.inference_mode``, with bf16 autocast (a
 encode`` runs it) and in fp32, images/s; the reference also over all 64 patches (its analysis
 path). Every variant sees the same synthetic 256 x 256 pattern images and masking noise; the
 timings of the variants are interleaved repeat by repeat so load from other processes hits all
-alike. Medians over repeats. Before timing, the reference loaded with our weights (no bias, no profiles) must
-give our loss and our encoding: both compute the same function.
+alike, the two sides of each ratio back to back (:data:`ORDER`). Medians over repeats. Before
+timing, the reference loaded with our weights (no bias, no profiles) must give our loss and our
+encoding: both compute the same function.
 
 ``--quick`` (a smoke run) times the ``cpu`` preset only, unless ``--presets`` says otherwise: one
 step of the paper preset takes several seconds, and tens on a loaded machine. ``--profile`` prints
@@ -61,7 +62,7 @@ WINDOW = 256  # tokens = image side
 PLAN = {
     "cpu": {
         "full": {"batch": 64, "steps": 2, "repeats": 9, "warmup": 2, "enc_batch": 128, "enc_repeats": 5},
-        "quick": {"batch": 64, "steps": 2, "repeats": 5, "warmup": 1, "enc_batch": 128, "enc_repeats": 3},
+        "quick": {"batch": 64, "steps": 2, "repeats": 7, "warmup": 1, "enc_batch": 128, "enc_repeats": 3},
     },
     "paper": {
         "full": {"batch": 8, "steps": 1, "repeats": 3, "warmup": 1, "enc_batch": 8, "enc_repeats": 3},
@@ -119,7 +120,11 @@ def build(preset: str, images: torch.Tensor) -> dict[str, tuple[torch.nn.Module,
         torch.manual_seed(0)
         ref = ReferenceMAE(config_from_preset(preset, relative_position_bias=False, decoder_profiles=False))
         out[name] = (ref, torch.optim.AdamW(ref.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05))
-    return out
+    return {name: out[name] for name in ORDER if name in out}
+
+
+#: The order variants are timed in within a repeat: each ratio's two sides back to back.
+ORDER = ("ours", "reference", "ours_fp32", "reference_bf16", "ours_position_bias")
 
 
 #: Training variants run under bf16 autocast; the others in fp32.
