@@ -15,8 +15,9 @@
 
 ``mae_train_vs_reference`` is ours over reference: what a user gets from apmae over a plain
 script; every ratio is the median over repeats of the two variants' images/s in the same
-repeat (paired: a machine that slows down between repeats slows both). The same-precision ratios (``mae_train_fp32_vs_reference``,
-``mae_train_bf16_vs_reference_bf16``) say how much of it is the precision.
+repeat (paired: a machine that slows down between repeats slows both). The same-precision
+ratios (``mae_train_fp32_vs_reference``, ``mae_train_bf16_vs_reference_bf16``) say how much of
+it is the precision.
 
 Training: forward + backward + AdamW step (betas 0.9/0.95, weight decay 0.05; no gradient
 clipping in either), mask ratio 0.5 over the 36 lower-triangular patches, fp32, images/s; the
