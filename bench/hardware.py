@@ -90,7 +90,7 @@ def mae_train(repeats: int) -> dict[str, float]:
 
     def step() -> None:
         with attention_kernels(torch.device("cpu"), True), torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(pixel_values=images, predict="masked").loss
+            loss = model(pixel_values=images, predict="loss").loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

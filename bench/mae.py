@@ -4,7 +4,7 @@
 
 - ``ours``: ``apmae.mae.model.APMAEModel`` as apmae trains and encodes it (fused-qkv SDPA blocks,
   lower-triangular patches only, the ``cpu`` preset with its decoder profiles; training as
-  ``apmae mae train`` does by default: bf16 autocast, SDPA's math kernel, foreach AdamW, the
+  ``apmae mae train`` does by default: bf16 autocast, SDPA's math kernel, fused AdamW, the
   decoder's last block on the masked patches only);
 - ``ours_fp32``: the same, trained in fp32;
 - ``ours_position_bias``: ours in bf16 with ``relative_position_bias=True`` (the ``cpu``
@@ -158,7 +158,7 @@ def train_step(name: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
         if name.startswith("reference"):
             loss = model(images, noise)
         else:
-            loss = model(pixel_values=images, noise=noise, predict="masked").loss
+            loss = model(pixel_values=images, noise=noise, predict="loss").loss
     t1 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss.backward()

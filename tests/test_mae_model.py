@@ -65,8 +65,9 @@ def test_shapes(model):
 @pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "position_bias"])
 @pytest.mark.parametrize("decoder_layers", [1, 2])
 def test_predicting_only_the_masked_patches_is_the_same_loss(decoder_layers, bias):
-    """Training's ``predict="masked"`` (the decoder's last block and head on the masked rows
-    alone) gives the loss, the gradients and the masked patches' predictions of ``"all"``."""
+    """``predict="masked"`` (the decoder's last block and head on the masked rows alone) gives
+    the loss, the gradients and the masked patches' predictions of ``"all"``; training's
+    ``"loss"`` the same loss and gradients."""
     torch.manual_seed(0)
     model = APMAEModel(APMAEConfig(**{**TINY, "decoder_num_hidden_layers": decoder_layers,
                                       "relative_position_bias": bias}))
@@ -75,15 +76,17 @@ def test_predicting_only_the_masked_patches_is_the_same_loss(decoder_layers, bia
             if block.rel_bias is not None:
                 block.rel_bias.normal_()
     x, noise = images(), fixed_noise()
-    full, part = model(x, noise=noise), model(x, noise=noise, predict="masked")
+    full, part, loss = (model(x, noise=noise, predict=p) for p in ("all", "masked", "loss"))
     masked = full.ids_restore.argsort(1)[:, 5:]
     assert part.pred.shape == (B, 5, P) and torch.equal(masked.sort(1).values, full.mask.nonzero()[:, 1].view(B, 5))
     torch.testing.assert_close(part.pred, full.pred.gather(1, masked[..., None].expand(-1, -1, P)))
-    torch.testing.assert_close(part.loss, full.loss)
-    grads = [torch.autograd.grad(o.loss, model.parameters(), allow_unused=True) for o in (full, part)]
-    for g_full, g_part in zip(*grads):
-        if g_full is not None:
-            torch.testing.assert_close(g_part, g_full, atol=1e-6, rtol=1e-4)
+    assert loss.pred is None
+    grads = [torch.autograd.grad(o.loss, model.parameters(), allow_unused=True) for o in (full, part, loss)]
+    for other, g_other in zip((part, loss), grads[1:]):
+        torch.testing.assert_close(other.loss, full.loss)
+        for g_full, g in zip(grads[0], g_other):
+            if g_full is not None:
+                torch.testing.assert_close(g, g_full, atol=1e-6, rtol=1e-4)
     with pytest.raises(ValueError, match="predict"):
         model(x, noise=noise, predict="visible")
 
