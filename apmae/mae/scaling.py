@@ -43,7 +43,8 @@ def to_images(packed: torch.Tensor, scaling: str, floor: float = -20.0,
     if scaling == "log_affine":
         if floor >= 0:
             raise ValueError(f"floor must be negative, got {floor}")
-        values = GAP + (1.0 - GAP) * (1.0 + logp.clamp(floor, 0.0) / -floor)
+        # = GAP + (1 - GAP) * (1 + log p / |floor|), in place on the clamped copy
+        values = logp.clamp(floor, 0.0).mul_((1.0 - GAP) / -floor).add_(1.0)
     elif scaling == "log_normalize":
         lo = logp.amin(dim=1, keepdim=True)
         hi = logp.amax(dim=1, keepdim=True)
