@@ -219,8 +219,8 @@ def sincos_2d(cells: torch.Tensor, dim: int) -> torch.Tensor:
 class APMAEOutput(ModelOutput):
     """``loss``: MSE on masked patches; ``pred``: ``[B, N, p*p]`` every patch's reconstruction
     (``predict="masked"``: ``[B, N_masked, p*p]``, the masked patches in ``ids_restore.argsort``
-    order; ``predict="loss"``: None); ``mask``: ``[B, N]`` 1 = masked; ``ids_restore``: ``[B, N]``; ``latent``: encoder
-    output incl. CLS."""
+    order; ``predict="loss"``: None); ``mask``: ``[B, N]`` 1 = masked; ``ids_restore``:
+    ``[B, N]``; ``latent``: encoder output incl. CLS."""
 
     loss: torch.Tensor | None = None
     pred: torch.Tensor | None = None
