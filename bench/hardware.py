@@ -84,9 +84,10 @@ def mae_train(repeats: int) -> dict[str, float]:
     from bench.mae import pattern_images
 
     torch.manual_seed(0)
-    model = APMAEModel(config_from_preset("cpu")).train()
+    config = config_from_preset("cpu")
+    model = APMAEModel(config).train()
     opt = make_optimizer(model, 1e-4, 0.05)
-    images = pattern_images(64)
+    images = pattern_images(64, size=config.image_size)
 
     def step() -> None:
         with attention_kernels(torch.device("cpu"), True), torch.autocast("cpu", dtype=torch.bfloat16):

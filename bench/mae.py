@@ -24,7 +24,8 @@ clipping in either), mask ratio 0.5 over the 36 lower-triangular patches, fp32, 
 forward / backward / optimizer split of each step is reported too. Encoding: ``encode`` (CLS
 vector of unmasked images) under ``torch.inference_mode``, with bf16 autocast (as ``apmae
 encode`` runs it) and in fp32, images/s; the reference also over all 64 patches (its analysis
-path). Every variant sees the same synthetic 256 x 256 pattern images and masking noise; the
+path). Every variant sees the same synthetic 256-token pattern images (at the preset's image
+size: 64 px for ``cpu``, 256 for ``paper``) and masking noise; the
 timings of the variants are interleaved repeat by repeat so load from other processes hits all
 alike, the two sides of each ratio back to back (:data:`ORDER`). Medians over repeats. Before
 timing, the reference loaded with our weights (no bias, no profiles) must give our loss and our
@@ -75,8 +76,9 @@ PLAN = {
 # --- inputs ------------------------------------------------------------------------------------
 
 
-def pattern_images(n: int, seed: int = 0, T: int = WINDOW) -> torch.Tensor:
-    """``[n, 1, T, T]`` log-affine images of synthetic causal attention patterns.
+def pattern_images(n: int, seed: int = 0, T: int = WINDOW, size: int | None = None) -> torch.Tensor:
+    """``[n, 1, size, size]`` log-affine images of synthetic ``T``-token causal attention
+    patterns (``size``: a divisor of ``T`` average-pools them, as a preset's image size does).
 
     Each pattern is a row-wise softmax of random scores with its own sharpness, a decay with
     the query-key distance (local heads) and extra weight on the first token (sink heads),
@@ -97,7 +99,7 @@ def pattern_images(n: int, seed: int = 0, T: int = WINDOW) -> torch.Tensor:
         scores[:, :, 0] += sink
         logp = scores.masked_fill(upper, float("-inf")).log_softmax(-1)
         packed.append(lower_triangle(logp).clamp_min(LOG_FLOOR).to(torch.float16))
-    return to_images(torch.cat(packed), "log_affine", -20.0, T)
+    return to_images(torch.cat(packed), "log_affine", -20.0, size)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -283,18 +285,20 @@ def main() -> None:
 
     n_images = max(PLAN[p][mode]["batch"] * 4 for p in presets)
     n_images = max(n_images, *(PLAN[p][mode]["enc_batch"] for p in presets))
-    images = pattern_images(n_images)
-    log(f"{n_images} synthetic 256x256 pattern images; torch {torch.__version__}, {args.threads} threads, {mode} mode")
+    images = {p: pattern_images(n_images, size=config_from_preset(p).image_size) for p in {*presets, "cpu"}}
+    log(f"{n_images} synthetic {WINDOW}-token pattern images per preset ("
+        + ", ".join(f"{p} {config_from_preset(p).image_size} px" for p in presets)
+        + f"); torch {torch.__version__}, {args.threads} threads, {mode} mode")
     if args.profile:
         for p in presets:
-            profile(p, images, PLAN[p][mode]["batch"])
+            profile(p, images[p], PLAN[p][mode]["batch"])
         return
-    diff = check_equivalence(images[:8], torch.rand(8, config_from_preset("cpu").num_patches,
+    diff = check_equivalence(images["cpu"][:8], torch.rand(8, config_from_preset("cpu").num_patches,
                                                     generator=torch.Generator().manual_seed(3)))
     log(f"equivalence: reference with our weights: |dloss| {diff['loss']:.1e}, max |dencode| {diff['encode']:.1e}")
     results = {}
     for p in presets:
-        results[p] = bench_preset(p, PLAN[p][mode], images, log)
+        results[p] = bench_preset(p, PLAN[p][mode], images[p], log)
 
     print()
     print(f"{'preset':6s} {'task':6s} {'variant':22s} {'batch':>5s} {'img/s':>8s} {'vs ref':>7s} "

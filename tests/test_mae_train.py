@@ -124,7 +124,13 @@ def test_eval_reports_model_baselines_layers_and_triptychs(pattern_run, trained)
     assert rec["n_patterns"] == 40 and set(rec["by_layer"]) <= {0, 1}
     assert rec["ratio_to_best_baseline"] == pytest.approx(
         rec["mse"] / min(rec["baselines"].values()))
-    assert len(list((pattern_run.path / "mae" / "triptychs").glob("*.png"))) == 2
+    pngs = list((pattern_run.path / "mae" / "triptychs").glob("*.png"))
+    assert len(pngs) == 2
+    from PIL import Image
+
+    size = APMAEModel.from_pretrained(trained).config.image_size  # 64: drawn 4x, pixel blocks
+    with Image.open(pngs[0]) as im:
+        assert im.size == (3 * 256 + 2 * 4 * (256 // size), 256)
     assert build_report(pattern_run)["reconstruction"]["mse"] == rec["mse"]
 
 

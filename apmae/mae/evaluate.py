@@ -137,6 +137,7 @@ def reconstruction(model: APMAEModel, run: Run, cfg: MAEEvalConfig,
 #: A perceptual dark-to-bright colour ramp (viridis' anchors); masked patches are drawn grey.
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], float)
 _MASKED = np.array([150, 150, 150], np.uint8)
+TRIPTYCH_PX = 256  # smaller images are drawn at this size, each pixel a block
 
 
 def colorize(image: np.ndarray) -> np.ndarray:
@@ -165,6 +166,8 @@ def write_triptychs(model: APMAEModel, images: torch.Tensor, pred: torch.Tensor,
         panels[1][hidden[i, 0].numpy()] = _MASKED
         gap = np.full((images.shape[-2], 4, 3), 255, np.uint8)
         strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+        zoom = max(1, TRIPTYCH_PX // images.shape[-1])  # pooled images: whole pixels, enlarged
+        strip = strip.repeat(zoom, axis=0).repeat(zoom, axis=1)
         name = re.sub(r"[^\w.-]", "_", f"{ids[s]}-L{l}H{h}.png")
         with atomic_path(out / name) as tmp:
             Image.fromarray(strip).save(tmp, format="PNG")

@@ -30,6 +30,13 @@ from .data import PatternFilter, epoch_items, load_packed, select
 from .model import APMAEModel, config_from_preset
 
 
+def image_size_for(preset: str, window: int) -> int:
+    """The preset's image size where it divides the window (patterns average-pooled to it),
+    else the window itself (no pooling)."""
+    size = config_from_preset(preset).image_size
+    return size if window % size == 0 else window
+
+
 @dataclass
 class MAETrainConfig:
     """Everything that decides the trained AP-MAE; saved beside it."""
@@ -37,7 +44,7 @@ class MAETrainConfig:
     preset: str = "cpu"  # cpu | paper (see apmae.mae.model.PRESETS)
     scaling: str = "log_affine"  # see apmae.mae.scaling
     log_floor: float = -20.0  # log_affine: weights below e^floor count as not attended
-    image_size: int = 0  # 0: the window; a divisor of it average-pools the patterns
+    image_size: int = 0  # 0: image_size_for(preset, window); a divisor of the window average-pools
     mask_ratio: float = 0.5
     # None: the preset's. The decoder gets the visible row/column profiles (model.py); each
     # attention head adds a learned bias per relative patch offset
@@ -167,7 +174,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
                          f"completions={cfg.completions}")
     store = run.pattern_store()
     layers, heads, window = store.meta.layers, store.meta.heads, store.meta.window
-    size = cfg.image_size or window
+    size = cfg.image_size or image_size_for(cfg.preset, window)
     config = config_from_preset(cfg.preset, image_size=size, scaling=cfg.scaling,
                                 log_floor=cfg.log_floor, patch_size=cfg.patch_size or max(1, size // 8),
                                 mask_ratio=cfg.mask_ratio,
