@@ -186,6 +186,14 @@ def cmd_mae_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def cmd_mae_ship(args: argparse.Namespace) -> None:
+    from .mae.shipped import ship
+    from .paths import DEFAULT_MAE_DIR
+
+    card = ship(_existing_run(args.run), Path(args.dest) if args.dest else DEFAULT_MAE_DIR)
+    print(json.dumps(card["eval"]["reconstruction"]["ratio_to_best_baseline"]))
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     from .atlas.encode import EncodeConfig, encode_run
 
@@ -299,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="AP-MAE folder (default: the run's mae/model)")
     _add_dataclass_flags(p, MAEEvalConfig)
     p.set_defaults(func=cmd_mae_eval)
+
+    p = mae.add_parser("ship", help="make the run's AP-MAE (of the default model) the shipped one")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
+    p.add_argument("--dest", help="destination (default: the package's default_mae/)")
+    p.set_defaults(func=cmd_mae_ship)
 
     from .atlas.encode import EncodeConfig
 

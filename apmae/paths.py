@@ -7,6 +7,7 @@ fresh clone does not lose hours of training.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -17,6 +18,8 @@ from typing import Iterator
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The shipped default target model (weights, tokenizer, model card).
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "default_model"
+#: The shipped AP-MAE trained on the default model's patterns (weights, card).
+DEFAULT_MAE_DIR = PACKAGE_DIR / "default_mae"
 
 
 def apmae_home() -> Path:
@@ -26,6 +29,12 @@ def apmae_home() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "apmae"
+
+
+def weights_digest(model_dir: Path) -> str:
+    """The first 12 hex digits of the SHA-256 of a folder's ``model.safetensors``: which
+    weights these are, whatever folder they sit in."""
+    return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:12]
 
 
 def run_dir(name: str = "default") -> Path:

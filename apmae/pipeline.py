@@ -37,8 +37,10 @@ class DemoConfig:
     # 2,621 bytes per pattern, everything counted (bench/storage.py)
     keep: str = "sample:600"
     batch_size: int = 8
-    # AP-MAE training steps: 7.7 min on 2 cores; masked MSE 0.72x the best baseline's, where
-    # 1,200 steps (4.9 min) gave 0.94x on the same patterns
+    # AP-MAE: the shipped one (apmae.mae.shipped) where it fits the run's patterns, unless
+    # train_mae; else trained here for mae_steps (~4 min on 2 cores, 0.47x the best baseline's
+    # masked MSE against the shipped one's 0.31x; bench/RESULTS.md)
+    train_mae: bool = False
     mae_steps: int = 1800
     # HDBSCAN's leaf clusters: at this run's 2,050 scenarios the paper's eom splits little more
     # than code from the noise control (2.2 clusters per head; cluster-label predictor at
@@ -111,19 +113,25 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
 
 def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
                 times: StageTimes | None = None) -> None:
-    """AP-MAE (trained once, evaluated once), embeddings, clusters, predictor and sweep."""
+    """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
+    clusters, predictor and sweep."""
     from .atlas.build import cluster_run, engine_for, predictor_run, sweep_run
     from .atlas.cluster import ClusterConfig
     from .atlas.encode import EncodeConfig, encode_run
     from .atlas.predictor import PredictorConfig
     from .atlas.sweep import SweepConfig
     from .mae.evaluate import MAEEvalConfig, evaluate
+    from .mae.shipped import install, shipped_for
     from .mae.train import MAETrainConfig, mae_dir, train_mae
 
     times = times or StageTimes()
     if not (mae_dir(run) / "model" / "config.json").exists():
         with times.stage("mae_train"):
-            train_mae(run, MAETrainConfig(steps=cfg.mae_steps, seed=cfg.seed), resume=True)
+            shipped = None if cfg.train_mae else shipped_for(run)
+            if shipped is not None:
+                install(run, shipped)
+            else:
+                train_mae(run, MAETrainConfig(steps=cfg.mae_steps, seed=cfg.seed), resume=True)
     if not (mae_dir(run) / "eval.json").exists():
         with times.stage("mae_eval"):
             evaluate(run, MAEEvalConfig(seed=cfg.seed))

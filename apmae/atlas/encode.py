@@ -10,7 +10,6 @@ skips encoded scenarios, and a crash loses at most the batch in flight.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ..extract import recompute_patterns
 from ..lm.load import Target, load_target
 from ..mae.model import APMAEModel
 from ..mae.train import mae_dir
+from ..paths import weights_digest
 from ..run import Run
 from ..scenarios import Scenario, read_scenarios
 from ..store.arrays import PatternStore, StoreMeta
@@ -93,8 +93,7 @@ def embed(model: APMAEModel, packed: torch.Tensor, cfg: EncodeConfig) -> torch.T
 def model_identity(model_dir: Path) -> str:
     """The AP-MAE that made a set of embeddings: its folder and a hash of its weights, so a
     model retrained in the same folder is a different one (for encode's and cluster's resume)."""
-    digest = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:12]
-    return f"{model_dir}@{digest}"
+    return f"{model_dir}@{weights_digest(model_dir)}"
 
 
 def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
