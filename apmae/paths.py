@@ -31,6 +31,14 @@ def apmae_home() -> Path:
     return Path(cache) / "apmae"
 
 
+def home_relative(path: str) -> str:
+    """``path`` as shipped files write it: under ``APMAE_HOME`` as ``$APMAE_HOME/...``, so a
+    card names no folder of the machine it was made on; any other path unchanged."""
+    if Path(path).is_relative_to(apmae_home()):
+        return f"$APMAE_HOME/{Path(path).relative_to(apmae_home()).as_posix()}"
+    return path
+
+
 def weights_digest(model_dir: Path) -> str:
     """The first 12 hex digits of the SHA-256 of a folder's ``model.safetensors``: which
     weights these are, whatever folder they sit in."""

@@ -11,7 +11,7 @@ from apmae.mae.evaluate import MAEEvalConfig, evaluate
 from apmae.mae.model import APMAEModel
 from apmae.mae.shipped import CARD, install, ship, shipped_for
 from apmae.mae.train import MAETrainConfig, mae_dir, train_mae
-from apmae.paths import DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, weights_digest
+from apmae.paths import DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, home_relative, weights_digest
 from apmae.run import Run
 
 
@@ -78,6 +78,7 @@ def test_the_shipped_ap_mae_belongs_to_the_shipped_target_model():
     # retraining the default model makes its patterns another model's: ship an AP-MAE for it too
     assert card["target_weights"] == weights_digest(DEFAULT_MODEL_DIR)
     assert card["eval"]["reconstruction"]["ratio_to_best_baseline"] <= 1 / 3
+    assert card["eval"]["generalization"]["other_model"].startswith("$APMAE_HOME/")  # no local folder
     model = APMAEModel.from_pretrained(DEFAULT_MAE_DIR).eval()
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(2, 256, 256, generator=g).masked_fill(torch.ones(256, 256).triu(1).bool(), float("-inf"))
@@ -85,3 +86,9 @@ def test_the_shipped_ap_mae_belongs_to_the_shipped_target_model():
     with torch.no_grad():
         emb = model.encode(model.images_from_patterns(packed))
     assert emb.shape == (2, model.config.hidden_size) and torch.isfinite(emb).all()
+
+
+def test_shipped_files_name_no_folder_of_this_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("APMAE_HOME", str(tmp_path))
+    assert home_relative(str(tmp_path / "lm" / "other" / "final")) == "$APMAE_HOME/lm/other/final"
+    assert home_relative("bigcode/starcoder2-3b") == "bigcode/starcoder2-3b"

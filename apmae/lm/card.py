@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..extract import ExtractConfig, extract
 from ..report import task_table
-from ..paths import apmae_home, atomic_path
+from ..paths import atomic_path, home_relative
 from ..run import Run
 from ..scenarios import mine, write_scenarios
 from .load import load_target
@@ -88,9 +88,7 @@ def portable(config: dict) -> dict:
     """A stage's config as shipped: a warm start from a folder under ``APMAE_HOME`` is written
     ``$APMAE_HOME/...``, so the card and train_config.json name no path of this machine."""
     init = config.get("init_from")
-    if init and Path(init).is_relative_to(apmae_home()):
-        return {**config, "init_from": f"$APMAE_HOME/{Path(init).relative_to(apmae_home()).as_posix()}"}
-    return config
+    return {**config, "init_from": home_relative(init)} if init else config
 
 
 def _command(config: dict) -> str:

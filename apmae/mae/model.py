@@ -116,7 +116,7 @@ class APMAEConfig(PretrainedConfig):
 #: head-mean baseline without profiles, 0.617x with them and the bias, 0.624x with them alone;
 #: the bias cost ~15% of the training throughput for that 1%. Its images are 64 px (patch 8, the
 #: paper's 8 x 8 grid), the 256-token patterns average-pooled 4 x 4: at 1,800 steps 0.47x against
-#: 0.58x at 256 px (and 0.52x at 128), in less time (240 s against 307 s). What pooling averages
+#: 0.58x at 256 px (and 0.52x at 128), in less time (231 s against 307 s). What pooling averages
 #: away is token-level texture, set by which tokens a query meets, that no pattern-level model
 #: predicts (bench/mae_lowrank.py); the shapes stay: clusters per head and the cluster-label
 #: predictor's balanced accuracy are as at 256 px (15.1 vs 15.3; 0.597 vs 0.593, seed 0).

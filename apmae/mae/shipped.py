@@ -14,7 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..paths import DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, atomic_dir, atomic_path, weights_digest
+from ..paths import (DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, atomic_dir, atomic_path, home_relative,
+                     weights_digest)
 from ..run import Run
 from .model import APMAEConfig
 from .train import mae_dir
@@ -35,11 +36,15 @@ def ship(run: Run, dest: Path = DEFAULT_MAE_DIR) -> dict:
                          "AP-MAE of the default model's patterns is shipped")
     train = json.loads((src / "train_config.json").read_text())
     log = json.loads((src / "train_log.json").read_text())
+    evaluation = json.loads((src / "eval.json").read_text())
+    if "generalization" in evaluation:  # the other model's folder, not as this machine names it
+        gen = evaluation["generalization"]
+        gen["other_model"] = home_relative(gen["other_model"])
     card = {"target_weights": weights_digest(DEFAULT_MODEL_DIR),
             "image_size": APMAEConfig.from_pretrained(src / "model").image_size,
             "train_config": {k: v for k, v in train.items() if k not in ("run", "threads", "device")},
             "train_seconds": round(log["seconds"], 1), "steps": log["step"],
-            "eval": json.loads((src / "eval.json").read_text())}
+            "eval": evaluation}
     with atomic_dir(dest) as tmp:
         for name in FILES:
             shutil.copy2(src / "model" / name, tmp / name)
