@@ -1,5 +1,6 @@
-"""The app factory: routes, static assets (plotly.js from the installed plotly package, so
-the explorer works offline), limits, and errors that say what to change."""
+"""The app factory: routes, static assets (plotly.js from the installed plotly package, and
+Swagger UI / ReDoc from fastapi-offline, so the explorer and its API docs work offline), limits,
+and errors that say what to change."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
+import fastapi_offline
 import plotly
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from .routers import atlas, live, pages
@@ -19,6 +22,10 @@ from .settings import Settings
 from .state import Busy, Explorer
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+#: swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js and favicon.png, served under
+#: DOCS_STATIC: FastAPI's default /docs and /redoc load them from a CDN, blank offline.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+DOCS_STATIC = "/static/docs"
 
 
 def create_app(settings: Settings | None = None, state: Explorer | None = None) -> FastAPI:
@@ -31,7 +38,7 @@ def create_app(settings: Settings | None = None, state: Explorer | None = None) 
         yield
         app.state.explorer.pool.shutdown()
 
-    app = FastAPI(title="apmae explorer", lifespan=lifespan,
+    app = FastAPI(title="apmae explorer", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Attention patterns of a code LM, clustered with AP-MAE: browse "
                               "them, complete pasted Java, predict correctness, ablate heads.")
     app.add_middleware(GZipMiddleware, minimum_size=2048)
@@ -75,5 +82,26 @@ def create_app(settings: Settings | None = None, state: Explorer | None = None) 
         return FileResponse(PLOTLY_JS, media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=86400"})
 
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        """FastAPI's Swagger UI page, its assets served here rather than from a CDN."""
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        """FastAPI's ReDoc page, served offline: local script, no Google Fonts."""
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_STATIC}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png", with_google_fonts=False)
+
+    # before /static, which would otherwise take /static/docs/... to frontend/static
+    app.mount(DOCS_STATIC, StaticFiles(directory=DOCS_ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=pages.FRONTEND / "static"), name="static")
     return app
