@@ -1,6 +1,8 @@
 """The explorer's pages in a real browser (headless Chromium through Playwright) over the tiny
 fully built run: every page loads without console errors, the head grid opens a head, /try runs
 a prediction and an ablation, and code containing ``<script>`` is shown as text, never run.
+Patterns read token by token: the heatmap's hover label names both tokens and zooming in labels
+every token; the code view shades what a hovered token attends to.
 
 Screenshots of every page go to ``$APMAE_SCREENSHOTS`` (default: a temporary folder). Without
 ``/usr/bin/chromium`` (or Playwright) the tests are skipped, unless ``APMAE_REQUIRE_BROWSER=1``.
@@ -230,7 +232,8 @@ def test_try_shows_the_servers_message(page, base_url):
 
 def test_script_in_code_is_text_and_never_runs(page, base_url, shots):
     payload = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
-    code = ("public class Evil {\n"
+    code = ("// <b>x</b><i>\n"  # markup in the prompt too: token labels, hover labels, the code view
+            "public class Evil {\n"
             f"    static final String HTML = \"{payload}\";\n"
             "    int size() {\n        return HTML.length();\n    }\n}\n")
     _open(page, base_url, "/try")
@@ -248,5 +251,126 @@ def test_script_in_code_is_text_and_never_runs(page, base_url, shots):
     assert page.locator("#result script, #result-panel script, #result img[onerror]").count() == 0
     page.click("#try-grid td[data-layer='0'][data-head='0'] button.cell")  # token labels in plotly
     page.wait_for_selector("#head-panel-body .main-svg")
+    page.wait_for_selector("#head-panel-body .attcode .tok")
+    assert payload in page.inner_text("#head-panel-body .attcode mark.hole")  # the masked span, as text
+    assert page.locator("#head-panel-body script, #head-panel-body img[onerror]").count() == 0
+    tokens = page.eval_on_selector_all("#head-panel-body .attcode .tok", "els => els.map((e) => e.textContent)")
+    assert "x</b><i>\npublic class Evil {" in page.inner_text("#head-panel-body .attcode-text")  # as code text
+    k = next(i for i, t in enumerate(tokens) if "<" in t and not t.startswith("<fim_"))
+    q = next(i for i in range(k + 1, len(tokens)) if "<" in tokens[i] and not tokens[i].startswith("<fim_"))
+    page.locator("#head-panel-body .js-plotly-plot").scroll_into_view_if_needed()
+    page.mouse.move(*_cell(page, "#head-panel-body .js-plotly-plot", q, k))
+    page.wait_for_selector("#head-panel-body .hoverlayer .hovertext")
+    label = page.text_content("#head-panel-body .hoverlayer .hovertext")
+    assert _token_name(tokens, q) in label and _token_name(tokens, k) in label, label
+    page.hover(f"#head-panel-body .attcode .tok[data-i='{q}']")
     assert page.evaluate("typeof window.__pwned") == "undefined"
     _shoot(page, shots, "try-script")
+
+
+def _visible(s: str) -> str:
+    """app.js's visible(): whitespace made visible, as token names show it."""
+    return s.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·")
+
+
+def _token_name(tokens: list[str], i: int) -> str:
+    """app.js's tokenName() (tokens short enough not to be shortened)."""
+    t = tokens[i]
+    return f"{i} {t}" if t.startswith("<fim_") else f'{i} "{_visible(t)}"'
+
+
+def _cell(page, selector: str, q: int, k: int) -> tuple[float, float]:
+    """Viewport coordinates of heatmap cell (query q, key k) in the plot under ``selector``."""
+    return page.evaluate("""([sel, q, k]) => {
+        const gd = document.querySelector(sel), box = gd.getBoundingClientRect();
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        return [box.left + xa._offset + xa.l2p(k), box.top + ya._offset + ya.l2p(q)];
+    }""", [selector, q, k])
+
+
+def _plain(tokens: list[str], lo: int, hi: int) -> int:
+    """A token in [lo, hi) that is short visible text (no whitespace, not a control token)."""
+    return next(i for i in range(lo, hi) if tokens[i].strip() == tokens[i] and 0 < len(tokens[i]) <= 12
+                and not tokens[i].startswith("<"))
+
+
+def test_heatmap_hover_names_both_tokens_and_labels_every_token_zoomed_in(page, base_url, shots):
+    key = _get(base_url, "/api/scenarios?limit=1")["items"][0]["key"]
+    pattern = _get(base_url, f"/api/scenarios/{key}/heads/0/0/pattern")
+    tokens, T = pattern["tokens"], len(pattern["z"])
+    assert tokens[0] == "<fim_prefix>" and tokens[-1] == "<fim_middle>" and "<fim_suffix>" in tokens
+    _open(page, base_url, f"/scenario?key={key}&layer=0&head=0")
+    plot = "#head-detail .js-plotly-plot"
+    page.wait_for_selector(f"{plot} .main-svg")
+    q, k = _plain(tokens, T // 2, T - 1), _plain(tokens, 1, T // 4)
+    page.mouse.move(*_cell(page, plot, q, k))
+    page.wait_for_selector(f"{plot} .hoverlayer .hovertext")
+    label = page.text_content(f"{plot} .hoverlayer .hovertext")
+    assert f"query {_token_name(tokens, q)}" in label and f"key {_token_name(tokens, k)}" in label, label
+    assert _token_name(tokens, q) in page.inner_text("#head-detail .readout")
+    _shoot(page, shots, "scenario-hover")
+    # the FIM markers are guide lines, the prefix and suffix shaded, the predicting row outlined
+    layout = page.evaluate(f"""() => {{
+        const gd = document.querySelector('{plot}');
+        return {{ shapes: gd.layout.shapes.map((s) => [s.type, s.label ? s.label.text : null, s.y0, s.line && s.line.color]),
+                  ticks: gd._fullLayout.xaxis.tickvals.length, length: gd._fullLayout.xaxis._length }};
+    }}""")
+    labels = {s[1] for s in layout["shapes"]}
+    assert {"prefix", "suffix"} <= labels
+    assert any(s[0] == "rect" and s[2] == T - 1.5 and s[3] == "#d62728" for s in layout["shapes"])
+    assert sum(s[0] == "line" for s in layout["shapes"]) >= 4
+    if T * 10 > layout["length"]:  # zoomed out, not every token's label fits: fewer labels
+        assert layout["ticks"] < T
+    # zoomed in: every visible token is labelled with its text
+    page.evaluate(f"""() => Plotly.relayout(document.querySelector('{plot}'), {{'xaxis.range': [9.5, 19.5], 'yaxis.range': [19.5, 9.5]}})""")
+    page.wait_for_function(f"""() => document.querySelector('{plot}')._fullLayout.xaxis.tickvals.length === 10""")
+    ticks = page.evaluate(f"""() => document.querySelector('{plot}')._fullLayout.yaxis.ticktext""")
+    assert len(ticks) == 10
+
+
+def test_code_view_shows_what_a_token_attends_to(page, base_url, shots):
+    key = _get(base_url, "/api/scenarios?limit=1")["items"][0]["key"]
+    tokens = _get(base_url, f"/api/scenarios/{key}/heads/1/0/pattern")["tokens"]
+    T = len(tokens)
+    _open(page, base_url, f"/scenario?key={key}&layer=1&head=0")
+    page.wait_for_selector("#att-code .tok")
+    assert page.locator("#att-code .tok").count() == T
+    assert page.locator("#att-code mark.hole").count() == 1
+    # by default: what the predicting position (<fim_middle>) attends to
+    assert page.get_attribute("#att-code .tok.focus", "data-i") == str(T - 1)
+    assert "<fim_middle>" in page.inner_text("#att-code .readout")
+
+    def attended() -> list[int]:
+        return [int(i) for i in page.eval_on_selector_all("#att-code .tok.att", "els => els.map((e) => e.dataset.i)")]
+
+    i = _plain(tokens, T // 2, T - 1)
+    before = attended()
+    page.hover(f"#att-code .tok[data-i='{i}']")
+    page.wait_for_selector(f"#att-code .tok.focus[data-i='{i}']")
+    after = attended()
+    assert after and after != before and max(after) <= i  # causal: only earlier tokens (its row)
+    style = page.get_attribute(f"#att-code .tok[data-i='{after[0]}']", "style") or ""
+    assert "background-color" in style
+    assert _token_name(tokens, i) in page.inner_text("#att-code .readout")
+    page.locator("#att-panel").screenshot(path=str(shots / "scenario-code-hover.png"))
+    # click pins it; the toggle shows its column (what attends to it: later tokens)
+    page.click(f"#att-code .tok[data-i='{i}']")
+    page.mouse.move(1, 1)
+    assert page.get_attribute("#att-code .tok.pinned", "data-i") == str(i)
+    page.check("#att-code input.att-column")
+    column = attended()
+    assert column and min(column) >= i
+    page.uncheck("#att-code input.att-column")
+    page.focus("#att-code pre")
+    page.keyboard.press("ArrowLeft")  # the keyboard moves the pinned token
+    assert page.get_attribute("#att-code .tok.pinned", "data-i") == str(i - 1)
+    # a heatmap click pins its query in the code
+    page.mouse.click(*_cell(page, "#head-detail .js-plotly-plot", T - 3, 1))
+    page.wait_for_selector(f"#att-code .tok.pinned[data-i='{T - 3}']")
+
+    # a cluster's exemplar has the same two views
+    head = _get(base_url, "/api/heads/1/0")
+    cluster = next(c for c in head["clusters"] if c["exemplars"])
+    _open(page, base_url, f"/cluster?id={cluster['id']}")
+    page.wait_for_selector("#exemplar-detail .main-svg")
+    page.wait_for_selector("#exemplar-detail .attcode .tok.focus")

@@ -180,50 +180,286 @@
     return Plotly.newPlot(div, data, { ...base, ...layout }, config);
   }
 
-  /** A full heatmap of one pattern (log10 weights), token labels on both axes; hovering a
-   * cell names its query and key tokens in a readout under the plot. */
-  function patternView(pattern, { filename, caption } = {}) {
+  // ---------------------------------------------------------------- patterns, token by token
+
+  const FIM_PREFIX = "<fim_prefix>", FIM_SUFFIX = "<fim_suffix>", FIM_MIDDLE = "<fim_middle>";
+  /** Control tokens as the tokenizer decodes them (prompt text that spells one is split into
+   * ordinary tokens, so a whole token equal to one of these is the control token itself). */
+  const isControl = (t) => /^<(fim_(prefix|suffix|middle|pad)|\|endoftext\|)>$/.test(String(t));
+  const REGION_RGB = { prefix: "76,120,168", suffix: "245,133,24" };
+  const PREDICTING = "#d62728";
+
+  /** A prompt's parts from its tokens: the FIM markers' positions, the predicting position
+   * (``<fim_middle>``, else the last query), the prefix and suffix token ranges and where the
+   * masked span was (just before ``<fim_suffix>``). A left-to-right prompt has no markers. */
+  function promptParts(tokens) {
+    const T = tokens.length;
+    const p = tokens.indexOf(FIM_PREFIX), s = tokens.indexOf(FIM_SUFFIX), m = tokens.lastIndexOf(FIM_MIDDLE);
+    const regions = [];
+    if (p >= 0 && s > p + 1) regions.push({ name: "prefix", from: p + 1, to: s - 1 });
+    const end = (m > s ? m : T) - 1;
+    if (s >= 0 && end > s) regions.push({ name: "suffix", from: s + 1, to: end });
+    return {
+      predicting: m >= 0 ? m : T - 1, regions, hole: s >= 0 ? s : null,
+      markers: [[p, FIM_PREFIX], [s, FIM_SUFFIX], [m, FIM_MIDDLE]].filter(([i]) => i >= 0),
+    };
+  }
+
+  /** A token for reading out of its code: control tokens as they are, others quoted with
+   * their whitespace made visible. Plain text: escape it (plotText) before plotly shows it. */
+  const tokenText = (t, n = 24) => (isControl(t) ? String(t) : `"${shorten(visible(t), n)}"`);
+  const tokenName = (tokens, i, n = 24) => `${i} ${tokenText(tokens[i], n)}`;
+
+  /** The token texts of a pattern (positions when the server sent none). */
+  const patternTokens = (pattern) => (pattern.tokens && pattern.tokens.length === pattern.z.length
+    ? pattern.tokens : Array.from({ length: pattern.z.length }, (_, i) => `#${i}`));
+
+  /** A tick step of 1, 2, 4, 5 or 8 × 10^k, at least ``x``. */
+  function niceStep(x) {
+    if (x <= 1) return 1;
+    const mag = 10 ** Math.floor(Math.log10(x));
+    for (const m of [1, 2, 4, 5, 8]) if (m * mag >= x) return m * mag;
+    return 10 * mag;
+  }
+
+  /** Pixels per tick label (9 px monospace, rotated on the key axis). */
+  const TICK_PITCH = 10;
+
+  /** A full heatmap of one pattern (log10 weights). Hovering a cell names its query and key
+   * tokens (plotly's hover label and a readout under the plot); the axes label as many tokens
+   * as fit, every one once zoomed in; the FIM markers are guide lines, the prefix and suffix
+   * shaded bands, and the predicting row (``<fim_middle>``) is outlined in red. ``onPick(q, k)``:
+   * a click on a cell. */
+  function patternView(pattern, { filename, caption, onPick } = {}) {
     const T = pattern.z.length;
-    const tokens = pattern.tokens && pattern.tokens.length === T ? pattern.tokens : Array.from({ length: T }, (_, i) => `#${i}`);
-    const step = Math.max(1, Math.ceil(T / 40));
-    const tickvals = [];
-    for (let i = 0; i < T; i += step) tickvals.push(i);
-    const ticktext = tickvals.map((i) => plotText(shorten(visible(tokens[i]), 12)));
+    const tokens = patternTokens(pattern);
+    const parts = promptParts(tokens);
+    const markers = new Set(parts.markers.map(([i]) => i));
     const box = el("figure", { class: "pattern" });
     const div = el("div", { class: "plot plot-pattern" });
-    const readout = el("figcaption", { class: "readout" }, caption || "Hover a cell: query (row) attends to key (column).");
+    const readout = el("figcaption", { class: "readout" }, caption ||
+      "Hover a cell: the query (row) attends to the key (column). Drag a box to zoom in until every token is labelled; double-click to zoom out.");
     box.append(div, readout);
-    const axis = { tickvals, ticktext, tickfont: { family: MONO, size: 9 }, showgrid: false, zeroline: false, ticks: "" };
+
+    // hover: each row shares one label string and every row the same key labels (no T × T strings)
+    const names = tokens.map((t, i) => plotText(tokenName(tokens, i)));
+    const text = names.map((q) => Array(T).fill(q));
+    const customdata = Array(T).fill(names);
+
+    const tickLabel = (i, ax) => {
+      const t = plotText(isControl(tokens[i]) ? tokens[i] : shorten(visible(tokens[i]), 14));
+      if (ax === "y" && i === parts.predicting) return `<span style="color:${PREDICTING}">${t}</span>`;
+      return markers.has(i) ? `<b>${t}</b>` : t;
+    };
+    /** Ticks for the visible ``range`` of an axis ``px`` long: every token when they fit,
+     * else every 2nd, 5th, 10th…; the FIM markers always. */
+    const ticks = (range, px, ax) => {
+      const lo = Math.max(0, Math.ceil(Math.min(...range))), hi = Math.min(T - 1, Math.floor(Math.max(...range)));
+      const step = niceStep(((hi - lo + 1) * TICK_PITCH) / Math.max(1, px));
+      let vals = [];
+      for (let i = Math.ceil(lo / step) * step; i <= hi; i += step) vals.push(i);
+      for (const mk of markers) {
+        if (mk < lo || mk > hi) continue;
+        vals = vals.filter((v) => v === mk || Math.abs(v - mk) >= Math.max(1, step * 0.6));
+        if (!vals.includes(mk)) vals.push(mk);
+      }
+      vals.sort((a, b) => a - b);
+      return { tickvals: vals, ticktext: vals.map((i) => tickLabel(i, ax)) };
+    };
+
+    const shapes = [], annotations = [];
+    const guide = { color: "rgba(255,255,255,0.75)", width: 1, dash: "dot" };
+    for (const [i] of parts.markers) {
+      // each marker's column and row between two guide lines (not over its own cells)
+      for (const edge of [i - 0.5, i + 0.5]) {
+        if (edge <= -0.5 || edge >= T - 0.5) continue;
+        shapes.push({ type: "line", xref: "x", yref: "y domain", x0: edge, x1: edge, y0: 0, y1: 1, line: guide });
+        shapes.push({ type: "line", xref: "x domain", yref: "y", x0: 0, x1: 1, y0: edge, y1: edge, line: guide });
+      }
+    }
+    for (const r of parts.regions) {
+      const rgb = REGION_RGB[r.name];
+      // keys: the region's columns shaded (seen in the empty upper triangle) and a band above
+      shapes.push({ type: "rect", layer: "below", xref: "x", yref: "y domain", x0: r.from - 0.5, x1: r.to + 0.5, y0: 0, y1: 1,
+        fillcolor: `rgba(${rgb},0.13)`, line: { width: 0 } });
+      shapes.push({ type: "rect", xref: "x", yref: "y domain", x0: r.from - 0.5, x1: r.to + 0.5, y0: 1.006, y1: 1.04,
+        fillcolor: `rgb(${rgb})`, line: { width: 0 }, label: { text: r.name, font: { size: 10, color: "#fff" } } });
+      // queries: a band right of the plot
+      shapes.push({ type: "rect", xref: "x domain", yref: "y", x0: 1.006, x1: 1.04, y0: r.from - 0.5, y1: r.to + 0.5,
+        fillcolor: `rgb(${rgb})`, line: { width: 0 }, label: { text: r.name, textangle: 90, font: { size: 10, color: "#fff" } } });
+    }
+    const q = parts.predicting;
+    shapes.push({ type: "rect", xref: "x domain", yref: "y", x0: 0, x1: 1, y0: q - 0.5, y1: q + 0.5, line: { color: PREDICTING, width: 1.5 } });
+    shapes.push({ type: "rect", xref: "x domain", yref: "y", x0: 1.006, x1: 1.04, y0: q - 0.5, y1: q + 0.5, fillcolor: PREDICTING, line: { color: PREDICTING, width: 2 } });
+    // under the query band, right of the key axis's last label
+    annotations.push({ xref: "x domain", yref: "y", x: 1.023, y: q + 0.5, xanchor: "center", yanchor: "top", yshift: -2, showarrow: false,
+      textangle: -90, text: "predicting ▶", font: { size: 10, color: PREDICTING } });
+
+    const axis = { tickfont: { family: MONO, size: 9 }, showgrid: false, zeroline: false, ticks: "", tickmode: "array" };
+    const full = [-0.5, T - 0.5];
     const draw = () => plot(div, [{
-      type: "heatmap", z: pattern.z, colorscale: "Viridis", zmin: pattern.floor, zmax: 0, hoverongaps: false,
-      colorbar: { title: { text: "log10 w", side: "right" }, thickness: 12 },
-      hovertemplate: "query %{y} · key %{x}<br>log10 w = %{z:.2f}<extra></extra>",
+      type: "heatmap", z: pattern.z, text, customdata, colorscale: "Viridis", zmin: pattern.floor, zmax: 0, hoverongaps: false,
+      colorbar: { title: { text: "log10 w", side: "right" }, thickness: 12, x: 1.05 },
+      hovertemplate: "query %{text} → key %{customdata} · 10<sup>%{z:.1f}</sup><extra></extra>",
     }], {
-      margin: { l: 84, r: 8, t: 8, b: 84 },
-      xaxis: { ...axis, tickangle: -90, title: { text: "key", standoff: 4 }, constrain: "domain" },
-      yaxis: { ...axis, autorange: "reversed", scaleanchor: "x", title: { text: "query", standoff: 4 }, constrain: "domain" },
+      margin: { l: 84, r: 8, t: 24, b: 84 },
+      hoverlabel: { font: { family: MONO, size: 12 }, align: "left" },
+      xaxis: { ...axis, ...ticks(full, 520, "x"), tickangle: -90, title: { text: "key", standoff: 4 }, constrain: "domain" },
+      yaxis: { ...axis, ...ticks(full, 520, "y"), autorange: "reversed", scaleanchor: "x", title: { text: "query", standoff: 4 }, constrain: "domain" },
+      shapes, annotations,
     }, filename).then(() => {
+      // label as many tokens as the visible range allows, again after every zoom or resize
+      let busy = false, again = false;
+      const retick = () => {
+        const fl = div._fullLayout;
+        if (busy) { again = true; return; }
+        if (!fl || !fl.xaxis) return;
+        const x = ticks(fl.xaxis.range, fl.xaxis._length, "x"), y = ticks(fl.yaxis.range, fl.yaxis._length, "y");
+        const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+        if (same(x.tickvals, fl.xaxis.tickvals || []) && same(y.tickvals, fl.yaxis.tickvals || [])) return;
+        busy = true;
+        Plotly.relayout(div, { "xaxis.tickvals": x.tickvals, "xaxis.ticktext": x.ticktext, "yaxis.tickvals": y.tickvals, "yaxis.ticktext": y.ticktext })
+          .then(() => { busy = false; if (again) { again = false; retick(); } }, () => { busy = false; });
+      };
+      div.on("plotly_relayout", (ev) => {
+        if (Object.keys(ev || {}).some((k) => !/tick(vals|text)$/.test(k))) retick();
+      });
+      retick();
       div.on("plotly_hover", (ev) => {
         const p = ev.points[0];
-        const q = p.y, k = p.x;
-        clear(readout).append("query ", el("code", { text: `${q} ${visible(tokens[q])}` }),
-          " → key ", el("code", { text: `${k} ${visible(tokens[k])}` }),
-          `   log10 w = ${p.z == null ? "—" : Number(p.z).toFixed(2)}`);
+        const qi = p.y, k = p.x;
+        clear(readout).append("query ", el("code", { text: tokenName(tokens, qi, 40) }),
+          qi === parts.predicting ? " (predicting)" : "",
+          " → key ", el("code", { text: tokenName(tokens, k, 40) }),
+          `   w = ${p.z == null ? "—" : prob(10 ** p.z)} (log10 ${Number(p.z).toFixed(2)})`);
       });
+      if (onPick) div.on("plotly_click", (ev) => { const p = ev.points && ev.points[0]; if (p) onPick(p.y, p.x); });
     });
     // draw once the figure is in the document (plotly sizes itself from its container)
     requestAnimationFrame(() => requestAnimationFrame(draw));
     return box;
   }
 
-  async function loadPattern(target, url, opts) {
+  /** A pattern from ``url``, with a loading line and then any error in ``target``; null on error. */
+  async function fetchPattern(target, url) {
     clear(target).append(el("p", { class: "hint loading", text: "Loading the pattern…" }));
     try {
-      const pattern = await api(url);
-      clear(target).append(patternView(pattern, opts));
+      return await api(url);
     } catch (e) {
       clear(target).append(errorBox(e, "Pattern"));
+      return null;
     }
+  }
+
+  const ATT_HINT = "Shaded by what the predicting position attends to. Hover a token for what it attends to, click to pin it (or click a heatmap cell to pin its query).";
+
+  /** The prompt laid out as its code, one span per token, each shaded by a head's attention:
+   * by default what the predicting position attends to (its row). Hovering a token shows its
+   * row, clicking pins it, and a toggle shows its column instead (what attends to it).
+   * ``sources``: [{label, pattern}] of the same prompt (a select switches between them);
+   * ``hole``: the masked span's text, shown where it was cut out (it is not in the prompt).
+   * The returned element's ``pin(i)`` pins token ``i`` (e.g. from a heatmap click). */
+  function attentionCode(sources, { hole = null } = {}) {
+    const first = sources[0].pattern;
+    if (!first.tokens || first.tokens.length !== first.z.length) {
+      return Object.assign(el("p", { class: "hint", text: "The prompt's tokens are not available, so its attention cannot be shown on the code." }), { pin: () => {} });
+    }
+    const tokens = first.tokens;
+    const T = tokens.length;
+    const parts = promptParts(tokens);
+    const control = tokens.map(isControl);
+    const st = { source: 0, column: false, scale: "linear", pinned: null, hover: null };
+    const box = el("figure", { class: "attcode" });
+
+    const which = sources.length > 1 ? el("select", { class: "att-source", "aria-label": "which run" },
+      sources.map((s, i) => el("option", { value: i, text: s.label }))) : null;
+    const column = el("input", { type: "checkbox", class: "att-column" });
+    const scale = el("select", { class: "att-scale", "aria-label": "shading" },
+      el("option", { value: "linear", text: "linear" }), el("option", { value: "log", text: "log (3 decades)" }));
+    const back = el("button", { type: "button", class: "link att-back", text: "back to the predicting position", hidden: true });
+    const controls = el("div", { class: "att-controls" },
+      which ? el("label", null, "run ", which) : null,
+      el("label", { title: "shade the tokens that attend to the chosen token (its column) instead of those it attends to (its row)" },
+        column, " what attends to it (column)"),
+      el("label", null, "shading ", scale), back);
+
+    const spans = tokens.map((t, i) => el("span", {
+      class: control[i] ? "tok ctl" : "tok", dataset: { i },
+      title: control[i] ? `${i} ${t}` : null,
+    }, t));
+    const holeMark = el("mark", { class: "target hole", title: "the masked span: cut out of the prompt, the model predicts it" }, hole ? hole : "⎀");
+    const pre = el("pre", { class: "code attcode-text" });
+    spans.forEach((s, i) => {
+      if (i === parts.hole) pre.append(holeMark);
+      pre.append(s);
+    });
+    if (parts.hole == null) pre.append(holeMark);  // left to right: the span follows the prompt
+    const readout = el("figcaption", { class: "readout" });
+    box.append(controls, pre, readout);
+
+    const render = () => {
+      const q = st.hover ?? st.pinned ?? parts.predicting;
+      const z = sources[st.source].pattern.z;
+      const logs = st.column ? z.map((r) => r[q]) : z[q];
+      const w = logs.map((v) => (v == null ? 0 : 10 ** v));
+      // shading relative to the strongest code token: control tokens (often an attention sink) clip at full
+      let ref = 0;
+      for (let i = 0; i < T; i++) if (!control[i] && w[i] > ref) ref = w[i];
+      if (!ref) ref = Math.max(0, ...w) || 1;
+      const lref = Math.log10(ref);
+      const rgb = st.column ? "44,127,184" : "255,127,14";
+      spans.forEach((s, i) => {
+        const a = w[i] <= 0 ? 0 : st.scale === "log" ? Math.min(1, Math.max(0, (Math.log10(w[i]) - lref) / 3 + 1)) : Math.min(1, w[i] / ref);
+        s.style.backgroundColor = a >= 0.02 ? `rgba(${rgb},${(0.85 * a).toFixed(3)})` : "";
+        s.classList.toggle("att", a >= 0.1 && i !== q);
+        s.classList.toggle("focus", i === q);
+        s.classList.toggle("pinned", i === st.pinned);
+        s.classList.toggle("predicting", i === parts.predicting);
+      });
+      const top = w.map((x, i) => [x, i]).filter(([x]) => x > 0).sort((a, b) => b[0] - a[0]).slice(0, 6);
+      append(clear(readout), [el("code", { text: tokenName(tokens, q, 40) }),
+        q === parts.predicting ? " (the predicting position)" : "", st.pinned === q && st.hover == null ? " (pinned: click it again to unpin)" : "",
+        st.column ? " is attended to most by " : " attends to ",
+        top.map(([x, i], k) => [k ? ", " : "", el("code", { text: tokenName(tokens, i, 24) }), ` ${pct(x)}`])]);
+      back.hidden = st.pinned == null;
+    };
+
+    const tokenAt = (ev) => { const s = ev.target.closest && ev.target.closest(".tok"); return s ? Number(s.dataset.i) : null; };
+    pre.addEventListener("mouseover", (ev) => { const i = tokenAt(ev); if (i != null && i !== st.hover) { st.hover = i; render(); } });
+    pre.addEventListener("mouseleave", () => { if (st.hover != null) { st.hover = null; render(); } });
+    pre.addEventListener("click", (ev) => {
+      const i = tokenAt(ev);
+      if (i == null) return;
+      st.pinned = st.pinned === i ? null : i;
+      render();
+    });
+    column.addEventListener("change", () => { st.column = column.checked; render(); });
+    scale.addEventListener("change", () => { st.scale = scale.value; render(); });
+    if (which) which.addEventListener("change", () => { st.source = Number(which.value); render(); });
+    back.addEventListener("click", () => { st.pinned = null; st.hover = null; render(); });
+
+    box.pin = (i) => {
+      if (!(i >= 0 && i < T)) return;
+      st.pinned = i; st.hover = null; render();
+      // into view inside the code box only (not the page)
+      const top = spans[i].offsetTop;
+      if (top < pre.scrollTop || top > pre.scrollTop + pre.clientHeight - 20) pre.scrollTop = Math.max(0, top - pre.clientHeight / 2);
+    };
+    // keyboard: arrows move the pinned token, Escape goes back to the predicting position
+    pre.tabIndex = 0;
+    pre.setAttribute("aria-label", "the prompt's tokens shaded by attention: left and right arrows move the pinned token, Escape unpins it");
+    pre.addEventListener("keydown", (ev) => {
+      const cur = st.pinned ?? parts.predicting;
+      if (ev.key === "Escape") { st.pinned = null; render(); }
+      else if (ev.key === "ArrowRight") box.pin(Math.min(T - 1, cur + 1));
+      else if (ev.key === "ArrowLeft") box.pin(Math.max(0, cur - 1));
+      else return;
+      ev.preventDefault();
+    });
+    render();
+    // the masked span (where the prediction goes) in view
+    requestAnimationFrame(() => { pre.scrollTop = Math.max(0, holeMark.offsetTop - pre.clientHeight / 2); });
+    return box;
   }
 
   // ---------------------------------------------------------------- shared views
@@ -702,15 +938,24 @@
     // exemplars: thumbnails, one full heatmap at a time (state: ?ex=)
     const exemplars = c.exemplars || [];
     const strip = $("#exemplars"), detail = $("#exemplar-detail");
+    let shown = 0;
     const show = (i) => {
       const key = exemplars[i];
       setParams({ ex: i ? i : null });
       for (const b of strip.querySelectorAll("button")) b.classList.toggle("selected", Number(b.dataset.i) === i);
+      const plotBox = el("div"), codeBox = el("div", { class: "att-box" });
       clear(detail).append(
         el("p", { class: "hint" }, "Exemplar ", el("a", { href: href("/scenario", { key, layer: c.layer, head: c.head }), text: key }),
           key === c.medoid ? " (the medoid)" : ""),
-        el("div"));
-      loadPattern(detail.lastChild, scenarioPattern(key, c.layer, c.head), { filename: `pattern-${key}-L${c.layer}-H${c.head}` });
+        el("div", { class: "cols two pattern-and-code" }, plotBox, codeBox));
+      const mine = ++shown;
+      Promise.all([fetchPattern(plotBox, scenarioPattern(key, c.layer, c.head)), api(`/api/scenarios/${enc(key)}`).catch(() => null)])
+        .then(([pattern, sc]) => {
+          if (!pattern || mine !== shown) return;
+          const code = attentionCode([{ label: key, pattern }], { hole: sc ? sc.target : null });
+          clear(plotBox).append(patternView(pattern, { filename: `pattern-${key}-L${c.layer}-H${c.head}`, onPick: (q) => code.pin(q) }));
+          clear(codeBox).append(el("h3", { text: "Attention on the code" }), el("p", { class: "hint", text: ATT_HINT }), code);
+        });
     };
     exemplars.forEach((key, i) => {
       strip.append(el("button", { type: "button", class: "thumb-button", dataset: { i }, title: `exemplar ${key}`, onclick: () => show(i) },
@@ -834,7 +1079,9 @@
     $("#sc-grid").append(grid);
 
     const detail = $("#head-detail");
+    let shown = 0;
     async function select(l, h) {
+      const mine = ++shown;
       setParams({ layer: l, head: h });
       for (const td of grid.querySelectorAll("td")) td.classList.toggle("selected", Number(td.dataset.layer) === l && Number(td.dataset.head) === h);
       const label = labels.get(`${l}.${h}`);
@@ -842,7 +1089,17 @@
       const links = el("p", { class: "hint" }, el("a", { href: href("/head", { layer: l, head: h }), text: `open head ${headName(l, h)}` }));
       const plotBox = el("div");
       clear(detail).append(links, plotBox);
-      loadPattern(plotBox, scenarioPattern(key, l, h), { filename: `pattern-${key}-L${l}-H${h}` });
+      const attBox = clear($("#att-code"));
+      $("#att-panel").hidden = false;
+      $("#att-title").textContent = `Attention on the code · head ${headName(l, h)}`;
+      attBox.append(el("p", { class: "hint loading", text: "Loading the pattern…" }));
+      fetchPattern(plotBox, scenarioPattern(key, l, h)).then((pattern) => {
+        if (mine !== shown) return;
+        if (!pattern) { clear(attBox).append(el("p", { class: "hint", text: "No pattern to show (see the error above)." })); return; }
+        const code = attentionCode([{ label: key, pattern }], { hole: s.target });
+        clear(plotBox).append(patternView(pattern, { filename: `pattern-${key}-L${l}-H${h}`, onPick: (q) => code.pin(q) }));
+        clear(attBox).append(code);
+      });
       if (label != null) {
         try {
           const info = await api(`/api/heads/${l}/${h}`);
@@ -1192,16 +1449,29 @@ public class Inventory {
       const plots = el("div", { class: st.intervention ? "cols two" : "cols pattern-and-exemplars" });
       const base = el("div", null, el("h3", { text: st.intervention ? "baseline" : "this prompt" }), el("div"));
       plots.append(base);
-      loadPattern(base.lastChild, entry.pattern_url, { filename: `try-L${l}-H${h}` });
+      const attBox = el("div", { class: "att-box" }, el("h3", { text: `Attention on the code · ${headName(l, h)}` }), el("p", { class: "hint", text: ATT_HINT }),
+        el("p", { class: "hint loading", text: "Loading the pattern…" }));
+      const loads = [fetchPattern(base.lastChild, entry.pattern_url)];
       if (st.intervention) {
         const changedHead = (st.intervention.ablated.changed_heads || []).find((c) => c.layer === l && c.head === h);
         const wasAblated = st.intervention.ablate.some(([a, b]) => a === l && b === h);
         const after = el("div", null, el("h3", { text: `ablated run${wasAblated ? " (this head is switched off)" : ""}${changedHead ? ` — cluster ${clusterName(changedHead.before)}→${clusterName(changedHead.after)}` : ""}` }), el("div"));
         plots.append(after);
-        loadPattern(after.lastChild, `${entry.pattern_url}?which=ablated`, { filename: `try-L${l}-H${h}-ablated` });
+        loads.push(fetchPattern(after.lastChild, `${entry.pattern_url}?which=ablated`));
       }
+      const boxes = [...plots.children].map((c) => c.lastChild);
+      const target = st.result.target;
+      Promise.all(loads).then((patterns) => {
+        if (!plots.isConnected) return;  // another head (or run) was shown meanwhile
+        const sources = patterns.map((pattern, i) => ({ label: i ? "ablated run" : "baseline", pattern })).filter((x) => x.pattern);
+        const code = sources.length ? attentionCode(sources, { hole: target }) : null;
+        patterns.forEach((pattern, i) => {
+          if (pattern) clear(boxes[i]).append(patternView(pattern, { filename: `try-L${l}-H${h}${i ? "-ablated" : ""}`, onPick: (q) => code.pin(q) }));
+        });
+        attBox.lastChild.replaceWith(code || el("p", { class: "hint", text: "No pattern to show." }));
+      });
       const exemplars = el("div", { class: "exemplars" }, el("h3", { text: `Exemplars of ${clusterName(entry.cluster)}` }), el("p", { class: "hint", text: "Loading…" }));
-      body.append(plots, exemplars);
+      body.append(plots, attBox, exemplars);
       panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
       if (entry.cluster == null) { exemplars.lastChild.textContent = "This run has no clusters to compare with."; return; }
       if (entry.cluster < 0) { exemplars.lastChild.textContent = "This pattern is noise: it lies near none of the head's clusters, so there are no exemplars to compare with."; return; }
