@@ -145,8 +145,17 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
             "correct_exact": exact, "correct_first_token": first,
             "first_token": c.first_token, "target_first_token": s.target_ids[0],
             "logprob_target_first": round(lp[s.target_ids[0]].item(), 4),
+            **confidence(lp),
         })
     return results, patterns
+
+
+def confidence(logprobs: torch.Tensor) -> dict[str, float]:
+    """The model's own confidence in its next token (``[vocab]`` log-probs): the top-1
+    probability and the entropy in nats. Read from the output, not the attention: the
+    reference a predictor from attention alone is measured against."""
+    return {"top1_prob": round(logprobs.max().exp().item(), 5),
+            "entropy": round(-(logprobs.exp() * logprobs).nansum().item(), 5)}
 
 
 @torch.inference_mode()

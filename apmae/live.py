@@ -5,7 +5,8 @@ picks, or an open cursor without ground truth). The analyser builds the same FIM
 mining (:func:`apmae.lm.fim.build_prompt`), completes it greedily with chosen heads ablated
 or not, captures every head's pattern in the prefill pass, embeds the patterns with the run's
 AP-MAE, places each in its head's clusters (nearest medoid, :func:`apmae.atlas.cluster.assign`)
-and asks the correctness predictor, which sees only those cluster labels, never the target.
+and asks the correctness predictor (:mod:`apmae.atlas.live_predictor`), which sees only the
+attention, never the target; the model's own confidence is given beside it, labelled.
 
 Everything heavy is loaded once (:meth:`LiveAtlas.load`); each call is one prefill plus greedy
 decoding. Ablation and capture are isolated per thread (context variables), so concurrent
@@ -22,10 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .atlas.build import assignment_path, fit_live_predictor
+from .atlas.build import assignment_path
 from .atlas.cluster import assign
 from .atlas.encode import EncodeConfig, embed
-from .atlas.predictor import PredictorConfig, categorical
+from .atlas.live_predictor import LivePredictor, fit_live_predictor, live_features, out_of_distribution
+from .atlas.rows import hole_of
+from .extract import confidence
 from .capture import lower_triangle, record_attention, tril_window, unpack_lower_triangle
 from .intervene import ablate_heads
 from .lm.fim import Window, build_prompt
@@ -35,7 +38,7 @@ from .mae.model import APMAEModel
 from .mae.train import mae_dir
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
-from .spans import find_spans, parse_java
+from .spans import TASKS as SPAN_TASKS, find_spans, parse_java
 from .store.arrays import PatternStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
@@ -111,6 +114,19 @@ def _task_span(code: str, task: str, tokenizer) -> Span:
     return Span(s, e, task, code[s:e])
 
 
+def task_of_span(code: str, span: Span) -> str:
+    """The mining task whose candidate spans include ``span`` (the first in task order), or
+    ``random`` (an arbitrary span; also for an open completion or code that does not parse):
+    what the predictor, which was fitted per task, reads the completion as."""
+    if span.target is None:
+        return "random"
+    tree = parse_java(code)
+    if tree is None:
+        return "random"
+    return next((t for t in SPAN_TASKS if (span.start, span.end) in find_spans(t, code, tree)),
+                "random")
+
+
 @dataclass
 class Outcome:
     """One completion of one prompt, with what the model's attention says about it."""
@@ -121,8 +137,11 @@ class Outcome:
     correct_exact: bool | None  # None without ground truth
     correct_first_token: bool | None
     target_first_prob: float | None  # probability of the target's first token
-    predicted_correct: float | None  # the predictor's probability; None without a predictor
+    predicted_correct: float | None  # the predictor's probability; None without one, or withheld
     labels: np.ndarray | None  # [layers, heads] cluster per head (-1 noise); None without an atlas
+    confidence: dict  # the model's top-1 probability and entropy (from its output, not attention)
+    confidence_predicted: float | None  # the confidence baseline's probability of a right answer
+    out_of_distribution: list[str]  # why the input is unlike the training prompts (prediction withheld)
     patterns: torch.Tensor  # [layers, heads, T*(T+1)/2] log-probs (float16), the prefill's
 
 
@@ -135,6 +154,7 @@ class Analysis:
     baseline: Outcome
     ablated: Outcome | None = None
     ablate: tuple[tuple[int, int], ...] = ()
+    task: str = "random"  # the task the predictor reads the span as (task_of_span)
 
 
 class LiveAtlas:
@@ -146,7 +166,7 @@ class LiveAtlas:
 
     def __init__(self, run: Run, target: Target, window: int, mae: APMAEModel | None = None,
                  centers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                 predictor=None, codec: PatternStore | None = None) -> None:
+                 predictor: LivePredictor | None = None, codec: PatternStore | None = None) -> None:
         """``codec``: the run's pattern store, whose precision live patterns are brought to
         before embedding, as ``apmae encode`` does with the patterns it recomputes."""
         self.run, self.target, self.window = run, target, window
@@ -171,7 +191,7 @@ class LiveAtlas:
                                 arrays[f"L{l}H{h}_radii"])
                        for l in range(target.layers) for h in range(target.heads)
                        if f"L{l}H{h}_centers" in arrays}
-        predictor = fit_live_predictor(run, PredictorConfig(), engine) if engine and centers else None
+        predictor = fit_live_predictor(run, engine) if engine and centers else None
         return cls(run, target, window, mae, centers, predictor, codec=run.pattern_store())
 
     @property
@@ -183,7 +203,8 @@ class LiveAtlas:
         if not self.centers:
             out.append("clusters (apmae encode, apmae cluster)")
         if self.predictor is None:
-            out.append("correctness predictor (apmae predictor train; needs right and wrong completions)")
+            out.append("correctness predictor (apmae predictor train; needs right and wrong "
+                       "completions in both splits)")
         return out
 
     def check_heads(self, heads: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
@@ -216,16 +237,20 @@ class LiveAtlas:
         except ModelLoadError as e:
             raise LiveError(f"{e}: mask a shorter span") from None
         tokens = [self.target.tokenizer.decode([i]) for i in window.input_ids]
+        task = span.task or task_of_span(code, span)
         out = Analysis(span, window, tokens, len(window.input_ids) != self.window,
-                       self.complete(window, span))
+                       self.complete(window, span, code=code, task=task), task=task)
         if heads:
-            out.ablated, out.ablate = self.complete(window, span, heads), heads
+            out.ablated = self.complete(window, span, heads, code=code, task=task)
+            out.ablate = heads
         return out
 
     @torch.inference_mode()
-    def complete(self, window: Window, span: Span, heads: Sequence[tuple[int, int]] = ()) -> Outcome:
+    def complete(self, window: Window, span: Span, heads: Sequence[tuple[int, int]] = (),
+                 code: str = "", task: str = "random") -> Outcome:
         """Greedy completion of one prompt with ``heads`` ablated, judged against the span's
-        target when there is one, its prefill's patterns placed in the atlas."""
+        target when there is one, its prefill's patterns placed in the atlas and read by the
+        predictor as a completion of ``task`` (withheld when ``code`` is unlike its training)."""
         model, ids = self.target.model, self.target.ids
         input_ids = torch.tensor([window.input_ids], device=model.device)
         stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
@@ -241,33 +266,44 @@ class LiveAtlas:
         if span.target is not None:
             exact, first = judge(c, span.target, window.target_ids, fim=ids.fim)
             prob = float(last.softmax(-1)[0, window.target_ids[0]]) if window.target_ids else None
-        labels = self.labels(patterns)
+        coded = self._coded(patterns)
+        labels, embeddings = self.labels(coded)
+        conf = confidence(last[0].log_softmax(-1))
+        ood = out_of_distribution(code, len(window.input_ids), self.window, labels,
+                                  self.predictor.max_noise_share if self.predictor else None)
+        predicted = conf_predicted = None
+        if self.predictor is not None:
+            conf_predicted = self.predictor.predict_confidence(conf, task)
+            if not ood:
+                hole = hole_of(window.input_ids, ids.suffix)
+                predicted = self.predictor.predict(live_features(self.predictor.kind, coded, hole,
+                                                                 labels, embeddings), task)
         return Outcome(
             completion=c.text, finished=c.finished,
             first_token=self.target.tokenizer.decode([c.first_token]) if c.first_token >= 0 else "",
             correct_exact=exact, correct_first_token=first, target_first_prob=prob,
-            predicted_correct=self.predict(labels), labels=labels, patterns=patterns)
+            predicted_correct=predicted, labels=labels, confidence=conf,
+            confidence_predicted=conf_predicted, out_of_distribution=ood, patterns=patterns)
 
-    def labels(self, patterns: torch.Tensor) -> np.ndarray | None:
-        """``[layers, heads]`` cluster of each head's pattern (−1 noise), None without an atlas."""
+    def _coded(self, patterns: torch.Tensor) -> torch.Tensor:
+        """Patterns in the run's stored precision, as every training feature was computed."""
+        if self.codec is None:
+            return patterns.float()
+        return torch.from_numpy(self.codec.quantize(patterns.float().numpy()))
+
+    def labels(self, patterns: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``[layers, heads]`` cluster of each head's pattern (−1 noise) and ``[layers, heads,
+        d]`` embeddings; None without an atlas."""
         if self.mae is None or not self.centers:
-            return None
+            return None, None
         L, H, n = patterns.shape
-        images_side = self.mae.config.image_size
-        if self.codec is not None:
-            patterns = torch.from_numpy(self.codec.quantize(patterns.float().numpy()))
-        emb = embed(self.mae, _resized(patterns.reshape(L * H, n), images_side), EncodeConfig())
+        emb = embed(self.mae, _resized(patterns.reshape(L * H, n), self.mae.config.image_size),
+                    EncodeConfig())
         emb = emb.reshape(L, H, -1).numpy()
         out = np.full((L, H), -1, int)
         for (l, h), (centers, center_labels, radii) in self.centers.items():
             out[l, h] = assign(emb[l, h][None], centers, center_labels, radii)[0]
-        return out
-
-    def predict(self, labels: np.ndarray | None) -> float | None:
-        """Probability that the completion is right, from the heads' cluster labels alone."""
-        if labels is None or self.predictor is None:
-            return None
-        return float(self.predictor.predict_proba(categorical(labels.reshape(1, -1)))[0, 1])
+        return out, emb
 
 
 def _budget(window: Window, span: Span) -> int:

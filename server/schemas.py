@@ -30,6 +30,31 @@ class HeadEntry(BaseModel):
     thumb_url: str
 
 
+class ConfidenceOut(BaseModel):
+    """The model's own confidence in its next token: read from its output, not its attention
+    (the reference an attention-only predictor is measured against)."""
+
+    top1_prob: float
+    entropy: float = Field(description="of the next-token distribution, in nats")
+    predicted_correct: float | None = Field(description="probability of a right completion "
+                                            "from top1_prob, entropy and the task alone")
+
+
+class PredictorOut(BaseModel):
+    """The attention-only predictor that answered, with its figures on held-out scenarios."""
+
+    name: str = Field(description="its feature kind, e.g. row_stats (apmae.atlas.heldout)")
+    task: str = Field(description="the task it read this completion as")
+    heldout_auc: float | None
+    heldout_auc_ci: list[float] | None = Field(description="95% bootstrap interval")
+    within_task_auc: float | None = Field(description="mean of per-task held-out AUCs")
+    within_task_auc_ci: list[float] | None
+    brier: float | None
+    lm_confidence_heldout_auc: float | None = Field(description="the confidence baseline's "
+                                                    "held-out AUC, on the same scenarios")
+    lm_confidence_heldout_auc_ci: list[float] | None
+
+
 class OutcomeOut(BaseModel):
     completion: str
     finished: bool
@@ -38,7 +63,11 @@ class OutcomeOut(BaseModel):
     correct_first_token: bool | None
     target_first_prob: float | None
     predicted_correct: float | None = Field(description="the predictor's probability that the "
-                                            "completion is right, from cluster labels alone")
+                                            "completion is right, from the attention alone; null "
+                                            "without a predictor or when out_of_distribution")
+    out_of_distribution: list[str] = Field(description="why the input is unlike the prompts the "
+                                           "predictor was fitted on (then no probability is given)")
+    lm_confidence: ConfidenceOut
 
 
 class PredictResponse(OutcomeOut):
@@ -48,6 +77,7 @@ class PredictResponse(OutcomeOut):
     start: int
     end: int
     tokens: list[str]
+    predictor: PredictorOut | None
     window: int
     approximate: bool = Field(description="prompt shorter than the run's window: clusters are "
                               "assigned from resized patterns")
@@ -73,6 +103,7 @@ class InterveneResponse(BaseModel):
     start: int
     end: int
     tokens: list[str]
+    predictor: PredictorOut | None
     ablate: list[list[int]]
     baseline: InterveneOutcome
     ablated: InterveneOutcome

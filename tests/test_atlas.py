@@ -44,7 +44,9 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     predictor_run(atlas_run, cfg, engine)
     after_predictor = _counts(engine)
     scored = sum(1 for v in section["by_task"].values() if "skipped" not in v)
-    assert after_predictor["predictors"] == 3 * scored + (len(section["by_task"]) - scored)
+    held = section["heldout"]  # one row per held-out kind, or one saying why none was scored
+    kinds = 1 if "skipped" in held else len(held["baselines"]) + len(held["variants"])
+    assert after_predictor["predictors"] == 3 * scored + (len(section["by_task"]) - scored) + kinds
 
     sweep = sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine,
                       tiny_target)
@@ -76,6 +78,8 @@ def test_cli_runs_the_stages_and_the_report_shows_them(tmp_path, atlas_run, monk
     report = json.loads(capsys.readouterr().out)
     assert report["clusters"]["heads"] == atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
     assert "all" in report["predictor"]["by_task"]
+    held = report["predictor"]["heldout"]
+    assert held.get("skipped") or {"task_prior", "pattern_stats", "row_stats"} <= set(held["baselines"])
     assert main(["sweep", "--run", "nope"]) == 2
 
 

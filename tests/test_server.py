@@ -120,6 +120,26 @@ def test_predict_by_offsets_task_and_cursor(client):
     assert open_["predicted_correct"] is not None
 
 
+def test_predict_names_its_predictor_and_withholds_on_prose(client):
+    """The answer says which attention-only predictor spoke (with held-out figures), reads the
+    span as its mining task, gives the model's own confidence beside it, and withholds the
+    probability for input unlike the training prompts, saying why."""
+    start = CODE.index("total +=") + len("total ")
+    body = client.post("/api/predict", json={"code": CODE, "start": start, "end": start + 2}).json()
+    assert body["out_of_distribution"] == [] and body["predicted_correct"] is not None
+    assert body["predictor"]["task"] == "assignment_operators"
+    assert body["predictor"]["name"] in ("pattern_stats", "row_stats", "clusters", "embeddings",
+                                         "rows+clusters", "rows+embeddings")
+    assert 0 < body["lm_confidence"]["top1_prob"] <= 1 and body["lm_confidence"]["entropy"] >= 0
+    prose = ("The quick brown fox jumps over the lazy dog, and then it runs away into the woods "
+             "where nobody can find it again. ") * 4
+    body = client.post("/api/predict", json={"code": prose, "start": 4, "end": 9}).json()
+    assert body["predicted_correct"] is None and body["predictor"]["task"] == "random"
+    assert any("does not parse as Java" in r for r in body["out_of_distribution"])
+    short = client.post("/api/predict", json={"code": "int x = 1;", "start": 8, "end": 9}).json()
+    assert any("far shorter" in r for r in short["out_of_distribution"])
+
+
 def test_intervene_compares_baseline_and_ablated(client):
     start = CODE.index("total +=") + len("total ")
     request = {"code": CODE, "start": start, "end": start + 2}

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ from ..db.session import get_or_create_run, make_engine, session_scope, upgrade,
 from ..paths import atomic_path
 from ..run import Run
 from .cluster import ClusterConfig, HeadClusters, cluster_head
-from .encode import open_embeddings, open_stats, scenarios_of
+from .encode import open_embeddings, open_row_stats, open_stats, scenarios_of
+from .heldout import Features, HeldoutConfig, evaluate_heldout
 from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate, fit,
                         head_importance)
 from .sweep import SweepConfig, collapse_points, sweep
@@ -214,27 +215,96 @@ def _feature_matrices(run: Run, engine: Engine, run_id: int, keys: list[str]) ->
             "baseline": np.stack([np.asarray(stats.get(k), np.float32).reshape(-1) for k in keys])}
 
 
-def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine) -> dict:
-    """Train and evaluate every feature kind per task and over all tasks; store metrics and
-    head importance. Returns the report's ``predictor`` section."""
+def _heldout_features(run: Run, feats: dict[str, np.ndarray], keys: list[str],
+                      results: dict[str, dict]) -> dict[str, Features]:
+    """Every held-out feature kind the run has: the model's confidence (where extraction
+    recorded it), whole-pattern and predicting-row statistics, cluster labels, embeddings, and
+    the row statistics beside each AP-MAE kind."""
+    rows = open_row_stats(run)
+    out: dict[str, Features] = {}
+    if all("top1_prob" in results[k] for k in keys):
+        out["lm_confidence"] = Features(np.array([[results[k]["top1_prob"], results[k]["entropy"]]
+                                                  for k in keys], np.float32))
+    out["pattern_stats"] = Features(feats["baseline"])
+    if all(rows.has(k) for k in keys):
+        r = np.stack([np.asarray(rows.get(k), np.float32).reshape(-1) for k in keys])
+        out["row_stats"] = Features(r)
+    out["clusters"] = Features(feats["clusters"], np.ones(feats["clusters"].shape[1], bool))
+    out["embeddings"] = Features(feats["embeddings"], reduce=np.ones(feats["embeddings"].shape[1], bool))
+    if "row_stats" in out:
+        for kind in ("clusters", "embeddings"):
+            f, r = out[kind], out["row_stats"]
+            out[f"rows+{kind}"] = Features(np.concatenate([r.x, f.x], 1),
+                                           np.r_[r.categorical, f.categorical],
+                                           np.r_[r.reduce, f.reduce])
+    return out
+
+
+@dataclass
+class TrainingData:
+    """Every encoded scenario of a run, rows in one order: what the predictors are fitted on."""
+
+    run_id: int
+    tasks: np.ndarray
+    y: np.ndarray  # first-token correctness
+    split: np.ndarray  # "train" | "test" | "" (noise)
+    feats: dict[str, np.ndarray]  # k-fold kinds (_feature_matrices)
+    heldout: dict[str, Features]  # held-out kinds (_heldout_features)
+
+    @property
+    def noise_share(self) -> np.ndarray:
+        """Per scenario, the share of its heads in no cluster."""
+        return (self.feats["clusters"] == categorical(np.array(-1))).mean(1)
+
+
+def training_data(run: Run, engine: Engine) -> TrainingData:
     run_id = sync_run(engine, run)
     keys = open_embeddings(run).ids()
     tasks, y = _labels_of(engine, run_id, keys)
+    results = {r["id"]: r for r in run.results()}
+    split = np.array([results[k]["split"] or "" for k in keys])
     feats = _feature_matrices(run, engine, run_id, keys)
+    return TrainingData(run_id, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
+
+
+def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
+                  heldout: HeldoutConfig | None = None) -> dict:
+    """Train and evaluate every feature kind: per task by k-fold (the paper's balanced design)
+    and, over all tasks, fitted on the train split and scored on the held-out split; store the
+    metrics and head importance. Returns the report's ``predictor`` section."""
+    heldout = heldout or HeldoutConfig(seed=cfg.seed, min_per_class=cfg.min_per_class)
+    data = training_data(run, engine)
+    run_id, tasks, y = data.run_id, data.tasks, data.y
     # a task's balanced set is ~30-140 scenarios: OpenMP threads only add overhead to the
     # boosting of so few rows (one thread: 2.4x faster per task here, bench/RESULTS.md)
     with threadpool_limits(1):
-        section, rows, importance = _evaluate_predictors(tasks, y, feats, run_id, cfg)
+        section, rows, importance = _evaluate_predictors(tasks, y, data.feats, run_id, cfg)
+    held = evaluate_heldout(data.heldout, tasks, y, data.split, heldout)
+    rows += _heldout_rows(run_id, held)
     with session_scope(engine) as session:
-        upsert_rows(session, m.Predictor, rows, ["run_id", "task", "features"], ["metrics"])
+        upsert_rows(session, m.Predictor, rows, ["run_id", "protocol", "task", "features"], ["metrics"])
         if importance is not None:
             heads = run.meta()["heads"]
             for i, value in enumerate(importance):
                 session.execute(m.Head.__table__.update()
                                 .where(m.Head.run_id == run_id, m.Head.layer == i // heads,
                                        m.Head.head == i % heads).values(importance=float(value)))
-        _set_settings(session, run_id, predictor=asdict(cfg))
-    return {"by_task": section}
+        _set_settings(session, run_id, predictor=asdict(cfg), predictor_heldout=asdict(heldout))
+    return predictor_summary(engine, run.name)
+
+
+def _heldout_rows(run_id: int, held: dict) -> list[dict]:
+    """One SQL row per held-out kind (``task`` "all"; per-task figures inside), each saying
+    whether it is the one chosen for live use; a split that cannot be scored is one row
+    saying why."""
+    base = {"run_id": run_id, "protocol": "heldout", "task": "all"}
+    if "skipped" in held:
+        return [{**base, "features": "task_prior", "metrics": {"skipped": held["skipped"]}}]
+    cv = held["selection"]["train_cv_within_task_auc"]
+    return [{**base, "features": kind, "metrics": {
+        **metrics, "selected": kind == held["best"], "train_cv_within_task_auc": cv.get(kind),
+        "selection_rule": held["selection"]["rule"], "n_train": held["n_train"],
+        "train_prior": held["train_prior"]}} for kind, metrics in held["kinds"].items()]
 
 
 def _evaluate_predictors(tasks: np.ndarray, y: np.ndarray, feats: dict[str, np.ndarray], run_id: int,
@@ -250,13 +320,13 @@ def _evaluate_predictors(tasks: np.ndarray, y: np.ndarray, feats: dict[str, np.n
         if min(pos, neg) < cfg.min_per_class:
             section[task] = {"skipped": f"{pos} correct / {neg} incorrect: fewer than "
                                         f"{cfg.min_per_class} of one class"}
-            rows.append({"run_id": run_id, "task": task, "features": "clusters",
-                         "metrics": section[task]})  # the report says why there is no figure
+            rows.append({"run_id": run_id, "protocol": "kfold", "task": task,
+                         "features": "clusters", "metrics": section[task]})  # the report says why there is no figure
             continue
         idx = np.flatnonzero(sel)[balanced(y[sel], tasks[sel], rng)]
         metrics = {kind: cross_validate(feats[kind][idx], y[idx], kind, cfg) for kind in FEATURES}
-        rows += [{"run_id": run_id, "task": task, "features": kind, "metrics": metrics[kind]}
-                 for kind in FEATURES]
+        rows += [{"run_id": run_id, "protocol": "kfold", "task": task, "features": kind,
+                  "metrics": metrics[kind]} for kind in FEATURES]
         section[task] = {**metrics["clusters"],
                          "embeddings_balanced_accuracy": metrics["embeddings"]["balanced_accuracy"],
                          "baseline_balanced_accuracy": metrics["baseline"]["balanced_accuracy"]}
@@ -283,20 +353,45 @@ def fit_live_predictor(run: Run, cfg: PredictorConfig, engine: Engine):
 
 
 def predictor_summary(engine: Engine, run_name: str) -> dict | None:
+    """The report's ``predictor`` section: ``by_task`` (k-fold, the paper's design) and
+    ``heldout`` (the chosen attention-only predictor's held-out figures, its baselines and
+    the other AP-MAE variants, all on the same held-out scenarios)."""
     with session_scope(engine) as session:
         run_id = session.scalar(select(m.Run.id).where(m.Run.name == run_name))
-        rows = session.execute(select(m.Predictor.task, m.Predictor.features, m.Predictor.metrics)
+        rows = session.execute(select(m.Predictor.protocol, m.Predictor.task, m.Predictor.features,
+                                      m.Predictor.metrics)
                                .where(m.Predictor.run_id == run_id)).all() if run_id else []
     if not rows:
         return None
     by: dict[str, dict] = {}
-    for task, kind, metrics in rows:
+    kinds: dict[str, dict] = {}
+    for protocol, task, kind, metrics in rows:
+        if protocol == "heldout":
+            kinds[kind] = metrics
+            continue
         entry = by.setdefault(task, {})
         if kind == "clusters":
             entry.update(metrics)
         elif "balanced_accuracy" in metrics:
             entry[f"{kind}_balanced_accuracy"] = metrics["balanced_accuracy"]
-    return {"by_task": by}
+    out: dict = {"by_task": by}
+    if kinds:
+        out["heldout"] = heldout_section(kinds)
+    return out
+
+
+def heldout_section(kinds: dict[str, dict]) -> dict:
+    """``predictor.heldout`` from the stored kinds: the selected predictor's table at the top."""
+    if any("skipped" in v and "auc" not in v for v in kinds.values()):
+        return {"skipped": next(v["skipped"] for v in kinds.values() if "skipped" in v)}
+    best = next((k for k, v in kinds.items() if v.get("selected")), None)
+    baselines = ("task_prior", "lm_confidence", "pattern_stats", "row_stats")
+    top = {k: v for k, v in kinds.get(best, {}).items()
+           if k not in ("selected", "attention", "train_prior", "selection_rule")}
+    return {"predictor": best, **top,
+            "selection_rule": kinds[best]["selection_rule"] if best else None,
+            "baselines": {k: kinds[k] for k in baselines if k in kinds},
+            "variants": {k: v for k, v in kinds.items() if k not in baselines}}
 
 
 # --- sweep ------------------------------------------------------------------------------------

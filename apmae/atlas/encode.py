@@ -2,7 +2,8 @@
 
 Embeddings go to an array store beside the patterns (``runs/<name>/embeddings``: one float16
 ``[layers, heads, hidden]`` entry per scenario), with a few statistics of each raw pattern
-(``pattern_stats``: the features of a predictor that uses no AP-MAE). Scenarios whose patterns were not kept are
+(``pattern_stats``: the features of a predictor that uses no AP-MAE) and of each head's
+predicting row (``row_stats``, :mod:`apmae.atlas.rows`). Scenarios whose patterns were not kept are
 recomputed by the same prefill pass extraction ran, so a run that keeps no patterns at all
 still gets an embedding for every head of every scenario. Resumable like extraction: a rerun
 skips encoded scenarios, and a crash loses at most the batch in flight.
@@ -22,13 +23,15 @@ from tqdm import tqdm
 
 from ..capture import packed_positions, tril_window
 from ..extract import recompute_patterns
-from ..lm.load import Target, load_target
+from ..lm.fim import special_ids
+from ..lm.load import Target, load_target, load_tokenizer
 from ..mae.model import APMAEModel
 from ..mae.train import mae_dir
 from ..paths import weights_digest
 from ..run import Run
 from ..scenarios import Scenario, read_scenarios
 from ..store.arrays import PatternStore, StoreMeta
+from .rows import ROW_STATS, hole_of, row_stats
 
 
 @dataclass
@@ -49,6 +52,11 @@ def open_embeddings(run: Run, meta: StoreMeta | None = None) -> PatternStore:
 def open_stats(run: Run, meta: StoreMeta | None = None) -> PatternStore:
     """Raw-pattern statistics (:data:`STATS`) per head, written beside the embeddings."""
     return PatternStore(run.path / "pattern_stats", meta)
+
+
+def open_row_stats(run: Run, meta: StoreMeta | None = None) -> PatternStore:
+    """Statistics of each head's predicting row (:data:`apmae.atlas.rows.ROW_STATS`)."""
+    return PatternStore(run.path / "row_stats", meta)
 
 
 def scenarios_of(run: Run) -> list[Scenario]:
@@ -118,9 +126,13 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
               file=sys.stderr)
         shutil.rmtree(embeddings_path(run))
     store = open_embeddings(run, wanted)
-    stats = open_stats(run, StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
-                                      model=meta["model"], dtype="float32", width=len(STATS)))
-    todo = [s for s in scenarios_of(run) if not store.has(s.id)]
+    def side_store(open_, width: int) -> PatternStore:
+        return open_(run, StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
+                                    model=meta["model"], dtype="float32", width=width))
+
+    stats, rows = side_store(open_stats, len(STATS)), side_store(open_row_stats, len(ROW_STATS))
+    suffix_id = special_ids(load_tokenizer(meta["model"])).suffix
+    todo = [s for s in scenarios_of(run) if not (store.has(s.id) and rows.has(s.id))]
     loaded: Target | None = None
     bar = tqdm(total=len(todo), desc="encode", unit="scenario")
     for start in range(0, len(todo), cfg.batch_size):
@@ -138,11 +150,18 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
             packed.update(zip((s.id for s in missing), recomputed))
         ids = [s.id for s in batch]
         batch_patterns = torch.stack([packed[i] for i in ids])
-        # stats first: the embeddings are the commit record a rerun checks
+        # statistics first: the embeddings and row statistics are the records a rerun checks
         fresh = [i for i, sid in enumerate(ids) if not stats.has(sid)]
         if fresh:
             stats.append([ids[i] for i in fresh], pattern_stats(batch_patterns[fresh]).numpy())
-        store.append(ids, embed(model, batch_patterns, cfg).to(torch.float16).numpy())
+        fresh = [i for i, sid in enumerate(ids) if not rows.has(sid)]
+        if fresh:
+            holes = [hole_of(batch[i].input_ids, suffix_id) for i in fresh]
+            rows.append([ids[i] for i in fresh], row_stats(batch_patterns[fresh], holes).numpy())
+        fresh = [i for i, sid in enumerate(ids) if not store.has(sid)]
+        if fresh:
+            store.append([ids[i] for i in fresh],
+                         embed(model, batch_patterns[fresh], cfg).to(torch.float16).numpy())
         bar.update(len(batch))
     bar.close()
     return len(todo)

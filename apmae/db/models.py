@@ -132,11 +132,14 @@ class Predictor(Base):
     """How well one feature set predicts correctness on one task (or "all")."""
 
     __tablename__ = "predictors"
-    __table_args__ = (UniqueConstraint("run_id", "task", "features"),)
+    __table_args__ = (UniqueConstraint("run_id", "protocol", "task", "features"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = _run_fk()
+    # "kfold": out-of-fold per task (the paper's balanced design); "heldout": fitted on the
+    # train split, scored on the held-out split (apmae.atlas.heldout)
+    protocol: Mapped[str] = mapped_column(String, default="kfold", server_default="kfold")
     task: Mapped[str] = mapped_column(String)
-    features: Mapped[str] = mapped_column(String)  # "clusters" | "embeddings" | "baseline"
+    features: Mapped[str] = mapped_column(String)  # a feature kind (apmae.atlas.heldout.KINDS, ...)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = _created_at()
 

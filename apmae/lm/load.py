@@ -69,11 +69,18 @@ def trust_remote_code() -> bool:
     return os.environ.get("APMAE_TRUST_REMOTE_CODE") == "1"
 
 
+def load_tokenizer(name: str | None = None):
+    """The tokenizer of a target model alone: what reading its prompts needs, without weights."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_name(name), trust_remote_code=trust_remote_code())
+
+
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32, device_map: str | None = None) -> Target:
     """Load a causal LM and its tokenizer with capturing attention, in eval mode; under torchrun a
     bare ``cuda`` device is this rank's GPU (:func:`apmae.distributed.rank_device`)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = resolve_model_name(name)
     if Path(path).exists() and not (Path(path) / "config.json").exists():
@@ -87,7 +94,7 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=CAPTURE_ATTENTION, dtype=dtype,
                                                      use_safetensors=True, trust_remote_code=remote,
                                                      device_map=device_map)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+        tokenizer = load_tokenizer(path)
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]})") from e
     if device_map is None:

@@ -1354,8 +1354,36 @@ public class Inventory {
         ["first token right", mark(o.correct_first_token, "no ground truth")],
         ["exactly right", mark(o.correct_exact, "no ground truth")],
         ["p(target's first token)", o.target_first_prob == null ? "—" : prob(o.target_first_prob)],
-        ["predicted correct", o.predicted_correct == null ? "— (no predictor)" : probability(o.predicted_correct)],
+        ["predicted correct", predictedCell(o)],
+        ["model's confidence", confidenceCell(o)],
       ];
+    }
+
+    // The attention-only prediction, or why there is none (no predictor; input unlike training)
+    function predictedCell(o) {
+      if (o.out_of_distribution && o.out_of_distribution.length) {
+        return el("span", { class: "ood" }, "— withheld: ", o.out_of_distribution.join("; "));
+      }
+      return o.predicted_correct == null ? "— (no predictor)" : probability(o.predicted_correct);
+    }
+
+    function confidenceCell(o) {
+      const c = o.lm_confidence;
+      if (!c) return "—";
+      const baseline = c.predicted_correct == null ? "" : ` → ${pct(c.predicted_correct)} right`;
+      return `top-1 ${pct(c.top1_prob)}, entropy ${c.entropy.toFixed(2)} nats${baseline} (from the output, not attention)`;
+    }
+
+    function interval(ci) {
+      return ci ? ` [${ci[0].toFixed(2)}, ${ci[1].toFixed(2)}]` : "";
+    }
+
+    function predictorNote(p) {
+      if (!p) return null;
+      const conf = p.lm_confidence_heldout_auc == null ? "" :
+        `; the model's own confidence: ${p.lm_confidence_heldout_auc.toFixed(2)}${interval(p.lm_confidence_heldout_auc_ci)}`;
+      return `${p.name}, reading the span as ${p.task}: held-out AUC ${p.heldout_auc == null ? "—" : p.heldout_auc.toFixed(2)}${interval(p.heldout_auc_ci)}, ` +
+        `within task ${p.within_task_auc == null ? "—" : p.within_task_auc.toFixed(2)}${interval(p.within_task_auc_ci)}${conf}`;
     }
 
     function probability(v) {
@@ -1370,6 +1398,7 @@ public class Inventory {
         ["span", r.task ? `task ${r.task}, characters ${r.start}–${r.end}` : r.target == null ? `open completion at character ${r.start}` : `characters ${r.start}–${r.end}`],
         ["target", r.target == null ? "— (open completion)" : el("code", { text: visible(r.target) })],
         ...outcomeRows(r),
+        ["predictor", predictorNote(r.predictor)],
         ["prompt", `${r.window} tokens${r.approximate ? " — shorter than the run's window, so clusters come from resized patterns (approximate)" : ""}`],
         ["missing", r.missing && r.missing.length ? r.missing.join(", ") : null],
       ]);
@@ -1386,7 +1415,8 @@ public class Inventory {
         ["first token right", (o) => mark(o.correct_first_token, "no ground truth")],
         ["exactly right", (o) => mark(o.correct_exact, "no ground truth")],
         ["p(target's first token)", (o) => (o.target_first_prob == null ? "—" : prob(o.target_first_prob))],
-        ["predicted correct", (o) => (o.predicted_correct == null ? "—" : probability(o.predicted_correct))]];
+        ["predicted correct", predictedCell],
+        ["model's confidence", confidenceCell]];
       const table = el("table", { class: "data compare", id: "compare" },
         el("thead", null, el("tr", null, el("th"), el("th", { text: "baseline" }), el("th", { text: `${iv.ablate.length} head${iv.ablate.length === 1 ? "" : "s"} ablated` }))),
         el("tbody", null, rows.map(([name, f]) => el("tr", null, el("th", { scope: "row", text: name }), el("td", null, f(iv.baseline)), el("td", null, f(iv.ablated))))));

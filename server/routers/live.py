@@ -43,7 +43,20 @@ def _analyze(state: Explorer, body: PredictRequest, ablate: list[list[int]]) -> 
 def _outcome(o: Outcome) -> dict:
     return {"completion": o.completion, "finished": o.finished, "first_token": o.first_token,
             "correct_exact": o.correct_exact, "correct_first_token": o.correct_first_token,
-            "target_first_prob": o.target_first_prob, "predicted_correct": o.predicted_correct}
+            "target_first_prob": o.target_first_prob, "predicted_correct": o.predicted_correct,
+            "out_of_distribution": o.out_of_distribution,
+            "lm_confidence": {**o.confidence, "predicted_correct": o.confidence_predicted}}
+
+
+def _predictor(state: Explorer, a: Analysis) -> dict | None:
+    """Which predictor answered, its held-out figures and the confidence baseline's."""
+    p = state.atlas.predictor
+    if p is None:
+        return None
+    conf = p.confidence_heldout or {}
+    return {**p.summary(), "task": a.task,
+            "lm_confidence_heldout_auc": conf.get("auc"),
+            "lm_confidence_heldout_auc_ci": conf.get("auc_ci")}
 
 
 def _heads(state: Explorer, rid: str, labels: np.ndarray | None) -> list[dict]:
@@ -61,7 +74,7 @@ def _common(state: Explorer, a: Analysis) -> tuple[str, dict]:
     entry["tokens"] = np.array(a.tokens, dtype=object)
     rid = state.cache.put(entry)
     return rid, {"id": rid, "task": a.span.task, "target": a.span.target, "start": a.span.start,
-                 "end": a.span.end, "tokens": a.tokens}
+                 "end": a.span.end, "tokens": a.tokens, "predictor": _predictor(state, a)}
 
 
 @router.post("/predict", response_model=PredictResponse, responses=errors(400, 413, 422, 503, 504))
