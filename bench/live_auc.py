@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 
 import httpx
 import numpy as np
-import uvicorn
 from tqdm import tqdm
 
 from apmae.atlas.heldout import bootstrap_weights, interval, weighted_auc
 from apmae.run import Run
-from server.app import create_app
-from server.settings import Settings
 
-from .serving import free_port, held_out_bodies, wait_until_ready
+from .serving import held_out_bodies, served
 
 
 def auc_figures(y: np.ndarray, p: np.ndarray, tasks: np.ndarray, replicates: int = 1000) -> dict:
@@ -69,8 +65,6 @@ def main() -> None:
                 continue
             rows.append((task, bool(out["correct_first_token"]), out["predicted_correct"],
                          out["lm_confidence"]["predicted_correct"]))
-    server.should_exit = True
-    thread.join(timeout=10)
     tasks = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows])
     result = {"run": args.run, "predictor": name, "scenarios": len(bodies), "scored": len(rows),

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 
 import httpx
 import numpy as np
-import uvicorn
 
 from apmae.run import Run
-from server.app import create_app
-from server.settings import Settings
 
-from .serving import free_port, held_out_bodies, wait_until_ready
+from .serving import held_out_bodies, served
 
 
 def _requests(run: Run, n: int) -> list[dict]:
@@ -47,14 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     run = Run(args.run)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(run=args.run)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url, thread.is_alive)
-    with httpx.Client(base_url=url, timeout=120) as client:
+    with served(args.run) as url, httpx.Client(base_url=url, timeout=120) as client:
         bodies = _requests(run, args.warmup + args.requests)
         times, correct = [], 0
         for i, body in enumerate(bodies):
@@ -65,8 +54,6 @@ def main() -> None:
             if i >= args.warmup:
                 times.append(elapsed * 1000)
                 correct += bool(response.json()["correct_first_token"])
-    server.should_exit = True
-    thread.join(timeout=10)
     ms = np.array(times)
     result = {"run": args.run, "requests": len(ms), "predict_p50_ms": round(float(np.percentile(ms, 50)), 1),
               "predict_p95_ms": round(float(np.percentile(ms, 95)), 1),

@@ -1,13 +1,18 @@
 """What the explorer benchmarks share: a free loopback port, waiting until the server has
-loaded its run, and predict bodies made from the run's held-out scenarios."""
+loaded its run, the explorer served in this process, and predict bodies made from the run's
+held-out scenarios."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable
 
 import httpx
+import uvicorn
 
 from apmae.atlas.encode import scenarios_of
 from apmae.run import Run
@@ -30,6 +35,26 @@ def wait_until_ready(url: str, alive: Callable[[], bool] = lambda: True, timeout
             pass
         time.sleep(0.2)
     raise SystemExit(f"the server at {url} did not become ready")
+
+
+@contextmanager
+def served(run: str) -> Iterator[str]:
+    """The explorer over ``run``, served by uvicorn in a thread of this process on a free
+    loopback port; yields its URL once the run is loaded, and stops it afterwards."""
+    from server.app import create_app
+    from server.settings import Settings
+
+    url = f"http://127.0.0.1:{free_port()}"
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(run=run)), host="127.0.0.1",
+                                           port=int(url.rsplit(":", 1)[1]), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until_ready(url, thread.is_alive)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def held_out_bodies(run: Run) -> list[tuple[str, dict]]:
