@@ -41,13 +41,14 @@ def auc_figures(y: np.ndarray, p: np.ndarray, tasks: np.ndarray, replicates: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="default")
-    parser.add_argument("--limit", type=int, default=0, help="at most this many scenarios (0: all)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="at most this many scenarios, evenly spaced over the file (0: all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     bodies = held_out_bodies(Run(args.run))
     if args.limit:
-        bodies = bodies[:args.limit]
+        bodies = bodies[::max(1, len(bodies) // args.limit)][:args.limit]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(Settings(run=args.run)), host="127.0.0.1",
                                            port=port, log_level="warning"))
