@@ -49,15 +49,8 @@ def main() -> None:
     bodies = held_out_bodies(Run(args.run))
     if args.limit:
         bodies = bodies[::max(1, len(bodies) // args.limit)][:args.limit]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(run=args.run)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url, thread.is_alive)
     rows, withheld, name = [], 0, None
-    with httpx.Client(base_url=url, timeout=120) as client:
+    with served(args.run) as url, httpx.Client(base_url=url, timeout=120) as client:
         for task, body in tqdm(bodies, desc="predict", unit="scenario"):
             out = client.post("/api/predict", json=body).raise_for_status().json()
             name = (out["predictor"] or {}).get("name", name)
