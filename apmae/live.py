@@ -38,7 +38,7 @@ from .mae.model import APMAEModel
 from .mae.train import mae_dir
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
-from .spans import TASKS as SPAN_TASKS, find_spans, parse_java
+from .spans import TASKS as SPAN_TASKS, _parser, find_spans, parse_java
 from .store.arrays import PatternStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
@@ -114,16 +114,25 @@ def _task_span(code: str, task: str, tokenizer) -> Span:
     return Span(s, e, task, code[s:e])
 
 
+#: Tasks tried for a marked span, the narrower first (a method call's name is an identifier too).
+SPAN_ORDER = ("function_call", "function_name", "string_literals", "boolean_literals",
+              "numeric_literals", *(t for t in SPAN_TASKS if t not in (
+                  "function_call", "function_name", "string_literals", "boolean_literals",
+                  "numeric_literals")))
+
+
 def task_of_span(code: str, span: Span) -> str:
-    """The mining task whose candidate spans include ``span`` (the first in task order), or
-    ``random`` (an arbitrary span; also for an open completion or code that does not parse):
-    what the predictor, which was fitted per task, reads the completion as."""
+    """The mining task whose candidate spans include ``span`` (narrowest first), or ``random``
+    (an arbitrary span, or an open completion): what the predictor, which was fitted with the
+    task as a feature, reads the completion as. Pasted code is often a cut-out with syntax
+    errors at its edges, so it is read with tree-sitter's error recovery."""
     if span.target is None:
         return "random"
-    tree = parse_java(code)
-    if tree is None:
+    try:
+        tree = _parser().parse(code.encode("utf-8"))
+    except UnicodeEncodeError:
         return "random"
-    return next((t for t in SPAN_TASKS if (span.start, span.end) in find_spans(t, code, tree)),
+    return next((t for t in SPAN_ORDER if (span.start, span.end) in find_spans(t, code, tree)),
                 "random")
 
 
