@@ -38,7 +38,7 @@ from .mae.model import APMAEModel
 from .mae.train import mae_dir
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
-from .spans import TASKS as SPAN_TASKS, _parser, find_spans, parse_java
+from .spans import TASKS as SPAN_TASKS, find_spans, parse_java, syntax_tree
 from .store.arrays import PatternStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
@@ -128,10 +128,7 @@ def task_of_span(code: str, span: Span) -> str:
     errors at its edges, so it is read with tree-sitter's error recovery."""
     if span.target is None:
         return "random"
-    try:
-        tree = _parser().parse(code.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "random"
+    tree = syntax_tree(code)
     return next((t for t in SPAN_ORDER if (span.start, span.end) in find_spans(t, code, tree)),
                 "random")
 

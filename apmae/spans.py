@@ -123,6 +123,12 @@ def _query(task: str) -> Query:
     return Query(_language(), _NODE_QUERIES[task])
 
 
+def syntax_tree(text: str) -> Tree:
+    """tree-sitter-java's tree of any text, syntax errors recovered as ERROR/MISSING nodes
+    (lone surrogates passed through): what pasted fragments, cut out mid-file, need."""
+    return _parser().parse(text.encode("utf-8", "surrogatepass"))
+
+
 def parse_java(text: str) -> Tree | None:
     """Parse a Java file; ``None`` when it has syntax errors (or cannot be UTF-8 encoded).
 

@@ -191,3 +191,36 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
                   engine)
     sweep_run(run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target)
     return run, url
+
+
+def serve_in_thread(app, probe: str = "/api/health"):
+    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its base URL once
+    ``probe`` answers 200, and stops it after (a generator for module fixtures)."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}{probe}", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the app did not start")
+        time.sleep(0.1)
+    yield base
+    server.should_exit = True
+    thread.join(10)

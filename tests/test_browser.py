@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import serve_in_thread
 
 CHROMIUM = Path(os.environ.get("APMAE_CHROMIUM", "/usr/bin/chromium"))
 REQUIRED = os.environ.get("APMAE_REQUIRE_BROWSER") == "1"
@@ -52,17 +50,9 @@ def browser():
         b.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(explorer_run):
     """The explorer over the tiny run, served in-process on a free loopback port."""
-    import uvicorn
-
     from server.app import create_app
     from server.settings import Settings
     from server.state import Explorer
@@ -70,25 +60,7 @@ def base_url(explorer_run):
     run, url = explorer_run
     settings = Settings(run=run.name, database_url=url)
     app = create_app(settings, state=Explorer.load(settings, run=run))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the explorer did not start")
-        time.sleep(0.1)
-    yield base
-    server.should_exit = True
-    thread.join(10)
+    yield from serve_in_thread(app)
 
 
 def _get(base: str, path: str):

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import serve_in_thread
 from fastapi.testclient import TestClient
 
 from server.app import create_app
@@ -74,30 +71,8 @@ def _browser_missing() -> str | None:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     """The app served in-process on a free loopback port, as a browser sees it."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(_settings(tmp_path_factory.mktemp("docs_browser")))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/openapi.json", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the app did not start")
-        time.sleep(0.1)
-    yield base
-    server.should_exit = True
-    thread.join(10)
+    yield from serve_in_thread(create_app(_settings(tmp_path_factory.mktemp("docs_browser"))),
+                               probe="/openapi.json")
 
 
 @pytest.mark.parametrize("path, title, part", [

@@ -30,7 +30,7 @@ from ..run import Run
 from .cluster import ClusterConfig, HeadClusters, cluster_head
 from .encode import open_embeddings, open_row_stats, open_stats, scenarios_of
 from .heldout import Features, HeldoutConfig, evaluate_heldout
-from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate, fit,
+from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate,
                         head_importance)
 from .sweep import SweepConfig, collapse_points, sweep
 
@@ -233,10 +233,7 @@ def _heldout_features(run: Run, feats: dict[str, np.ndarray], keys: list[str],
     out["embeddings"] = Features(feats["embeddings"], reduce=np.ones(feats["embeddings"].shape[1], bool))
     if "row_stats" in out:
         for kind in ("clusters", "embeddings"):
-            f, r = out[kind], out["row_stats"]
-            out[f"rows+{kind}"] = Features(np.concatenate([r.x, f.x], 1),
-                                           np.r_[r.categorical, f.categorical],
-                                           np.r_[r.reduce, f.reduce])
+            out[f"rows+{kind}"] = Features.join(out["row_stats"], out[kind])
     return out
 
 
@@ -257,8 +254,9 @@ class TrainingData:
         return (self.feats["clusters"] == categorical(np.array(-1))).mean(1)
 
 
-def training_data(run: Run, engine: Engine) -> TrainingData:
-    run_id = sync_run(engine, run)
+def training_data(run: Run, engine: Engine, run_id: int) -> TrainingData:
+    """What :func:`predictor_run` scores and the live predictor refits, read (never written)
+    from the run's folder and the atlas of SQL run ``run_id``."""
     keys = open_embeddings(run).ids()
     tasks, y = _labels_of(engine, run_id, keys)
     results = {r["id"]: r for r in run.results()}
@@ -273,7 +271,7 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
     and, over all tasks, fitted on the train split and scored on the held-out split; store the
     metrics and head importance. Returns the report's ``predictor`` section."""
     heldout = heldout or HeldoutConfig(seed=cfg.seed, min_per_class=cfg.min_per_class)
-    data = training_data(run, engine)
+    data = training_data(run, engine, sync_run(engine, run))
     run_id, tasks, y = data.run_id, data.tasks, data.y
     # a task's balanced set is ~30-140 scenarios: OpenMP threads only add overhead to the
     # boosting of so few rows (one thread: 2.4x faster per task here, bench/RESULTS.md)
@@ -333,23 +331,6 @@ def _evaluate_predictors(tasks: np.ndarray, y: np.ndarray, feats: dict[str, np.n
         if task == "all":
             importance = head_importance(feats["clusters"][idx], y[idx], cfg)
     return section, rows, importance
-
-
-def fit_live_predictor(run: Run, cfg: PredictorConfig, engine: Engine):
-    """The cluster-label classifier over every non-noise task, fitted on one balanced draw of
-    all scenarios; None when a class has fewer than ``cfg.min_per_class``. Refitted when the
-    explorer starts (seconds), so no pickled estimator is ever loaded."""
-    with session_scope(engine) as session:
-        run_id = session.scalar(select(m.Run.id).where(m.Run.name == run.name))
-    if run_id is None:
-        return None
-    keys = open_embeddings(run).ids()
-    tasks, y = _labels_of(engine, run_id, keys)
-    sel = tasks != "noise"
-    if min(int((y & sel).sum()), int((~y & sel).sum())) < cfg.min_per_class:
-        return None
-    idx = np.flatnonzero(sel)[balanced(y[sel], tasks[sel], np.random.default_rng(cfg.seed))]
-    return fit(_cluster_features(engine, run, run_id, keys)[idx], y[idx], "clusters", cfg)
 
 
 def predictor_summary(engine: Engine, run_name: str) -> dict | None:

@@ -61,6 +61,13 @@ class Features:
     def rows(self, idx: np.ndarray) -> Features:
         return Features(self.x[idx], self.categorical, self.reduce)
 
+    @staticmethod
+    def join(*parts: Features) -> Features:
+        """The parts' columns side by side (a combined kind such as ``rows+clusters``)."""
+        return Features(np.concatenate([p.x for p in parts], 1),
+                        np.concatenate([p.categorical for p in parts]),
+                        np.concatenate([p.reduce for p in parts]))
+
 
 # --- metrics, vectorised over bootstrap replicates ---------------------------------------------
 

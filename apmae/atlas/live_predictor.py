@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from ..db import models as m
 from ..db.session import session_scope
 from ..run import Run
-from ..spans import _parser
+from ..spans import syntax_tree
+from .build import training_data
 from .encode import pattern_stats
 from .heldout import Classifier, Features, HeldoutConfig
 from .predictor import categorical
@@ -73,8 +74,6 @@ class LivePredictor:
 def fit_live_predictor(run: Run, engine: Engine) -> LivePredictor | None:
     """Refit the chosen held-out kind and the confidence baseline on the train split; None
     when ``apmae predictor train`` has chosen none (it says why in the report)."""
-    from .build import training_data
-
     with session_scope(engine) as session:
         run_id = session.scalar(select(m.Run.id).where(m.Run.name == run.name))
         stored = dict(session.execute(select(m.Predictor.features, m.Predictor.metrics).where(
@@ -84,7 +83,7 @@ def fit_live_predictor(run: Run, engine: Engine) -> LivePredictor | None:
     if best is None:
         return None
     cfg = HeldoutConfig(**settings.get("predictor_heldout", {}))
-    data = training_data(run, engine)
+    data = training_data(run, engine, run_id)
     features, tasks, y = data.heldout, data.tasks, data.y
     if best not in features:
         return None
@@ -118,17 +117,15 @@ def live_features(kind: str, patterns: torch.Tensor, hole: int, labels: np.ndarr
             parts.append(Features(x, reduce=np.ones(x.shape[1], bool)))
         else:
             return None
-    return Features(np.concatenate([p.x for p in parts], 1), np.concatenate([p.categorical for p in parts]),
-                    np.concatenate([p.reduce for p in parts]))
+    return Features.join(*parts)
 
 
 def error_share(code: str) -> float:
     """Syntax errors per token as tree-sitter-java reads the code: ERROR and MISSING nodes over
     leaf tokens. Near 0 for Java, a fragment included; prose parses as a run of broken
     declarations (a MISSING ";" every few words), so it scores high."""
-    source = code.encode("utf-8", "surrogatepass")
     leaves = errors = 0
-    stack = [_parser().parse(source).root_node]
+    stack = [syntax_tree(code).root_node]
     while stack:
         node = stack.pop()
         errors += node.is_error or node.is_missing
