@@ -149,7 +149,7 @@ def out_of_distribution(code: str, prompt_tokens: int, window: int, labels: np.n
     if labels is not None and max_noise_share is not None:
         noise = float((labels == -1).mean())
         if noise > max_noise_share:
-            reasons.append(f"{noise:.0%} of the heads fall outside every cluster, more than "
-                           f"{max_noise_share:.0%} of any training prompt's (1 in "
-                           f"{round(1 / (1 - NOISE_QUANTILE))})")
+            reasons.append(f"{noise:.0%} of the heads fall outside every cluster, where only 1 in "
+                           f"{round(1 / (1 - NOISE_QUANTILE))} training prompts exceeds "
+                           f"{max_noise_share:.0%}")
     return reasons
