@@ -25,6 +25,9 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool", "bool | None"):  # None: not set, someone else decides
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif isinstance(f.default, tuple):  # a comma-separated list of ints, e.g. 1,3
+            parser.add_argument(flag, type=lambda v: tuple(int(x) for x in v.split(",")),
+                                default=f.default, help=f"comma-separated (default {f.default})")
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), type(f.default))
             parser.add_argument(flag, type=kind, default=f.default)
@@ -229,15 +232,19 @@ def cmd_predictor_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .atlas.build import sweep_run
+    from .atlas.build import intervention_summary, sweep_run, sweep_summary
+    from .atlas.intervention import InterventionConfig
     from .atlas.sweep import SweepConfig
     from .lm.load import load_target
 
     run = _existing_run(args.run)
     engine = _atlas_engine()
-    result = sweep_run(run, _dataclass_from_args(SweepConfig, args), engine,
-                       load_target(run.meta().get("model")))
-    print(json.dumps({"collapse": result["collapse"], "points": len(result["points"])}))
+    cfg = _dataclass_from_args(SweepConfig, args)
+    selective = _dataclass_from_args(InterventionConfig, args, seed=cfg.seed,
+                                     batch_size=cfg.batch_size)
+    sweep_run(run, cfg, engine, load_target(run.meta().get("model")), selective)
+    print(json.dumps({"collapse": sweep_summary(engine, run.name)["collapse"],
+                      "intervention": intervention_summary(engine, run.name)["verdict"]}))
 
 
 def _migrate(direction: str, revision: str) -> None:
@@ -323,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .atlas.cluster import ClusterConfig
     from .atlas.predictor import PredictorConfig
+    from .atlas.intervention import InterventionConfig
     from .atlas.sweep import SweepConfig
 
     p = sub.add_parser("cluster", help="UMAP + HDBSCAN per head over the AP-MAE embeddings")
@@ -332,14 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     pred = sub.add_parser("predictor", help="predict correctness from pattern clusters") \
         .add_subparsers(dest="predictor_command", required=True)
-    p = pred.add_parser("train", help="cross-validated predictors per task; head importance")
+    p = pred.add_parser("train", help="correctness predictors: held-out and k-fold; heads' SHAP")
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     _add_dataclass_flags(p, PredictorConfig)
     p.set_defaults(func=cmd_predictor_train)
 
-    p = sub.add_parser("sweep", help="ablate heads by importance or at random; accuracy per count")
+    p = sub.add_parser("sweep", help="heads' causal effects, selective interventions against "
+                       "random heads, and the collapse curve (chosen on train, tested held out)")
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     _add_dataclass_flags(p, SweepConfig)
+    _add_dataclass_flags(p, InterventionConfig, skip=("seed", "batch_size"))
     p.set_defaults(func=cmd_sweep)
 
     db = sub.add_parser("db", help="the SQL store of the pattern atlas (migrations)") \

@@ -118,6 +118,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
     from .atlas.build import cluster_run, engine_for, predictor_run, sweep_run
     from .atlas.cluster import ClusterConfig
     from .atlas.encode import EncodeConfig, encode_run
+    from .atlas.intervention import InterventionConfig
     from .atlas.predictor import PredictorConfig
     from .atlas.sweep import SweepConfig
     from .mae.evaluate import MAEEvalConfig, evaluate
@@ -144,6 +145,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
         predictor_run(run, PredictorConfig(seed=cfg.seed), engine)
     with times.stage("sweep"):
         try:
-            sweep_run(run, SweepConfig(scenarios=cfg.sweep_scenarios, seed=cfg.seed), engine, target)
+            sweep_run(run, SweepConfig(scenarios=cfg.sweep_scenarios, seed=cfg.seed), engine, target,
+                      InterventionConfig(seed=cfg.seed))
         except ValueError as e:  # no task had both right and wrong completions to rank heads by
             print(f"sweep skipped: {e}", file=sys.stderr)

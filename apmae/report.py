@@ -60,18 +60,21 @@ def build_report(run: Run, url: str | None = None) -> dict:
 
 
 def atlas_sections(run: Run, url: str | None = None) -> dict:
-    """``clusters``, ``predictor`` and ``sweep`` from the SQL store, for the stages that ran."""
+    """``clusters``, ``predictor``, ``sweep`` and ``intervention`` from the SQL store, for the
+    stages that ran."""
     from .db.session import database_url
 
     url = url or database_url()
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return {}  # no atlas yet: do not create an empty database just to report on it
-    from .atlas.build import cluster_summary, engine_for, predictor_summary, sweep_summary
+    from .atlas.build import (cluster_summary, engine_for, intervention_summary, predictor_summary,
+                              sweep_summary)
 
     engine = engine_for(url)
     sections = {"clusters": cluster_summary(engine, run.name),
                 "predictor": predictor_summary(engine, run.name),
-                "sweep": sweep_summary(engine, run.name)}
+                "sweep": sweep_summary(engine, run.name),
+                "intervention": intervention_summary(engine, run.name)}
     return {k: v for k, v in sections.items() if v is not None}
 
 

@@ -179,6 +179,7 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
     ``(run, database_url)``; read-only."""
     from apmae.atlas.build import cluster_run, engine_for, predictor_run, sweep_run
     from apmae.atlas.cluster import ClusterConfig
+    from apmae.atlas.intervention import InterventionConfig
     from apmae.atlas.predictor import PredictorConfig
     from apmae.atlas.sweep import SweepConfig
 
@@ -187,9 +188,10 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
     url = f"sqlite:///{root / 'explore.db'}"
     engine = engine_for(url)
     cluster_run(run, ClusterConfig(), engine)
-    predictor_run(run, PredictorConfig(max_iter=20, min_per_class=3, folds=3, importance_repeats=2),
+    predictor_run(run, PredictorConfig(max_iter=20, min_per_class=3, folds=3),
                   engine)
-    sweep_run(run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target)
+    sweep_run(run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target,
+              InterventionConfig(random_sets=5, greedy_candidates=3, batch_size=4, bootstrap=100))
     return run, url
 
 

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from apmae.atlas.build import (assignment_path, cluster_run, cluster_summary, engine_for,
-                               predictor_run, sweep_run)
+                               intervention_summary, predictor_run, sweep_run)
 from apmae.atlas.cluster import ClusterConfig
+from apmae.atlas.intervention import InterventionConfig
 from apmae.atlas.predictor import PredictorConfig
 from apmae.atlas.sweep import SweepConfig
 from apmae.db import models as m
@@ -21,7 +22,8 @@ from apmae.db.session import session_scope
 def _counts(engine) -> dict[str, int]:
     with session_scope(engine) as s:
         return {t.__tablename__: s.scalar(select(func.count()).select_from(t))
-                for t in (m.Run, m.Scenario, m.Head, m.Cluster, m.Membership, m.Predictor, m.SweepPoint)}
+                for t in (m.Run, m.Scenario, m.Head, m.Cluster, m.Membership, m.Predictor, m.SweepPoint,
+                          m.HeadEffect, m.Intervention)}
 
 
 def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_target):
@@ -37,7 +39,7 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     summary = cluster_summary(engine, "atlas")
     assert summary["heads"] == heads and 0 <= summary["clustered_share"] <= 1
 
-    cfg = PredictorConfig(max_iter=20, min_per_class=3, folds=3, importance_repeats=2)
+    cfg = PredictorConfig(max_iter=20, min_per_class=3, folds=3)
     section = predictor_run(atlas_run, cfg, engine)
     assert 0 <= section["by_task"]["all"]["balanced_accuracy"] <= 1
     assert "baseline_balanced_accuracy" in section["by_task"]["all"]
@@ -48,12 +50,29 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     kinds = 1 if "skipped" in held else len(held["baselines"]) + len(held["variants"])
     assert after_predictor["predictors"] == 3 * scored + (len(section["by_task"]) - scored) + kinds
 
+    # SHAP per task and pooled, two measures per head
+    assert after_predictor["head_effects"] % heads == 0 and after_predictor["head_effects"] > 0
+
+    small = InterventionConfig(train_per_task=2, heldout_per_task=2, sizes=(1, 2), random_sets=3,
+                               greedy_candidates=2, batch_size=4, bootstrap=50)
     sweep = sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine,
-                      tiny_target)
-    assert {p["strategy"] for p in sweep["points"]} >= {"positive", "negative", "neutral", "random"}
-    points = _counts(engine)["sweep_points"]
-    sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target)
-    assert _counts(engine)["sweep_points"] == points
+                      tiny_target, small)
+    assert {p["strategy"] for p in sweep["points"]} >= {"causal", "random"}
+    after_sweep = _counts(engine)
+    assert after_sweep["head_effects"] > after_predictor["head_effects"]  # causal ones added
+    section = intervention_summary(engine, "atlas")
+    for task, methods in section["by_task"].items():
+        assert set(methods["random"]) == {"1", "2"}
+        for method in ("shap", "causal", "greedy"):
+            for size, v in methods.get(method, {}).items():
+                assert len(v["heads"]) == int(size) and 0 <= v["share_of_random_beaten"] <= 1
+                lo, hi = v["accuracy_change_ci"]
+                assert lo <= v["accuracy_change"] <= hi
+    assert set(section["all"]) >= {"causal", "greedy"}
+    assert section["verdict"]["best"]["method"] in section["all"]
+    sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target,
+              small)
+    assert _counts(engine) == after_sweep
 
 
 def test_stages_in_the_wrong_order_say_what_to_run(tmp_path, atlas_run, tiny_target):
@@ -72,7 +91,7 @@ def test_cli_runs_the_stages_and_the_report_shows_them(tmp_path, atlas_run, monk
     monkeypatch.setenv("APMAE_HOME", str(home))
     assert main(["cluster", "--run", "atlas"]) == 0
     assert main(["predictor", "train", "--run", "atlas", "--min-per-class", "3", "--folds", "3",
-                 "--max-iter", "20", "--importance-repeats", "2"]) == 0
+                 "--max-iter", "20"]) == 0
     capsys.readouterr()
     assert main(["report", "--run", "atlas", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from apmae.atlas.sweep import STRATEGIES
 from fastapi.testclient import TestClient
 
 from apmae.capture import unpack_lower_triangle
@@ -92,10 +94,31 @@ def test_scenarios_filters_and_patterns(client, explorer_run):
 def test_sweep(client):
     body = client.get("/api/sweep").json()
     strategies = {p["strategy"] for p in body["points"]}
-    assert strategies >= {"none", "positive", "negative", "neutral", "random"}
-    assert set(body["collapse"]) == {"positive", "negative", "neutral", "random"}
+    assert strategies >= {"none", "causal", "random"}
+    assert set(body["collapse"]) == set(STRATEGIES)
     only = client.get("/api/sweep", params={"strategy": "random"}).json()["points"]
     assert {p["strategy"] for p in only} == {"none", "random"}
+
+
+def test_head_effects_and_interventions(client):
+    grid = client.get("/api/heads").json()
+    assert all({"causal_accuracy", "causal_accuracy_ci", "suggested_ablation"} <= set(h) for h in grid)
+    assert all(h["suggested_ablation"] == (h["causal_accuracy_ci"][0] > 0) for h in grid)
+    body = client.get("/api/head-effects").json()
+    assert body["task"] == "all" and "all" in body["tasks"]
+    assert set(body["measures"]) == {"shap_abs", "shap", "causal_accuracy", "causal_logprob"}
+    for rows in body["measures"].values():
+        assert len(rows) == len(grid)
+        assert all(r["ci"][0] <= r["value"] <= r["ci"][1] and r["n"] > 0 for r in rows)
+    task = next(t for t in body["tasks"] if t != "all")
+    assert client.get("/api/head-effects", params={"task": task}).json()["task"] == task
+    missing = client.get("/api/head-effects", params={"task": "nope"})
+    assert missing.status_code == 404 and "tasks:" in missing.json()["detail"]
+    section = client.get("/api/interventions").json()
+    assert section["verdict"]["paper_claim"] and isinstance(section["verdict"]["reproduced"], bool)
+    assert set(section["all"]) >= {"causal", "greedy"}
+    some = next(iter(section["by_task"].values()))
+    assert set(some["random"]) == {"1", "3"} and all(h.startswith("L") for h in some["causal"]["1"]["heads"])
 
 
 def test_predict_by_offsets_task_and_cursor(client):

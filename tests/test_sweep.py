@@ -13,11 +13,15 @@ def test_head_counts_are_a_log_scale_ending_at_all():
     assert head_counts(1) == [1]
 
 
-def test_orders_follow_importance():
+def test_orders_follow_importance_and_causal_gain():
     imp = {(0, 0): 0.3, (0, 1): -0.2, (1, 0): 0.01, (1, 1): 0.1}
-    got = {(s, r): o for s, r, o in orders(imp, seed=0, repeats=2)}
+    gain = {(0, 0): -0.1, (0, 1): 0.0, (1, 0): 0.0, (1, 1): 0.05}
+    got = {(s, r): o for s, r, o in orders(imp, gain, seed=0, repeats=2)}
     assert got[("positive", 0)][0] == (0, 0) and got[("negative", 0)][0] == (0, 1)
     assert got[("neutral", 0)][0] == (1, 0)
+    assert got[("causal", 0)][0] == (1, 1) and got[("causal", 0)][-1] == (0, 0)
+    assert {s for s, _ in got} == set(STRATEGIES)
+    assert {s for s, _, _ in orders(None, gain, seed=0, repeats=1)} == {"causal", "random"}
     assert got[("random", 0)] != got[("random", 1)] or len(imp) < 3
     assert all(sorted(o) == sorted(imp) for o in got.values())
 
@@ -26,7 +30,7 @@ def test_sweep_scores_every_point_against_the_baseline(pattern_run, tiny_target)
     scenarios = [s for s in read_scenarios(pattern_run.scenarios_path) if s.task != "noise"]
     heads = [(l, h) for l in range(tiny_target.layers) for h in range(tiny_target.heads)]
     imp = {h: float(i) for i, h in enumerate(heads)}
-    points = sweep(tiny_target, scenarios, imp, SweepConfig(repeats=2, batch_size=4))
+    points = sweep(tiny_target, scenarios, imp, imp, SweepConfig(repeats=2, batch_size=4))
     base = points[0]
     assert base["strategy"] == "none"
     assert {p["strategy"] for p in points[1:]} == set(STRATEGIES)

@@ -29,9 +29,11 @@ from ..paths import atomic_path
 from ..run import Run
 from .cluster import ClusterConfig, HeadClusters, cluster_head
 from .encode import open_embeddings, open_row_stats, open_stats, scenarios_of
-from .heldout import Features, HeldoutConfig, evaluate_heldout
-from .predictor import (FEATURES, PredictorConfig, balanced, categorical, cross_validate,
-                        head_importance)
+from .heldout import Classifier, Features, HeldoutConfig, evaluate_heldout
+from .predictor import FEATURES, PredictorConfig, balanced, categorical, cross_validate
+from .importance import HeadEffects, causal_effects, per_head, shap_effects, single_head_scores
+from .intervention import (InterventionConfig, enriched_pairs, evaluate, greedy, ranked,
+                           sample_per_task)
 from .sweep import SweepConfig, collapse_points, sweep
 
 
@@ -225,12 +227,15 @@ def _heldout_features(run: Run, feats: dict[str, np.ndarray], keys: list[str],
     if all("top1_prob" in results[k] for k in keys):
         out["lm_confidence"] = Features(np.array([[results[k]["top1_prob"], results[k]["entropy"]]
                                                   for k in keys], np.float32))
-    out["pattern_stats"] = Features(feats["baseline"])
+    heads = feats["clusters"].shape[1]
+    out["pattern_stats"] = Features.per_head(feats["baseline"], heads)
     if all(rows.has(k) for k in keys):
         r = np.stack([np.asarray(rows.get(k), np.float32).reshape(-1) for k in keys])
-        out["row_stats"] = Features(r)
-    out["clusters"] = Features(feats["clusters"], np.ones(feats["clusters"].shape[1], bool))
-    out["embeddings"] = Features(feats["embeddings"], reduce=np.ones(feats["embeddings"].shape[1], bool))
+        out["row_stats"] = Features.per_head(r, heads)
+    out["clusters"] = Features.per_head(feats["clusters"], heads,
+                                        categorical=np.ones(heads, bool))
+    out["embeddings"] = Features.per_head(feats["embeddings"], heads,
+                                          reduce=np.ones(feats["embeddings"].shape[1], bool))
     if "row_stats" in out:
         for kind in ("clusters", "embeddings"):
             out[f"rows+{kind}"] = Features.join(out["row_stats"], out[kind])
@@ -242,6 +247,7 @@ class TrainingData:
     """Every encoded scenario of a run, rows in one order: what the predictors are fitted on."""
 
     run_id: int
+    keys: list[str]  # scenario ids, the rows' order
     tasks: np.ndarray
     y: np.ndarray  # first-token correctness
     split: np.ndarray  # "train" | "test" | "" (noise)
@@ -262,33 +268,61 @@ def training_data(run: Run, engine: Engine, run_id: int) -> TrainingData:
     results = {r["id"]: r for r in run.results()}
     split = np.array([results[k]["split"] or "" for k in keys])
     feats = _feature_matrices(run, engine, run_id, keys)
-    return TrainingData(run_id, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
+    return TrainingData(run_id, keys, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
 
 
 def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
                   heldout: HeldoutConfig | None = None) -> dict:
     """Train and evaluate every feature kind: per task by k-fold (the paper's balanced design)
     and, over all tasks, fitted on the train split and scored on the held-out split; store the
-    metrics and head importance. Returns the report's ``predictor`` section."""
+    metrics and each head's SHAP per task. Returns the report's ``predictor`` section."""
     heldout = heldout or HeldoutConfig(seed=cfg.seed, min_per_class=cfg.min_per_class)
     data = training_data(run, engine, sync_run(engine, run))
     run_id, tasks, y = data.run_id, data.tasks, data.y
     # a task's balanced set is ~30-140 scenarios: OpenMP threads only add overhead to the
     # boosting of so few rows (one thread: 2.4x faster per task here, bench/RESULTS.md)
     with threadpool_limits(1):
-        section, rows, importance = _evaluate_predictors(tasks, y, data.feats, run_id, cfg)
+        section, rows = _evaluate_predictors(tasks, y, data.feats, run_id, cfg)
     held = evaluate_heldout(data.heldout, tasks, y, data.split, heldout)
     rows += _heldout_rows(run_id, held)
+    effects = head_shap(data, heldout)
     with session_scope(engine) as session:
         upsert_rows(session, m.Predictor, rows, ["run_id", "protocol", "task", "features"], ["metrics"])
-        if importance is not None:
-            heads = run.meta()["heads"]
-            for i, value in enumerate(importance):
-                session.execute(m.Head.__table__.update()
-                                .where(m.Head.run_id == run_id, m.Head.layer == i // heads,
-                                       m.Head.head == i % heads).values(importance=float(value)))
+        _store_effects(session, run_id, effects, ("shap_abs", "shap"), run.meta()["heads"])
+        # the grid's and the sweep's per-head figure: the pooled SHAP over wrong completions
+        pooled = next((e for e in effects if e.measure == "shap" and e.task == "all"), None)
+        for i in range(len(pooled.value) if pooled else 0):
+            session.execute(m.Head.__table__.update().where(
+                m.Head.run_id == run_id, m.Head.layer == i // run.meta()["heads"],
+                m.Head.head == i % run.meta()["heads"]).values(importance=float(pooled.value[i])))
         _set_settings(session, run_id, predictor=asdict(cfg), predictor_heldout=asdict(heldout))
     return predictor_summary(engine, run.name)
+
+
+def head_shap(data: TrainingData, cfg: HeldoutConfig) -> list[HeadEffects]:
+    """Per task, each head's SHAP in the ``rows+clusters`` predictor (``clusters`` where the
+    run has no row statistics) fitted on the train split's non-noise scenarios, over those
+    same scenarios (:mod:`apmae.atlas.importance`); none where a class is missing."""
+    kind = "rows+clusters" if "rows+clusters" in data.heldout else "clusters"
+    f = data.heldout[kind]
+    train = np.flatnonzero((data.tasks != "noise") & (data.split == "train"))
+    if len(set(data.y[train].tolist())) < 2:
+        return []
+    tasks, y = data.tasks[train], data.y[train]
+    model = Classifier(kind, cfg, sorted(set(tasks.tolist()))).fit(f.rows(train), tasks, y)
+    by_head = per_head(model.contributions(f.rows(train), tasks), f.head,
+                       data.feats["clusters"].shape[1])
+    return shap_effects(by_head, tasks, y, cfg.bootstrap, cfg.seed)
+
+
+def _store_effects(session: Session, run_id: int, effects: list[HeadEffects],
+                   measures: tuple[str, ...], heads_per_layer: int) -> None:
+    """Replace the run's ``measures`` rows by ``effects``."""
+    session.execute(delete(m.HeadEffect).where(m.HeadEffect.run_id == run_id,
+                                               m.HeadEffect.measure.in_(measures)))
+    rows = [{"run_id": run_id, **r} for e in effects for r in e.rows(heads_per_layer)]
+    if rows:
+        session.execute(m.HeadEffect.__table__.insert(), rows)
 
 
 def _heldout_rows(run_id: int, held: dict) -> list[dict]:
@@ -306,13 +340,13 @@ def _heldout_rows(run_id: int, held: dict) -> list[dict]:
 
 
 def _evaluate_predictors(tasks: np.ndarray, y: np.ndarray, feats: dict[str, np.ndarray], run_id: int,
-                         cfg: PredictorConfig) -> tuple[dict, list[dict], np.ndarray | None]:
+                         cfg: PredictorConfig) -> tuple[dict, list[dict]]:
     """Per task and over all: every feature kind's cross-validated metrics (the report's
-    section and the SQL rows) and, over all tasks, the heads' permutation importance."""
+    section and the SQL rows)."""
     rng = np.random.default_rng(cfg.seed)
     groups = {t: tasks == t for t in sorted(set(tasks.tolist()))}
     groups["all"] = tasks != "noise"
-    rows, section, importance = [], {}, None
+    rows, section = [], {}
     for task, sel in groups.items():
         pos, neg = int((y & sel).sum()), int((~y & sel).sum())
         if min(pos, neg) < cfg.min_per_class:
@@ -328,9 +362,7 @@ def _evaluate_predictors(tasks: np.ndarray, y: np.ndarray, feats: dict[str, np.n
         section[task] = {**metrics["clusters"],
                          "embeddings_balanced_accuracy": metrics["embeddings"]["balanced_accuracy"],
                          "baseline_balanced_accuracy": metrics["baseline"]["balanced_accuracy"]}
-        if task == "all":
-            importance = head_importance(feats["clusters"][idx], y[idx], cfg)
-    return section, rows, importance
+    return section, rows
 
 
 def predictor_summary(engine: Engine, run_name: str) -> dict | None:
@@ -378,25 +410,166 @@ def heldout_section(kinds: dict[str, dict]) -> dict:
 # --- sweep ------------------------------------------------------------------------------------
 
 
-def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target) -> dict:
-    """Sweep on held-out (test-split, non-noise) scenarios; store the points."""
+def _effects_of(engine: Engine, run_id: int) -> dict[tuple[str, str], HeadEffects]:
+    """The run's stored head effects, ``{(measure, task): HeadEffects}``."""
+    e = m.HeadEffect
+    with session_scope(engine) as session:
+        rows = session.execute(select(e.measure, e.task, e.value, e.lo, e.hi, e.n)
+                               .where(e.run_id == run_id).order_by(e.layer, e.head)).all()
+    grouped: dict[tuple[str, str], list] = {}
+    for r in rows:
+        grouped.setdefault((r.measure, r.task), []).append(r)
+    return {key: HeadEffects(key[0], key[1], *(np.array([getattr(r, a) for r in rs])
+                                               for a in ("value", "lo", "hi")), rs[0].n)
+            for key, rs in grouped.items()}
+
+
+def _cluster_labels(data: TrainingData, keys: list[str]) -> np.ndarray:
+    """Each scenario's cluster label per head (``[scenarios, heads]``, -1 noise)."""
+    row = {k: i for i, k in enumerate(data.keys)}
+    return data.feats["clusters"][[row[k] for k in keys]].astype(int) - 1
+
+
+def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
+              selective: InterventionConfig | None = None) -> dict:
+    """Switch heads off and measure, with the heads always chosen on the train split and the
+    effect always measured on held-out (test-split, non-noise) scenarios: each head's causal
+    single-ablation effect per task, the selective interventions against random heads
+    (:mod:`apmae.atlas.intervention`), and the collapse sweep. Stores all three."""
+    selective = selective or InterventionConfig(seed=cfg.seed, batch_size=cfg.batch_size)
     run_id = sync_run(engine, run)
-    with session_scope(engine) as session:
-        importance = {(h.layer, h.head): h.importance for h in
-                      session.scalars(select(m.Head).where(m.Head.run_id == run_id))}
-    if not importance or any(v is None for v in importance.values()):
+    effects = _effects_of(engine, run_id)
+    if not any(measure == "shap_abs" for measure, _ in effects):
         raise ValueError(f"run {run.name} has no head importance (run `apmae predictor train` first)")
-    pool = [s for s in scenarios_of(run) if s.split == "test" and s.task != "noise"]
-    if not pool:
-        raise ValueError(f"run {run.name} has no held-out scenarios to sweep on")
+    meta = run.meta()
+    n_layers, n_heads = meta["layers"], meta["heads"]
+    every = [s for s in scenarios_of(run) if s.task != "noise"]
+    train_pool = [s for s in every if s.split == "train"]
+    pool = [s for s in every if s.split == "test"]
+    if not pool or not train_pool:
+        raise ValueError(f"run {run.name} has no {'held-out' if not pool else 'train-split'} "
+                         "scenarios to choose heads on and test them")
+    train = sample_per_task(train_pool, selective.train_per_task, selective.seed)
+    hits, lps = single_head_scores(target, train, n_layers, n_heads, selective.batch_size)
+    causal = causal_effects(hits, lps, np.array([s.task for s in train]), selective.bootstrap,
+                            selective.seed)
+    effects.update({(e.measure, e.task): e for e in causal})
+    data = training_data(run, engine, run_id)
+    heldout = sample_per_task(pool, selective.heldout_per_task, selective.seed)
+    sets, pairs = _choose(target, train, train_pool, data, effects, n_layers * n_heads, n_heads,
+                          selective, tasks={s.task for s in heldout})
+    result = evaluate(target, heldout, sets, pairs, _cluster_labels(data, [s.id for s in heldout]),
+                      n_layers, n_heads, selective)
+
+    importance = {(i // n_heads, i % n_heads): float(v)
+                  for i, v in enumerate(effects[("shap", "all")].value)} \
+        if ("shap", "all") in effects else None
+    gain = {(i // n_heads, i % n_heads): float(v)
+            for i, v in enumerate(effects[("causal_accuracy", "all")].value)}
     pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(pool))[:cfg.scenarios])
-    points = sweep(target, [pool[i] for i in pick], importance, cfg)
+    points = sweep(target, [pool[i] for i in pick], importance, gain, cfg)
     with session_scope(engine) as session:
+        _store_effects(session, run_id, causal, ("causal_accuracy", "causal_logprob"), n_heads)
+        _store_interventions(session, run_id, result)
         session.execute(delete(m.SweepPoint).where(m.SweepPoint.run_id == run_id))
         session.execute(m.SweepPoint.__table__.insert(),
                         [{"run_id": run_id, "accuracy_exact": None, **p} for p in points])
-        _set_settings(session, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)})
+        _set_settings(session, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)},
+                      intervention={**asdict(selective), "train_used": len(train),
+                                    "heldout_used": len(heldout)})
     return sweep_summary(engine, run.name)
+
+
+def _choose(target, train: list, train_pool: list, data: TrainingData,
+            effects: dict[tuple[str, str], HeadEffects], total: int, n_heads: int,
+            cfg: InterventionConfig, tasks: set[str]) -> tuple[dict, dict]:
+    """Per task, the heads each method picks on the train split (``sets[task][method][k]``)
+    and the failure-enriched (head, cluster) pairs (``pairs[task][k]``)."""
+    sets: dict[str, dict] = {}
+    pairs: dict[str, dict] = {}
+    labels = _cluster_labels(data, [s.id for s in train_pool])
+    row = {k: i for i, k in enumerate(data.keys)}
+    y = np.array([bool(data.y[row[s.id]]) for s in train_pool])
+    pool_tasks = np.array([s.task for s in train_pool])
+    for task in tqdm(sorted(tasks), desc="choosing heads", unit="task"):
+        if ("causal_accuracy", task) not in effects:
+            continue
+        as_head = [(i // n_heads, i % n_heads) for i in range(total)]
+        by_shap = [as_head[i] for i in ranked(effects, task, "shap", total)]
+        by_causal = [as_head[i] for i in ranked(effects, task, "causal", total)]
+        mine = [s for s in train if s.task == task]
+        order = greedy(target, mine, by_causal[:cfg.greedy_candidates], max(cfg.sizes),
+                       cfg.batch_size)
+        sets[task] = {"shap": {k: by_shap[:k] for k in cfg.sizes if len(by_shap) >= k},
+                      "causal": {k: by_causal[:k] for k in cfg.sizes},
+                      "greedy": {k: order[:k] for k in cfg.sizes if len(order) >= k}}
+        sel = pool_tasks == task
+        pairs[task] = {k: enriched_pairs(labels[sel], y[sel], cfg.min_cluster, k, n_heads)
+                       for k in cfg.sizes}
+    return sets, pairs
+
+
+def _store_interventions(session: Session, run_id: int, result: dict) -> None:
+    """Replace the run's interventions by ``result`` (:func:`apmae.atlas.intervention.evaluate`)."""
+    session.execute(delete(m.Intervention).where(m.Intervention.run_id == run_id))
+    rows = []
+    for task, entry in result["by_task"].items():
+        for k, rnd in entry["random"].items():
+            rows.append({"task": task, "method": "random", "size": k, "heads": [],
+                         "metrics": {**rnd, "n": entry["n_heldout"],
+                                     "base_accuracy": entry["base_accuracy"]}})
+        for method, by_size in entry["methods"].items():
+            rows += [{"task": task, "method": method, "size": k, "heads": v["heads"],
+                      "metrics": {**{a: b for a, b in v.items() if a != "heads"},
+                                  "base_accuracy": entry["base_accuracy"]}}
+                     for k, v in by_size.items()]
+    for method, by_size in result["all"].items():
+        rows += [{"task": "all", "method": method, "size": k, "heads": [], "metrics": v}
+                 for k, v in by_size.items()]
+    if rows:
+        session.execute(m.Intervention.__table__.insert(), [{"run_id": run_id, **r} for r in rows])
+
+
+def intervention_summary(engine: Engine, run_name: str) -> dict | None:
+    """The report's ``intervention`` section: per task and method, the heads chosen on the
+    train split and their held-out accuracy change with its interval beside random heads of
+    equal count; the same pooled over tasks; and which method wins."""
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(m.Run.id).where(m.Run.name == run_name))
+        i = m.Intervention
+        rows = session.execute(select(i.task, i.method, i.size, i.heads, i.metrics)
+                               .where(i.run_id == run_id)
+                               .order_by(i.task, i.method, i.size)).all() if run_id else []
+        settings = session.scalar(select(m.Run.settings).where(m.Run.id == run_id)) if run_id else {}
+    if not rows:
+        return None
+    by_task: dict[str, dict] = {}
+    pooled: dict[str, dict] = {}
+    for r in rows:
+        if r.task == "all":
+            pooled.setdefault(r.method, {})[str(r.size)] = r.metrics
+        else:
+            by_task.setdefault(r.task, {}).setdefault(r.method, {})[str(r.size)] = {
+                "heads": r.heads, **r.metrics}
+    return {"settings": (settings or {}).get("intervention"), "all": pooled, "by_task": by_task,
+            "verdict": verdict(pooled)}
+
+
+def verdict(pooled: dict[str, dict]) -> dict:
+    """Which method wins over all tasks, and whether any selective intervention helps: its
+    accuracy change's interval above zero and above 95% of the random sets of its size."""
+    best = max(((method, size, v) for method, sizes in pooled.items() for size, v in sizes.items()),
+               key=lambda t: t[2]["accuracy_change"], default=None)
+    helps = [(method, size) for method, sizes in pooled.items() for size, v in sizes.items()
+             if v["accuracy_change_ci"] and v["accuracy_change_ci"][0] > 0
+             and v["share_of_random_beaten"] >= 0.95]
+    return {"best": {"method": best[0], "size": int(best[1]),
+                     "accuracy_change": best[2]["accuracy_change"],
+                     "accuracy_change_ci": best[2]["accuracy_change_ci"],
+                     "share_of_random_beaten": best[2]["share_of_random_beaten"]} if best else None,
+            "helps": [{"method": a, "size": int(b)} for a, b in helps],
+            "paper_claim": "+13.6% accuracy when heads are ablated selectively",
+            "reproduced": bool(helps)}
 
 
 def sweep_summary(engine: Engine, run_name: str) -> dict | None:

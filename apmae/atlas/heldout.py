@@ -47,26 +47,33 @@ class HeldoutConfig:
 @dataclass
 class Features:
     """One feature kind's matrix over all scenarios. ``categorical`` marks label columns,
-    ``reduce`` the columns PCA reduces (embeddings: fitted on the training rows only)."""
+    ``reduce`` the columns PCA reduces (embeddings: fitted on the training rows only), ``head``
+    the head (``layer * heads + head``) each column describes, -1 for none."""
 
     x: np.ndarray
     categorical: np.ndarray | None = None
     reduce: np.ndarray | None = None
+    head: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         none = np.zeros(self.x.shape[1], bool)
         self.categorical = none if self.categorical is None else self.categorical
         self.reduce = none if self.reduce is None else self.reduce
+        self.head = np.full(self.x.shape[1], -1) if self.head is None else self.head
+
+    @staticmethod
+    def per_head(x: np.ndarray, n_heads: int, **kwargs) -> Features:
+        """Columns grouped by head, each head's ``x.shape[1] // n_heads`` side by side."""
+        return Features(x, head=np.repeat(np.arange(n_heads), x.shape[1] // n_heads), **kwargs)
 
     def rows(self, idx: np.ndarray) -> Features:
-        return Features(self.x[idx], self.categorical, self.reduce)
+        return Features(self.x[idx], self.categorical, self.reduce, self.head)
 
     @staticmethod
     def join(*parts: Features) -> Features:
         """The parts' columns side by side (a combined kind such as ``rows+clusters``)."""
-        return Features(np.concatenate([p.x for p in parts], 1),
-                        np.concatenate([p.categorical for p in parts]),
-                        np.concatenate([p.reduce for p in parts]))
+        return Features(*(np.concatenate([getattr(p, a) for p in parts], 1 if a == "x" else 0)
+                          for a in ("x", "categorical", "reduce", "head")))
 
 
 # --- metrics, vectorised over bootstrap replicates ---------------------------------------------
@@ -208,18 +215,32 @@ class Classifier:
         return x, np.r_[cat, True]
 
     def fit(self, f: Features, tasks: np.ndarray, y: np.ndarray) -> Classifier:
-        from sklearn.ensemble import HistGradientBoostingClassifier
+        import lightgbm
 
         x, cat = self._design(f, tasks, fit=True)
-        self.model = HistGradientBoostingClassifier(
-            max_iter=self.cfg.max_iter, learning_rate=self.cfg.learning_rate,
-            max_depth=self.cfg.max_depth, min_samples_leaf=self.cfg.min_samples_leaf,
-            l2_regularization=self.cfg.l2, categorical_features=cat, early_stopping=False,
-            random_state=self.cfg.seed).fit(x, y)
+        # LightGBM rather than sklearn's boosting: its TreeSHAP (pred_contrib) is exact for
+        # categorical splits too, which the head importance (apmae.atlas.importance) reads
+        self.model = lightgbm.LGBMClassifier(
+            n_estimators=self.cfg.max_iter, learning_rate=self.cfg.learning_rate,
+            max_depth=self.cfg.max_depth, num_leaves=2 ** self.cfg.max_depth,
+            min_child_samples=self.cfg.min_samples_leaf, reg_lambda=self.cfg.l2,
+            min_data_per_group=self.cfg.min_samples_leaf, cat_smooth=self.cfg.l2,
+            random_state=self.cfg.seed, deterministic=True, force_col_wise=True, n_jobs=1,
+            verbose=-1).fit(x, y, categorical_feature=[int(i) for i in np.flatnonzero(cat)])
         return self
 
     def predict(self, f: Features, tasks: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(self._design(f, tasks, fit=False)[0])[:, 1]
+
+    def contributions(self, f: Features, tasks: np.ndarray) -> np.ndarray:
+        """Exact TreeSHAP values in log-odds, ``[n, columns of f]``: what each of ``f``'s
+        columns adds to each prediction. A column reduced by PCA gets NaN (its share is spread
+        over components that mix columns); the task's share is left out."""
+        x, _ = self._design(f, tasks, fit=False)
+        shap = self.model.predict(x, pred_contrib=True)
+        out = np.full(f.x.shape, np.nan)
+        out[:, ~f.reduce] = shap[:, :int((~f.reduce).sum())]
+        return out
 
 
 def _prior(tasks: np.ndarray, y: np.ndarray) -> dict[str, float]:

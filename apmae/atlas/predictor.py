@@ -27,7 +27,6 @@ class PredictorConfig:
     max_depth: int = 6
     min_per_class: int = 10  # a task needs this many correct and incorrect completions
     pca_components: int = 32  # embeddings variant
-    importance_repeats: int = 5
 
 
 def balanced(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -79,25 +78,3 @@ def cross_validate(x: np.ndarray, y: np.ndarray, kind: str, cfg: PredictorConfig
     return {"balanced_accuracy": float(balanced_accuracy_score(y, pred)),
             "accuracy": float(accuracy_score(y, pred)), "auc": float(roc_auc_score(y, proba)),
             "n_test": int(len(y)), "n_correct": int(y.sum())}
-
-
-def fit(x: np.ndarray, y: np.ndarray, kind: str, cfg: PredictorConfig):
-    """The classifier of ``kind`` fitted on all of an already balanced set: what a live
-    prediction uses, once cross-validation has measured how good such a model is."""
-    return _classifier(kind, cfg, x.shape[1], len(y)).fit(x, y)
-
-
-def head_importance(x: np.ndarray, y: np.ndarray, cfg: PredictorConfig) -> np.ndarray:
-    """Permutation importance of each feature (head) of the cluster-label model: the drop in
-    balanced accuracy on held-out folds when that head's labels are shuffled."""
-    from sklearn.inspection import permutation_importance
-    from sklearn.model_selection import StratifiedKFold
-
-    folds = min(cfg.folds, int(min(y.sum(), (~y).sum())))
-    total = np.zeros(x.shape[1])
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y):
-        model = _classifier("clusters", cfg, x.shape[1], len(train)).fit(x[train], y[train])
-        result = permutation_importance(model, x[test], y[test], scoring="balanced_accuracy",
-                                        n_repeats=cfg.importance_repeats, random_state=cfg.seed)
-        total += result.importances_mean
-    return total / folds

@@ -1,8 +1,10 @@
 """Switch heads off and watch the completions: ``apmae sweep``.
 
-Heads are ordered by the predictor's importance (``positive``: most important first;
-``negative``: most negative first; ``neutral``: closest to zero first) or at random
-(``random``: seeded, several repeats), and the first ``n`` of each order are ablated
+Heads are ordered as the paper does by their SHAP in the correctness predictor (the pooled mean
+over wrong completions, :mod:`apmae.atlas.importance`: ``positive`` first, ``negative`` first,
+``neutral``: closest to zero first), by their causal single-ablation effect (``causal``: the
+head whose ablation alone raises accuracy most first), or at random (``random``: seeded,
+several repeats), and the first ``n`` of each order are ablated
 (:func:`apmae.intervene.ablate_heads`) for ``n`` from 1 to every head on a log scale. Each point
 scores held-out scenarios against the unablated model: first-token accuracy, flips both ways
 and the change of the target's first-token loss — all from one prefill pass per batch, which
@@ -21,7 +23,7 @@ from ..intervene import ablate_heads
 from ..lm.load import Target
 from ..scenarios import Scenario
 
-STRATEGIES = ("positive", "negative", "neutral", "random")
+STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
 
 
 @dataclass
@@ -41,15 +43,18 @@ def head_counts(total: int) -> list[int]:
     return sorted(set(counts)) + [total]
 
 
-def orders(importance: dict[tuple[int, int], float], seed: int, repeats: int
-           ) -> list[tuple[str, int, list[tuple[int, int]]]]:
-    """``(strategy, repeat, heads in ablation order)`` for every strategy."""
-    heads = sorted(importance)
-    value = np.array([importance[h] for h in heads])
-    ranked = {"positive": np.argsort(-value, kind="stable"),
-              "negative": np.argsort(value, kind="stable"),
-              "neutral": np.argsort(np.abs(value), kind="stable")}
-    out = [(s, 0, [heads[i] for i in idx]) for s, idx in ranked.items()]
+def orders(importance: dict[tuple[int, int], float] | None, gain: dict[tuple[int, int], float],
+           seed: int, repeats: int) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """``(strategy, repeat, heads in ablation order)`` for every strategy (the SHAP ones only
+    where ``importance`` is known)."""
+    heads = sorted(gain)
+    ranked = {"causal": np.argsort(-np.array([gain[h] for h in heads]), kind="stable")}
+    if importance is not None:
+        value = np.array([importance[h] for h in heads])
+        ranked |= {"positive": np.argsort(-value, kind="stable"),
+                   "negative": np.argsort(value, kind="stable"),
+                   "neutral": np.argsort(np.abs(value), kind="stable")}
+    out = [(s, 0, [heads[i] for i in ranked[s]]) for s in STRATEGIES if s in ranked]
     rng = np.random.default_rng(seed)
     out += [("random", r, [heads[i] for i in rng.permutation(len(heads))]) for r in range(repeats)]
     return out
@@ -73,14 +78,14 @@ def first_token_scores(target: Target, scenarios: list[Scenario], batch_size: in
     return np.concatenate(hits), np.concatenate(logprobs)
 
 
-def sweep(target: Target, scenarios: list[Scenario], importance: dict[tuple[int, int], float],
-          cfg: SweepConfig) -> list[dict]:
+def sweep(target: Target, scenarios: list[Scenario], importance: dict[tuple[int, int], float] | None,
+          gain: dict[tuple[int, int], float], cfg: SweepConfig) -> list[dict]:
     """Every (strategy, n, repeat) point, scored against the unablated model. Nothing is
     captured here, so the model's attention runs as SDPA (:mod:`apmae.capture`)."""
     base_hits, base_lp = first_token_scores(target, scenarios, cfg.batch_size, [])
     points = [{"strategy": "none", "n_heads": 0, "repeat": 0, "accuracy": float(base_hits.mean()),
                "incorrect_to_correct": 0, "correct_to_incorrect": 0, "loss_change": 0.0, "heads": []}]
-    plan = [(s, r, order[:n]) for s, r, order in orders(importance, cfg.seed, cfg.repeats)
+    plan = [(s, r, order[:n]) for s, r, order in orders(importance, gain, cfg.seed, cfg.repeats)
             for n in head_counts(len(order))]
     for strategy, repeat, heads in tqdm(plan, desc="sweep", unit="point"):
         hits, lp = first_token_scores(target, scenarios, cfg.batch_size, heads)

@@ -160,3 +160,38 @@ class SweepPoint(Base):
     correct_to_incorrect: Mapped[int] = mapped_column(Integer)
     loss_change: Mapped[float | None] = mapped_column(Float)
     heads: Mapped[list[list[int]]] = mapped_column(JSON)  # [[layer, head], ...]
+
+
+class HeadEffect(Base):
+    """How much one head matters for one task (or "all"), by one measure of
+    :mod:`apmae.atlas.importance` (``shap_abs``, ``shap``, ``causal_accuracy``,
+    ``causal_logprob``), with its 95% bootstrap interval over ``n`` train-split scenarios."""
+
+    __tablename__ = "head_effects"
+    __table_args__ = (UniqueConstraint("run_id", "task", "measure", "layer", "head"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    task: Mapped[str] = mapped_column(String)
+    measure: Mapped[str] = mapped_column(String)
+    layer: Mapped[int] = mapped_column(Integer)
+    head: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+    lo: Mapped[float] = mapped_column(Float)
+    hi: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class Intervention(Base):
+    """One selective intervention tested on held-out scenarios (:mod:`apmae.atlas.intervention`):
+    ``size`` heads chosen by ``method`` for ``task`` (or "all", pooled), their accuracy change
+    with its interval and where it falls among random heads of equal count."""
+
+    __tablename__ = "interventions"
+    __table_args__ = (UniqueConstraint("run_id", "task", "method", "size"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    task: Mapped[str] = mapped_column(String)
+    method: Mapped[str] = mapped_column(String)  # apmae.atlas.intervention.METHODS or "random"
+    size: Mapped[int] = mapped_column(Integer)
+    heads: Mapped[list[str]] = mapped_column(JSON)  # ["L1H4", ...]; conditional: "L1H4@3" (cluster 3)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from apmae.atlas.sweep import collapse_points
+from apmae.atlas.sweep import STRATEGIES, collapse_points
 from apmae.db import models as m
 from apmae.heatmap import FLOOR, log10_matrix, thumbnail_png
 from apmae.report import build_report
@@ -71,14 +71,66 @@ def _head(session: Session, rid: int, layer: int, head: int) -> m.Head:
     return row
 
 
+def _causal(session: Session, rid: int, task: str = "all") -> dict[tuple[int, int], m.HeadEffect]:
+    return {(e.layer, e.head): e for e in session.scalars(select(m.HeadEffect).where(
+        m.HeadEffect.run_id == rid, m.HeadEffect.task == task,
+        m.HeadEffect.measure == "causal_accuracy"))}
+
+
+def _effect_fields(e: m.HeadEffect | None) -> dict:
+    """A head's pooled causal effect, and whether the explorer suggests ablating it: its
+    single ablation raised train-split accuracy, interval above zero."""
+    return {"causal_accuracy": e.value if e else None,
+            "causal_accuracy_ci": [e.lo, e.hi] if e else None,
+            "suggested_ablation": bool(e and e.lo > 0)}
+
+
 @router.get("/heads", responses=errors(404))
 def heads(state: Explorer = Depends(explorer), session: Session = Depends(db)) -> list[dict]:
-    """Every head with its clustering summary and importance: the layer × head grid."""
+    """Every head with its clustering summary, its SHAP in the correctness predictor
+    (``importance``) and its causal single-ablation effect: the layer × head grid."""
     rid = run_id(state)
+    causal = _causal(session, rid)
     return [{"layer": h.layer, "head": h.head, "n_clusters": h.n_clusters,
-             "noise_share": h.noise_share, "importance": h.importance}
+             "noise_share": h.noise_share, "importance": h.importance,
+             **_effect_fields(causal.get((h.layer, h.head)))}
             for h in session.scalars(select(m.Head).where(m.Head.run_id == rid)
                                      .order_by(m.Head.layer, m.Head.head))]
+
+
+@router.get("/head-effects", responses=errors(404))
+def head_effects(task: str = "all", state: Explorer = Depends(explorer),
+                 session: Session = Depends(db)) -> dict:
+    """Per head, every measure of how much it matters for ``task`` (``all``: pooled): SHAP in
+    the correctness predictor and the causal effect of ablating it alone, each with its 95%
+    interval and the number of train-split scenarios it was measured on."""
+    rid = run_id(state)
+    e = m.HeadEffect
+    rows = session.scalars(select(e).where(e.run_id == rid, e.task == task)
+                           .order_by(e.measure, e.layer, e.head)).all()
+    tasks = session.scalars(select(e.task).where(e.run_id == rid).distinct().order_by(e.task)).all()
+    if not rows and task not in tasks:
+        raise HTTPException(404, f"no head effects for task {task!r} (tasks: {', '.join(tasks)}); "
+                                 "run `apmae predictor train` and `apmae sweep`")
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r.measure, []).append({"layer": r.layer, "head": r.head, "value": r.value,
+                                              "ci": [r.lo, r.hi], "n": r.n})
+    return {"task": task, "tasks": tasks, "measures": out}
+
+
+@router.get("/interventions", responses=errors(404))
+def interventions(state: Explorer = Depends(explorer)) -> dict:
+    """Selective interventions: per task and method, the heads chosen on the train split and
+    their held-out accuracy change with its interval beside random heads of equal count;
+    pooled over tasks; and which method wins."""
+    from apmae.atlas.build import intervention_summary
+
+    run_id(state)
+    section = intervention_summary(state.engine, state.run.name)
+    if section is None:
+        raise HTTPException(404, "no interventions in this run (run `apmae sweep`)")
+    return section
 
 
 def _cluster_out(c: m.Cluster, medoid_key: str | None) -> dict:
@@ -95,7 +147,8 @@ def head_detail(layer: PathInt, head: PathInt, state: Explorer = Depends(explore
                            .outerjoin(m.Scenario, m.Scenario.id == m.Cluster.medoid_scenario_id)
                            .where(m.Cluster.head_id == h.id).order_by(m.Cluster.size.desc())).all()
     return {"layer": layer, "head": head, "n_clusters": h.n_clusters, "noise_share": h.noise_share,
-            "importance": h.importance, "clusters": [_cluster_out(c, key) for c, key in rows]}
+            "importance": h.importance, **_effect_fields(_causal(session, h.run_id).get((layer, head))),
+            "clusters": [_cluster_out(c, key) for c, key in rows]}
 
 
 @router.get("/heads/{layer}/{head}/map", responses=errors(404, 422))
@@ -224,7 +277,7 @@ async def scenario_thumb(key: str, layer: int, head: int, state: Explorer = Depe
 
 
 @router.get("/sweep", responses=errors(404, 422))
-def sweep(strategy: Literal["positive", "negative", "neutral", "random"] | None = None,
+def sweep(strategy: Literal[STRATEGIES] | None = None,
           state: Explorer = Depends(explorer), session: Session = Depends(db)) -> dict:
     """Accuracy against the number of ablated heads per strategy, flips, collapse points."""
     rid = run_id(state)

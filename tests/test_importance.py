@@ -1,0 +1,135 @@
+"""Head importance: SHAP finds the head a planted predictor reads, the causal measure finds the
+head whose ablation flips a planted model, and the interventions' pieces do what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from apmae.atlas.heldout import Classifier, Features, HeldoutConfig
+from apmae.atlas.importance import (causal_effects, mean_interval, per_head, shap_effects,
+                                    single_head_scores)
+from apmae.atlas.intervention import change, enriched_pairs, sample_per_task, versus_random
+from apmae.atlas.sweep import first_token_scores
+from apmae.intervene import ablate_heads
+from apmae.lm.load import Target
+from apmae.scenarios import Scenario
+
+from conftest import TINY_VOCAB, tiny_starcoder2
+
+PLANTED = (1, 2)
+
+
+def _scenario(i: int, task: str, ids: list[int], target: int, split: str = "train") -> Scenario:
+    return Scenario(id=f"s{i}", task=task, path=None, split=split, start=None, end=None,
+                    target="", prefix="", suffix="", input_ids=ids, target_ids=[target],
+                    window=len(ids), tokenizer="")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A tiny model whose head ``PLANTED`` dominates the output, and scenarios whose target is
+    what the model says with that head switched off: ablating it alone fixes them."""
+    model = tiny_starcoder2()
+    width = model.config.hidden_size // model.config.num_attention_heads
+    with torch.no_grad():
+        model.model.layers[PLANTED[0]].self_attn.o_proj.weight[
+            :, PLANTED[1] * width:(PLANTED[1] + 1) * width] *= 30
+    target = Target("planted", model, None, None, 2, 4, 64)
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(0, TINY_VOCAB, 16).tolist() for _ in range(60)]
+    with ablate_heads(model, [PLANTED]), torch.no_grad():
+        wanted = model(input_ids=torch.tensor(prompts)).logits[:, -1].argmax(-1).tolist()
+    return target, [_scenario(i, "ab"[i % 2], p, t) for i, (p, t) in enumerate(zip(prompts, wanted))]
+
+
+def test_causal_importance_finds_the_head_whose_ablation_fixes_the_planted_model(planted):
+    target, scenarios = planted
+    hits, lps = single_head_scores(target, scenarios, 2, 4, batch_size=16)
+    assert hits.shape == (9, len(scenarios)) and hits[0].mean() < 0.5  # the head hurts as it is
+    effects = {(e.measure, e.task): e for e in causal_effects(
+        hits, lps, np.array([s.task for s in scenarios]), 200, 0)}
+    index = PLANTED[0] * 4 + PLANTED[1]
+    for task in ("a", "b", "all"):
+        acc = effects[("causal_accuracy", task)]
+        assert int(np.argmax(acc.value)) == index and acc.lo[index] > 0
+        assert np.flatnonzero(acc.lo > 0).tolist() == [index]  # no other head is credited
+        assert int(np.argmax(effects[("causal_logprob", task)].value)) == index
+    # single-head rows are the same passes as ablating that head by hand
+    h, lp = first_token_scores(target, scenarios, 16, [PLANTED])
+    assert (hits[1 + index] == h).all() and np.allclose(lps[1 + index], lp)
+
+
+def test_shap_finds_the_head_a_planted_predictor_reads():
+    rng = np.random.default_rng(0)
+    n, heads, per = 600, 6, 3
+    x = rng.normal(size=(n, heads * per)).astype(np.float32)
+    tasks = np.array(["a", "b"])[rng.integers(0, 2, n)]
+    y = x[:, 3 * per] + 0.3 * rng.normal(size=n) > 0  # head 3's first column decides
+    f = Features.per_head(x, heads)
+    model = Classifier("row_stats", HeldoutConfig(max_iter=100), ["a", "b"]).fit(f, tasks, y)
+    contrib = model.contributions(f, tasks)
+    # exact TreeSHAP: the columns' shares, the task's and the bias add up to the log-odds
+    design = model._design(f, tasks, fit=False)[0]
+    full = model.model.predict(design, pred_contrib=True)
+    assert np.allclose(full[:, :f.x.shape[1]], contrib)
+    p = model.predict(f, tasks)
+    assert np.allclose(full.sum(1), np.log(p / (1 - p)), atol=1e-6)
+    by_head = per_head(contrib, f.head, heads)
+    effects = {(e.measure, e.task): e for e in shap_effects(by_head, tasks, y, 200, 0)}
+    for task in ("a", "b", "all"):
+        assert int(np.argmax(effects[("shap_abs", task)].value)) == 3
+    # over wrong completions the deciding head pushes towards "wrong": most negative
+    assert int(np.argmin(effects[("shap", "all")].value)) == 3
+
+
+def test_shap_of_reduced_columns_is_not_attributed():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    y = x[:, 0] > 0
+    tasks = np.full(200, "a")
+    f = Features.join(Features.per_head(x[:, :4], 2),
+                      Features.per_head(x[:, 4:], 2, reduce=np.ones(4, bool)))
+    model = Classifier("rows+embeddings", HeldoutConfig(max_iter=50, pca_components=2), ["a"]).fit(
+        f, tasks, y)
+    contrib = model.contributions(f, tasks)
+    assert np.isnan(contrib[:, 4:]).all() and not np.isnan(contrib[:, :4]).any()
+    assert per_head(contrib, f.head, 2).shape == (200, 2)
+
+
+def test_mean_interval_covers_the_truth_at_its_nominal_rate():
+    rng = np.random.default_rng(2)
+    covered = 0
+    for seed in range(200):
+        values = rng.normal(0.3, 1.0, size=(80, 1))
+        _, lo, hi = mean_interval(values, 400, seed)
+        covered += lo[0] <= 0.3 <= hi[0]
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_enriched_pairs_pick_the_failing_cluster():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(-1, 3, size=(200, 4))
+    y = rng.random(200) < 0.7
+    labels[:, 2] = np.where(~y, 5, labels[:, 2])  # every failure lands in cluster 5 of head 2
+    pairs = enriched_pairs(labels, y, min_cluster=4, k=1, heads_per_layer=2)
+    assert pairs == [((1, 0), 5)]
+    assert enriched_pairs(labels, np.ones(200, bool), 4, 2, 2) == []  # no failures: nothing
+
+
+def test_change_pairs_scenarios_and_counts_flips():
+    base = (np.array([True, False, False, True]), np.zeros(4))
+    after = (np.array([True, True, True, False]), np.ones(4))
+    c = change(base, after, 200, 0)
+    assert c["incorrect_to_correct"] == 2 and c["correct_to_incorrect"] == 1 and c["net_flips"] == 1
+    assert c["accuracy_change"] == 0.25 and c["logprob_change"] == 1.0
+    r = versus_random(0.25, np.array([-0.1, 0.0, 0.3, 0.1]))
+    assert r["share_of_random_beaten"] == 0.75
+
+
+def test_sample_per_task_caps_each_task():
+    pool = [_scenario(i, "ab"[i % 2] if i < 10 else "a", [0], 0) for i in range(30)]
+    got = sample_per_task(pool, 4, 0)
+    assert sum(s.task == "a" for s in got) == 4 and sum(s.task == "b" for s in got) == 4
+    assert [s.id for s in got] == [s.id for s in pool if s in got]  # pool order kept
