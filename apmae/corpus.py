@@ -73,16 +73,22 @@ def decode_source(data: object) -> str | None:
         return None
 
 
-def find_jdk_src_zip() -> Path | None:
-    """The ``lib/src.zip`` of a JDK: ``JAVA_HOME`` first, then the usual JDK folders."""
+def jdk_src_zips() -> list[Path]:
+    """Every JDK ``lib/src.zip`` found: ``JAVA_HOME``'s first, then the usual JDK folders'."""
     homes = [os.environ["JAVA_HOME"]] if os.environ.get("JAVA_HOME") else []
     for pattern in JDK_GLOBS:
         homes.extend(sorted(glob.glob(pattern), reverse=True))
+    found: list[Path] = []
     for home in homes:
         for candidate in (Path(home) / "lib" / "src.zip", Path(home) / "src.zip"):
-            if candidate.is_file():
-                return candidate
-    return None
+            if candidate.is_file() and candidate.resolve() not in [f.resolve() for f in found]:
+                found.append(candidate)
+    return found
+
+
+def find_jdk_src_zip() -> Path | None:
+    """The first JDK ``lib/src.zip`` of :func:`jdk_src_zips`."""
+    return next(iter(jdk_src_zips()), None)
 
 
 def default_source() -> str:
@@ -92,6 +98,33 @@ def default_source() -> str:
         raise CorpusError("no JDK source found (set JAVA_HOME, or on Debian: "
                           "apt-get install openjdk-17-source)")
     return str(found)
+
+
+def data_identity(source: str | os.PathLike) -> dict:
+    """Path, size and SHA-256 of a corpus file, or of a directory's files in path order: what
+    says two corpora are the same one."""
+    source = Path(source)
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    h = hashlib.sha256()
+    for f in files:
+        if source.is_dir():
+            h.update(f.relative_to(source).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return {"path": str(source), "bytes": sum(f.stat().st_size for f in files),
+            "sha256": h.hexdigest()}
+
+
+def matching_corpus(expected: dict, candidates: list[Path]) -> tuple[Path, dict] | None:
+    """The first of ``candidates`` whose bytes are ``expected``'s (:func:`data_identity`), with
+    its identity; sizes are compared first so only a likely match is hashed."""
+    for c in candidates:
+        if c.stat().st_size == expected["bytes"] or c.is_dir():
+            identity = data_identity(c)
+            if identity["sha256"] == expected["sha256"]:
+                return c, identity
+    return None
 
 
 class Corpus:

@@ -9,6 +9,7 @@ sweep head ablations. Each stage reuses what an earlier build left.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -16,11 +17,14 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
-from .corpus import CorpusError, default_source, find_jdk_src_zip
+from .corpus import (CorpusError, data_identity, default_source, find_jdk_src_zip, jdk_src_zips,
+                     matching_corpus)
 from .extract import ExtractConfig, extract
 from .lm.load import load_target
+from .paths import DEFAULT_MODEL_DIR
 from .run import Run
 from .scenarios import TASKS, mine, write_scenarios
 
@@ -48,6 +52,7 @@ class DemoConfig:
     cluster_selection: str = "leaf"
     sweep_scenarios: int = 200  # held-out scenarios scored at each sweep point
     atlas: bool = True  # also build the atlas (AP-MAE, encode, cluster, predictor, sweep)
+    accept_corpus: bool = False  # mine a corpus other than the one the embedded model trained on
 
 
 @dataclass
@@ -65,19 +70,56 @@ class StageTimes:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
-def ensure_jdk_source() -> str:
-    """The JDK's ``src.zip``; on Debian, installs ``openjdk-17-source`` when it is missing."""
-    if find_jdk_src_zip() is None and shutil.which("apt-get"):
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        print("installing openjdk-17-source (the default corpus)...", file=sys.stderr)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([*sudo, "apt-get", "update", "-q"], check=False, env=env)
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "openjdk-17-source"], check=False,
-                       env=env)
-    try:
-        return default_source()
-    except CorpusError as e:
-        raise CorpusError(f"{e}; or pass a corpus explicitly") from None
+def trained_corpus() -> dict | None:
+    """The identity (path, bytes, SHA-256) of the corpus the embedded model was trained on."""
+    path = DEFAULT_MODEL_DIR / "data.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _install_jdk_source() -> None:
+    """On Debian, ``apt-get install openjdk-17-source`` (the default corpus)."""
+    if not shutil.which("apt-get"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    print("installing openjdk-17-source (the default corpus)...", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-q"], check=False, env=env)
+    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "openjdk-17-source"], check=False, env=env)
+
+
+def choose_corpus(source: str | None, expected: dict | None, accept_other: bool,
+                  install: Callable[[], None] = _install_jdk_source) -> tuple[str, dict]:
+    """The corpus to mine and its identity: ``source`` if given, else the JDK source whose
+    bytes are ``expected``'s (installed when missing), checked against ``expected``.
+
+    The corpus is split by directory into what the model trained on and what is held out; on
+    another corpus the held-out split can hold code the model saw, so a corpus that is not
+    ``expected`` is refused unless ``accept_other``."""
+    if source is None and expected is not None:
+        found = matching_corpus(expected, jdk_src_zips())
+        if found is None:
+            install()
+            found = matching_corpus(expected, jdk_src_zips())
+        if found is not None:
+            return str(found[0]), found[1]
+    if source is None:
+        if find_jdk_src_zip() is None:
+            install()
+        try:
+            source = default_source()
+        except CorpusError as e:
+            raise CorpusError(f"{e}; or pass a corpus explicitly") from None
+    identity = data_identity(source) if Path(source).exists() else {"path": source}
+    if expected is not None and identity.get("sha256") != expected["sha256"] and not accept_other:
+        have = (f"{identity['bytes']:,} bytes, SHA-256 {identity['sha256'][:12]}…"
+                if "sha256" in identity else "not a local file")
+        raise CorpusError(
+            f"{source} ({have}) is not the corpus the default model was trained on: {expected['path']} "
+            f"({expected['bytes']:,} bytes, SHA-256 {expected['sha256'][:12]}…). On another corpus "
+            "the held-out split may hold code the model trained on. Install it (Debian: "
+            "apt-get install openjdk-17-source) or point JAVA_HOME at that JDK; or pass "
+            "--accept-corpus to mine this one anyway")
+    return source, identity
 
 
 def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
@@ -85,7 +127,11 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
     """Mine (once) and extract (resumably) the default run, then build its atlas; ``model``
     None is the embedded one. ``times`` collects each stage's wall time."""
     times = times or StageTimes()
-    source = source or ensure_jdk_source()
+    expected = trained_corpus() if model is None else None
+    source, identity = choose_corpus(source, expected, cfg.accept_corpus)
+    run.update_meta(corpus={**identity, "model_card_sha256": expected and expected["sha256"],
+                            "matches_model_card": bool(expected)
+                            and identity.get("sha256") == expected["sha256"]})
     with times.stage("load"):
         target = load_target(model)
     settings = {"source": source, "per_task": cfg.per_task, "heldout_per_task": cfg.heldout_per_task,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from apmae.paths import DEFAULT_MODEL_DIR
 from apmae.pipeline import DemoConfig, build_default_run
 from apmae.run import Run
 
@@ -52,3 +53,46 @@ def test_default_run_mines_a_held_out_share_of_its_own(tmp_path, split_corpus, t
     test = [r for r in rows if r["split"] == "test"]
     assert test and all(r["task"] != "noise" for r in test)
     assert {r["split"] for r in rows if r["task"] != "noise"} == {"train", "test"}
+
+
+def _jdk(root, name: str, payload: bytes):
+    zip_path = root / name / "lib" / "src.zip"
+    zip_path.parent.mkdir(parents=True)
+    zip_path.write_bytes(payload)
+    return zip_path
+
+
+def test_the_default_corpus_is_the_one_the_model_card_names(tmp_path, monkeypatch):
+    from apmae import corpus
+    from apmae.corpus import CorpusError, data_identity
+    from apmae.pipeline import choose_corpus
+
+    other = _jdk(tmp_path, "temurin-25", b"another JDK's source")
+    trained = _jdk(tmp_path, "openjdk-17", b"the source the model trained on")
+    expected = data_identity(trained)
+    monkeypatch.setattr(corpus, "JDK_GLOBS", (str(tmp_path / "*"),))
+    monkeypatch.setenv("JAVA_HOME", str(other.parent.parent))  # the wrong JDK comes first
+    installs = []
+    # the matching JDK is found even where another one comes first
+    assert choose_corpus(None, expected, False, install=lambda: installs.append(1)) == (
+        str(trained), expected)
+    assert installs == []
+    # only the wrong JDK: installing is tried, then a refusal that names both and the way out
+    trained.unlink()
+    with pytest.raises(CorpusError, match="accept-corpus") as e:
+        choose_corpus(None, expected, False, install=lambda: installs.append(1))
+    assert installs == [1] and str(other) in str(e.value) and expected["sha256"][:12] in str(e.value)
+    source, identity = choose_corpus(None, expected, True, install=lambda: None)
+    assert source == str(other) and identity["sha256"] != expected["sha256"]
+    # a corpus given explicitly is checked too; a model without a card is not
+    with pytest.raises(CorpusError, match="not the corpus"):
+        choose_corpus(str(other), expected, False)
+    assert choose_corpus(str(other), None, False)[0] == str(other)
+
+
+def test_the_embedded_model_names_its_corpus():
+    from apmae.pipeline import trained_corpus
+
+    card = trained_corpus()
+    assert card["sha256"] in (DEFAULT_MODEL_DIR / "README.md").read_text()
+    assert f"{card['bytes']:,}" in (DEFAULT_MODEL_DIR / "README.md").read_text()

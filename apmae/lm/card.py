@@ -8,13 +8,13 @@ at the final weights and at every kept snapshot (the learning curve).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..corpus import data_identity
 from ..extract import ExtractConfig, extract
 from ..report import task_table
 from ..paths import atomic_path, home_relative
@@ -24,20 +24,6 @@ from .load import load_target
 
 SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                  "tokenizer_config.json")
-
-
-def data_identity(source: Path) -> dict:
-    """Path, size and SHA-256 of a corpus file, or of a directory's files in path order."""
-    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-    h = hashlib.sha256()
-    for f in files:
-        if source.is_dir():
-            h.update(f.relative_to(source).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    return {"path": str(source), "bytes": sum(f.stat().st_size for f in files),
-            "sha256": h.hexdigest()}
 
 
 def heldout_accuracy(model_dir: Path, scenarios: Path, batch_size: int = 16) -> dict:
@@ -269,4 +255,6 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
         tmp.write_text(json.dumps([portable(st.config) for st in stages], indent=2))
     (dest / "README.md").write_text(render_card(stages, final, curve, data, per_task))
     (dest / "heldout.json").write_text(json.dumps({"final": final, "curve": curve}, indent=1))
+    # the corpus's identity, which `apmae demo` checks its default corpus against
+    (dest / "data.json").write_text(json.dumps(data, indent=1))
     return final
