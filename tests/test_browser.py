@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from pathlib import Path
 
@@ -158,11 +159,156 @@ def test_grid_click_opens_the_head(page, base_url):
     assert page.inner_text("#head-title") == f"Head L{target['layer']} H{target['head']}"
 
 
-def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
-    # the tiny run's heads are all equally (un)important: make L0 H1 the important one
-    heads = _get(base_url, "/api/heads")
+CI = r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]"  # "0.71 [0.66, 0.75]"
+MARKUP = "<img src=x onerror=window.__pwned=1>"
+
+
+def _kind(auc: float, within: float, half: float = 0.04, **extra) -> dict:
+    """A held-out kind's metrics with intervals ``half`` either side."""
+    return {"auc": auc, "auc_ci": [auc - half, auc + half], "within_task_auc": within,
+            "within_task_auc_ci": [within - half, within + half], "balanced_accuracy": 0.6, "brier": 0.22,
+            "tasks_above_chance": ["identifiers", "keywords"], "attention": True, "selected": False, **extra}
+
+
+def _heldout() -> dict:
+    """Held-out numbers with a clear order: the live kind above the model's confidence in AUC,
+    level with it within tasks; embeddings above row statistics, clusters level."""
+    live = _kind(0.74, 0.60, selected=True)
+    return {"predictor": "rows+embeddings", **live, "selection_rule": "highest train-split within-task AUC",
+            "n_train": 400, "n_test": 300,
+            "baselines": {"task_prior": _kind(0.66, 0.50, attention=False, tasks_above_chance=[]),
+                          "lm_confidence": _kind(0.62, 0.59, attention=False),
+                          "pattern_stats": _kind(0.63, 0.52), "row_stats": _kind(0.64, 0.53)},
+            "variants": {"clusters": _kind(0.64, 0.55), "embeddings": _kind(0.72, 0.63),
+                         "rows+clusters": _kind(0.65, 0.56), "rows+embeddings": live,
+                         MARKUP: _kind(0.5, 0.5)}}
+
+
+def test_overview_shows_heldout_comparison_and_intervention(page, base_url, shots):
+    report = _get(base_url, "/api/run")["report"]
+    ho = report["predictor"]["heldout"]
+    _open(page, base_url, "/")
+    page.wait_for_selector("#heldout-table tbody tr")
+    kinds = len(ho.get("baselines", {})) + len(ho.get("variants", {}))
+    assert page.locator("#heldout-table tbody tr").count() == kinds
+    assert page.locator("#heldout-table tbody tr.live").count() == 1
+    assert f"{ho['predictor']} (live)" in page.inner_text("#heldout-table tbody tr.live")
+    rows = page.eval_on_selector_all("#heldout-table tbody tr", "trs => trs.map((tr) => tr.cells[2].textContent)")
+    assert all(re.fullmatch(CI, r) for r in rows), rows  # AUC with its interval
+    verdict = page.inner_text("#heldout-verdict")
+    assert "lm_confidence" in verdict and ("above" in verdict or "level with" in verdict or "below" in verdict)
+    assert "AP-MAE" in verdict and "row_stats" in verdict
+    # the pooled intervention table and its verdict
+    iv = report["intervention"]
+    sizes = sum(len(v) for v in iv["all"].values())
+    assert page.locator("#intervention-table tbody tr").count() == sizes
+    assert "The paper's claim" in page.inner_text("#intervention-verdict")
+    assert "shuffl" not in page.inner_text("main")  # importance is SHAP now, not a shuffle
+    _shoot(page, shots, "overview-heldout")
+
+    # made-up numbers with a clear order: the sentences follow them, data stays text
+    run = _get(base_url, "/api/run")
+    run["report"]["predictor"]["heldout"] = _heldout()
+    page.route("**/api/run", lambda route: route.fulfill(json=run))
+    heads = _suggest(_get(base_url, "/api/heads"), 1, 2)
+    page.route("**/api/heads", lambda route: route.fulfill(json=heads))
+    _open(page, base_url, "/?colour=causal_accuracy")
+    page.wait_for_selector("#grid-plot .main-svg")
+    verdict = page.inner_text("#heldout-verdict")
+    assert "(rows+embeddings) is above the model's own confidence (lm_confidence) in AUC (0.74 [0.70, 0.78] vs 0.62 [0.58, 0.66])" in verdict
+    assert "level with it in within-task AUC (intervals overlap: 0.60 [0.56, 0.64] vs 0.59 [0.55, 0.63])" in verdict
+    assert "clusters nothing measurable" in verdict and "embeddings +0.10 (0.63 [0.59, 0.67])" in verdict
+    assert page.locator("#heldout-table tbody tr").count() == 9
+    assert MARKUP in page.inner_text("#heldout-table") and page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("#heldout-table img").count() == 0
+    # the grid colours by causal effect and outlines the suggested head, with a legend line
+    assert page.input_value("#grid-colour") == "causal_accuracy"
+    marks = page.evaluate("() => document.getElementById('grid-plot').layout.shapes.map((s) => [s.x0 + 0.44, s.y0 + 0.44])")
+    assert [[round(x, 6), round(y, 6)] for x, y in marks] == [[2, 1]]
+    assert "suggested for ablation (1 head)" in page.inner_text("#grid-legend")
+    assert page.locator("#top-heads .badge.star").count() == 1
+    _shoot(page, shots, "overview-heldout-made-up")
+
+
+def _interventions(iv: dict, cluster: int) -> dict:
+    """The tiny run's interventions with a helpful pooled result and a conditional pair."""
+    iv = json.loads(json.dumps(iv))
+    task = sorted(iv["by_task"])[0]
+    iv["by_task"][task]["conditional"] = {"1": {
+        "heads": [f"L1H0@{cluster}"], "accuracy_change": 0.1, "accuracy_change_ci": [0.0, 0.2],
+        "logprob_change": 0.01, "incorrect_to_correct": 1, "correct_to_incorrect": 0, "net_flips": 1, "n": 1,
+        "random_mean": 0.0, "random_range": [0.0, 0.0], "share_of_random_beaten": 1.0, "base_accuracy": 0.0}}
+    iv["all"]["causal"]["3"].update(accuracy_change=0.05, accuracy_change_ci=[0.01, 0.09], share_of_random_beaten=0.97)
+    iv["verdict"] = {"best": {"method": "causal", "size": 3, "accuracy_change": 0.05, "accuracy_change_ci": [0.01, 0.09],
+                              "share_of_random_beaten": 0.97},
+                     "helps": [{"method": "causal", "size": 3}], "paper_claim": iv["verdict"]["paper_claim"], "reproduced": True}
+    return iv
+
+
+def test_sweep_shows_interventions_and_the_causal_strategy(page, base_url, shots):
+    iv = _get(base_url, "/api/interventions")
+    _open(page, base_url, "/sweep")
+    page.wait_for_selector("#acc-plot .main-svg")
+    names = page.evaluate("() => document.getElementById('acc-plot').data.map((t) => t.name).filter(Boolean)")
+    assert any(n.startswith("causal") for n in names), names
+    assert page.inner_text("#sweep-takeaway").startswith("Takeaway: ")
+    assert "causal" in page.inner_text("#collapse")
+    assert page.locator("#intervention-table tbody tr").count() == sum(len(v) for v in iv["all"].values())
+    assert "The paper's claim" in page.inner_text("#intervention-verdict")
+    # per task: every method and size, the chosen heads as links to their pages
+    rows = sum(len(sizes) for t in iv["by_task"].values() for m, sizes in t.items() if m != "random")
+    assert page.locator("#iv-tasks tbody tr").count() == rows
+    link = page.locator("#iv-tasks td.heads a").first
+    assert link.get_attribute("href").startswith("/head?layer=")
+    task = sorted(iv["by_task"])[1]
+    page.select_option("#iv-task", task)
+    assert f"task={task}" in page.url
+    assert page.locator("#iv-tasks tbody tr").count() == sum(len(v) for m, v in iv["by_task"][task].items() if m != "random")
+    _shoot(page, shots, "sweep-intervention")
+
+    # a conditional pair is a head and its cluster; a helpful result reproduces the claim
+    cluster = _get(base_url, "/api/heads/1/0")["clusters"][0]
+    made_up = _interventions(iv, cluster["label"])
+    page.route("**/api/interventions", lambda route: route.fulfill(json=made_up))
+    _open(page, base_url, "/sweep?method=conditional")
+    page.wait_for_selector(f"#iv-tasks td.heads a[href='/cluster?id={cluster['id']}']")
+    assert page.locator("#iv-tasks tbody tr").count() == 1
+    assert page.locator("#iv-tasks td.heads a").first.get_attribute("href") == "/head?layer=1&head=0"
+    verdict = page.inner_text("#intervention-verdict")
+    assert "Best: causal with 3 heads, +5.0 [+1.0, +9.0] points" in verdict and "reproduces here" in verdict
+    assert page.locator("#intervention-table tbody tr.helps").count() == 1
+    _shoot(page, shots, "sweep-intervention-made-up")
+
+
+def test_head_page_explains_shap_and_the_causal_effect(page, base_url, shots):
+    _open(page, base_url, "/head?layer=0&head=1")
+    summary = page.inner_text("#head-summary")
+    assert "shuffl" not in summary
+    assert "SHAP" in summary and "over wrong completions" in summary and "negative marks failures" in summary
+    assert "Causal effect" in summary and "suggested for ablation" not in summary
+    info = _get(base_url, "/api/heads/0/1")
+    info.update(importance=-0.0123, causal_accuracy=0.031, causal_accuracy_ci=[0.004, 0.058], suggested_ablation=True)
+    page.route("**/api/heads/0/1", lambda route: route.fulfill(json=info))
+    _open(page, base_url, "/head?layer=0&head=1")
+    page.wait_for_selector("#map-plot .main-svg")
+    summary = page.inner_text("#head-summary")
+    assert "SHAP -0.0123" in summary and "by +3.1 [+0.4, +5.8] points" in summary
+    assert "★ suggested for ablation" in summary
+    _shoot(page, shots, "head-effects")
+
+
+def _suggest(heads: list[dict], layer: int, head: int) -> list[dict]:
+    """The heads with only ``(layer, head)`` suggested for ablation (the tiny run has none)."""
     for h in heads:
-        h["importance"] = 0.25 if (h["layer"], h["head"]) == (0, 1) else 0.0
+        on = (h["layer"], h["head"]) == (layer, head)
+        h.update(causal_accuracy=0.04 if on else 0.0, causal_accuracy_ci=[0.01, 0.07] if on else [-0.02, 0.02],
+                 suggested_ablation=on)
+    return heads
+
+
+def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
+    # no head of the tiny run is suggested for ablation: suggest L0 H1 by its causal effect
+    heads = _suggest(_get(base_url, "/api/heads"), 0, 1)
     page.route("**/api/heads", lambda route: route.fulfill(json=heads))
     _open(page, base_url, "/try")
     assert "class Inventory" in page.input_value("#code")  # the example is there to run
@@ -173,7 +319,10 @@ def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
     assert page.locator("#try-grid img").count() == len(heads)
 
     assert page.locator("#try-grid td[data-layer='0'][data-head='1'] .badge.star").count() == 1
-    page.click("#suggest")  # ticks the suggested (most important) heads
+    assert page.locator("#try-grid .badge.star").count() == 1
+    hint = page.inner_text("#suggest-hint")
+    assert "suggests ablating L0 H1 (+4.0 [+1.0, +7.0] points)" in hint and "causal effect" in hint
+    page.click("#suggest")  # ticks the suggested heads
     assert page.is_checked("#try-grid input[data-head='0.1']")
     page.click("#rerun")
     page.wait_for_selector("#compare")

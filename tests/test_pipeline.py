@@ -17,6 +17,11 @@ def test_default_run_builds_and_resumes(tmp_path, java_dir, tiny_model_dir):
     first = [r["id"] for r in run.results()]
     assert len(first) == 14 and len(set(first)) == 14
     assert len(run.pattern_store()) == 5
+    from apmae.corpus import data_identity
+
+    # the run's facts name its corpus; a model other than the embedded one has no card to match
+    assert run.meta()["corpus"] == {**data_identity(java_dir), "model_card_sha256": None,
+                                    "matches_model_card": False}
     build_default_run(run, cfg, source=str(java_dir), model=str(tiny_model_dir))  # nothing to do
     assert [r["id"] for r in run.results()] == first
 

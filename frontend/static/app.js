@@ -73,6 +73,29 @@
   const prob = (v) => (v == null ? "—" : v === 0 || v >= 0.001 ? Number(v).toFixed(3) : Number(v).toExponential(1));
   const clusterName = (label) => (label == null ? "—" : label < 0 ? "noise" : `c${label}`);
 
+  /** `` [lo, hi]`` of a 95% interval (each end through ``f``), or "" without one. */
+  function interval(ci, f = (x) => Number(x).toFixed(2)) {
+    return ci && ci[0] != null && ci[1] != null ? ` [${f(ci[0])}, ${f(ci[1])}]` : "";
+  }
+  /** A value with its interval: "0.71 [0.66, 0.75]". */
+  const withCi = (v, ci, d = 2) => (v == null ? "—" : `${num(v, d)}${interval(ci, (x) => num(x, d))}`);
+  /** An accuracy change in points, signed: 0.05 → "+5.0" (a real minus sign below zero). */
+  function delta(v, d = 1) {
+    if (v == null || Number.isNaN(v)) return "—";
+    const t = Math.abs(100 * v).toFixed(d);
+    return Number(t) === 0 ? t : `${v > 0 ? "+" : "−"}${t}`;  // no sign on what rounds to zero
+  }
+  const deltaCi = (v, ci) => (v == null ? "—" : `${delta(v)}${interval(ci, delta)}`);
+
+  /** How interval ``a`` lies against interval ``b``: "above", "below" or "level" (they
+   * overlap); null when a value is missing. A missing interval counts as its point. */
+  function versus(a, aci, b, bci) {
+    if (a == null || b == null) return null;
+    const [alo, ahi] = aci && aci[0] != null ? aci : [a, a];
+    const [blo, bhi] = bci && bci[0] != null ? bci : [b, b];
+    return alo > bhi ? "above" : ahi < blo ? "below" : "level";
+  }
+
   /** Whitespace made visible, for tokens and short strings shown out of their code. */
   function visible(s) {
     return String(s ?? "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/ /g, "·");
@@ -620,7 +643,10 @@
   const GRID_COLOURS = {
     n_clusters: { title: "clusters", colorscale: [[0, "#eef4fb"], [1, "#08306b"]], text: "%{z}" },
     noise_share: { title: "noise share", colorscale: [[0, "#f5f5f5"], [1, "#252525"]], text: "%{z:.0%}" },
-    importance: { title: "importance", colorscale: [[0, "#b2182b"], [0.5, "#f7f7f7"], [1, "#2166ac"]], text: "%{z:.3f}", diverging: true },
+    importance: { title: "SHAP (log-odds)", colorscale: [[0, "#b2182b"], [0.5, "#f7f7f7"], [1, "#2166ac"]], text: "%{z:.3f}", diverging: true },
+    // accuracy changes drawn in points (×100), so that the cells read as the tables do
+    causal_accuracy: { title: "Δ accuracy (points)", colorscale: [[0, "#b2182b"], [0.5, "#f7f7f7"], [1, "#1a9850"]], text: "%{z:+.1f}",
+      diverging: true, scale: 100 },
   };
 
   async function overview() {
@@ -639,6 +665,8 @@
     if (run.problem) status(`The run is not ready: ${run.problem}`);
 
     runFacts(run);
+    heldoutTable(report.predictor && report.predictor.heldout, report.predictor);
+    interventionView($("#intervention"), report.intervention);
     accuracyChart(report);
     predictorChart(report);
     reconstructionChart(report);
@@ -651,9 +679,18 @@
     select.addEventListener("change", draw);
     draw();
     topHeads(heads);
-    const columns = ["layer", "head", "n_clusters", "noise_share", "importance"];
+    const columns = ["layer", "head", "n_clusters", "noise_share", "importance", "causal_accuracy", "causal_accuracy_ci", "suggested_ablation"];
     $("#heads-csv").addEventListener("click", () => download("heads.csv", csv(heads, columns), "text/csv"));
     $("#heads-json").addEventListener("click", () => download("heads.json", JSON.stringify(heads, null, 2), "application/json"));
+  }
+
+  /** The corpus's size and hash, and whether it is the one the model card names. */
+  function corpusFact(c) {
+    if (!c || !c.sha256) return null;
+    const which = c.model_card_sha256 == null ? "no model card to compare with"
+      : c.matches_model_card ? "the corpus the model was trained on (its card's hash)"
+      : "NOT the corpus the model was trained on: its held-out split may hold code the model saw";
+    return `${Number(c.bytes).toLocaleString("en")} bytes, SHA-256 ${c.sha256.slice(0, 12)}… — ${which}`;
   }
 
   function runFacts(run) {
@@ -667,6 +704,7 @@
       ["window", run.window ? `${run.window} tokens` : null],
       ["scenarios", overall ? `${overall.n} (besides noise); first-token accuracy ${pct(overall.accuracy_first_token)}, exact ${pct(overall.accuracy_exact)}` : null],
       ["mined from", meta.mining ? `${meta.mining.source} (seed ${meta.mining.seed})` : null],
+      ["corpus", corpusFact(meta.corpus)],
       ["clusters", clusters.heads ? `${num(clusters.clusters_per_head_mean, 2)} per head on average; ${pct(clusters.clustered_share)} of patterns clustered` : null],
       ["patterns kept", r.patterns ? `${r.patterns.stored} scenarios` : null],
       ["missing", run.missing && run.missing.length ? run.missing.join(", ") : null],
@@ -676,13 +714,16 @@
   function headHeatmap(heads, run, key) {
     const layers = run.layers ?? Math.max(...heads.map((h) => h.layer)) + 1;
     const nheads = run.heads ?? Math.max(...heads.map((h) => h.head)) + 1;
+    const spec = GRID_COLOURS[key];
+    const value = (h) => (h[key] == null ? null : h[key] * (spec.scale || 1));
     const z = Array.from({ length: layers }, () => Array(nheads).fill(null));
     const text = Array.from({ length: layers }, () => Array(nheads).fill(""));
     for (const h of heads) {
-      z[h.layer][h.head] = h[key];
-      text[h.layer][h.head] = `${headName(h.layer, h.head)}<br>clusters ${h.n_clusters}<br>noise ${pct(h.noise_share)}<br>importance ${num(h.importance, 4)}`;
+      z[h.layer][h.head] = value(h);
+      text[h.layer][h.head] = `${headName(h.layer, h.head)}<br>clusters ${h.n_clusters}<br>noise ${pct(h.noise_share)}` +
+        `<br>SHAP ${num(h.importance, 4)}<br>causal ${deltaCi(h.causal_accuracy, h.causal_accuracy_ci)} points` +
+        (h.suggested_ablation ? "<br>suggested for ablation" : "");
     }
-    const spec = GRID_COLOURS[key];
     const trace = {
       type: "heatmap", z, text, x: [...Array(nheads).keys()], y: [...Array(layers).keys()],
       colorscale: spec.colorscale, xgap: 1, ygap: 1,
@@ -690,16 +731,21 @@
       hovertemplate: "%{text}<extra></extra>", colorbar: { title: { text: spec.title }, thickness: 12 },
     };
     if (spec.diverging) {
-      const m = Math.max(1e-9, ...heads.map((h) => Math.abs(h.importance || 0)));
+      const m = Math.max(1e-9, ...heads.map((h) => Math.abs(value(h) || 0)));
       trace.zmin = -m; trace.zmax = m;
     } else if (key === "noise_share") {
       trace.zmin = 0; trace.zmax = Math.max(1e-9, ...heads.map((h) => h.noise_share || 0));
     }
+    // suggested heads: their cells outlined (hover and click still reach the cell)
+    const suggested = heads.filter((h) => h.suggested_ablation);
+    const outlines = suggested.map((h) => ({ type: "rect", xref: "x", yref: "y", x0: h.head - 0.44, x1: h.head + 0.44,
+      y0: h.layer - 0.44, y1: h.layer + 0.44, line: { color: "#111", width: 2.5 }, fillcolor: "rgba(0,0,0,0)" }));
     const div = $("#grid-plot");
     div.style.height = `${Math.min(720, Math.max(220, 40 + layers * 26))}px`;
     plot(div, [trace], {
+      shapes: outlines,
       margin: { l: 48, r: 8, t: 8, b: 40 },
-      xaxis: { title: { text: "head" }, dtick: nheads > 16 ? 2 : 1, showgrid: false, zeroline: false },
+      xaxis: { title: { text: "head" }, dtick: nheads > 16 ? 2 : 1, showgrid: false, zeroline: false, range: [-0.5, nheads - 0.5] },
       yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: layers > 16 ? 2 : 1, showgrid: false, zeroline: false },
     }, `heads-${key}`).then(() => {
       div.removeAllListeners && div.removeAllListeners("plotly_click");
@@ -708,21 +754,194 @@
         if (p) location.href = href("/head", { layer: p.y, head: p.x });
       });
     });
+    const legend = clear($("#grid-legend"));
+    if (!heads.some((h) => h.causal_accuracy != null)) {
+      legend.append("No causal effects in this run yet (run `apmae sweep`), so no head is suggested for ablation.");
+    } else if (suggested.length) {
+      legend.append(el("span", { class: "outline", "aria-hidden": "true" }),
+        ` outlined: suggested for ablation (${suggested.length} head${suggested.length === 1 ? "" : "s"}) — ablating the head alone raised train-split accuracy, its 95% interval above zero.`);
+    } else {
+      legend.append("No head is suggested for ablation: no single ablation raised train-split accuracy with its 95% interval above zero.");
+    }
   }
 
   function topHeads(heads) {
     const body = clear($("#top-heads tbody"));
-    const ranked = [...heads].sort((a, b) => (b.importance || 0) - (a.importance || 0)).slice(0, 10);
-    if (!heads.some((h) => h.importance > 0)) {
-      $("#top-heads").before(el("p", { class: "hint", text: "No head has a positive importance in this run: shuffling any one head's cluster does not hurt the predictor." }));
+    const ranked = heads.filter((h) => h.importance != null).sort((a, b) => a.importance - b.importance).slice(0, 10);
+    if (!heads.some((h) => h.importance < 0)) {
+      $("#top-heads").before(el("p", { class: "hint", text: heads.some((h) => h.importance != null)
+        ? "No head has a negative SHAP in this run: no head's pattern marks failures."
+        : "No SHAP values in this run yet (run `apmae predictor train`)." }));
     }
     for (const h of ranked) {
       body.append(el("tr", null,
-        el("td", null, el("a", { href: href("/head", { layer: h.layer, head: h.head }), text: headName(h.layer, h.head) })),
+        el("td", null, el("a", { href: href("/head", { layer: h.layer, head: h.head }), text: headName(h.layer, h.head) }),
+          h.suggested_ablation ? el("span", { class: "badge star", title: "suggested for ablation", text: "★" }) : null),
         el("td", { class: "num", text: num(h.importance, 4) }),
+        el("td", { class: "num", text: deltaCi(h.causal_accuracy, h.causal_accuracy_ci) }),
         el("td", { class: "num", text: h.n_clusters }),
         el("td", { class: "num", text: pct(h.noise_share) })));
     }
+  }
+
+  // ---------------------------------------------------------------- held-out prediction
+
+  const KIND_FROM = { task_prior: "task alone", lm_confidence: "model output" };
+  const KIND_NOTES = {
+    task_prior: "the task's base rate on the train split",
+    lm_confidence: "the model's own output (top-1 probability, entropy): no attention",
+    pattern_stats: "hand-made statistics of each head's pattern, without AP-MAE",
+    row_stats: "statistics of each head's predicting row, without AP-MAE",
+    clusters: "each head's AP-MAE cluster",
+    embeddings: "each head's AP-MAE embedding",
+    "rows+clusters": "row statistics and AP-MAE clusters",
+    "rows+embeddings": "row statistics and AP-MAE embeddings",
+  };
+
+  /** Every kind of the held-out comparison, baselines first: [{name, from, ...metrics}]. */
+  function heldoutKinds(ho) {
+    const out = [];
+    for (const group of ["baselines", "variants"]) {
+      for (const [name, k] of Object.entries(ho[group] || {})) {
+        if (!k || typeof k !== "object") continue;
+        out.push({ ...k, name, from: k.attention ? "attention" : KIND_FROM[name] || "other" });
+      }
+    }
+    // the live kind's own numbers, when it is not among the listed ones
+    if (ho.predictor && !out.some((k) => k.name === ho.predictor)) out.push({ ...ho, name: ho.predictor, from: "attention", attention: true, selected: true });
+    return out;
+  }
+
+  const RELATION = { above: "above", below: "below", level: "level with (intervals overlap)" };
+
+  /** The sentences that say which predictor wins, computed from the numbers. */
+  function heldoutVerdict(ho, kinds) {
+    const out = [];
+    const live = kinds.find((k) => k.selected) || kinds.find((k) => k.name === ho.predictor);
+    const lm = kinds.find((k) => k.name === "lm_confidence");
+    const pair = (a, b, m) => `${withCi(a[m], a[`${m}_ci`])} vs ${withCi(b[m], b[`${m}_ci`])}`;
+    /** "above the model's own confidence in AUC (0.71 [..] vs 0.62 [..])" and the like. */
+    const compare = (a, b, m, what, them) => {
+      const r = versus(a[m], a[`${m}_ci`], b[m], b[`${m}_ci`]);
+      if (!r) return `not measurable in ${what} here (too few of both classes${m === "within_task_auc" ? " within tasks" : ""})`;
+      return `${RELATION[r].replace(" (intervals overlap)", "")} ${them} in ${what} (${r === "level" ? "intervals overlap: " : ""}${pair(a, b, m)})`;
+    };
+    if (live && live.attention && lm) {
+      out.push(`The live attention-only predictor (${live.name}) is ${compare(live, lm, "auc", "AUC", "the model's own confidence (lm_confidence)")}, ` +
+        `and ${compare(live, lm, "within_task_auc", "within-task AUC", "it")}.`);
+    } else if (live && lm) {
+      out.push(`The live predictor (${live.name}) does not read attention alone; the model's own confidence has ` +
+        `AUC ${withCi(lm.auc, lm.auc_ci)}, within-task AUC ${withCi(lm.within_task_auc, lm.within_task_auc_ci)}.`);
+    } else if (live) {
+      out.push(`The live predictor (${live.name}): AUC ${withCi(live.auc, live.auc_ci)}, within-task AUC ${withCi(live.within_task_auc, live.within_task_auc_ci)}; ` +
+        "the model's own confidence was not scored in this run, so there is nothing to compare it with.");
+    }
+    const rows = kinds.find((k) => k.name === "row_stats");
+    const mae = kinds.filter((k) => /clusters|embeddings/.test(k.name));
+    if (rows && mae.length) {
+      // within tasks where it can be measured (the pooled AUC also rewards knowing the task)
+      const m = rows.within_task_auc != null && mae.some((k) => k.within_task_auc != null) ? "within_task_auc" : "auc";
+      const what = m === "auc" ? "AUC" : "within-task AUC";
+      const base = `row_stats ${withCi(rows[m], rows[`${m}_ci`])}`;
+      const rel = mae.map((k) => versus(k[m], k[`${m}_ci`], rows[m], rows[`${m}_ci`]));
+      if (rel.every((r) => r === "level")) {
+        out.push(`AP-MAE adds nothing measurable over row statistics in ${what}: every AP-MAE kind's interval overlaps (${base}; ` +
+          `${mae.map((k) => `${k.name} ${withCi(k[m], k[`${m}_ci`])}`).join("; ")}).`);
+      } else {
+        const parts = mae.map((k, i) => `${k.name} ${rel[i] === "above" ? `+${num(k[m] - rows[m], 2)}` : rel[i] === "below" ? `${num(k[m] - rows[m], 2)} (worse)`
+          : rel[i] ? "nothing measurable" : "not measurable"} (${withCi(k[m], k[`${m}_ci`])})`);
+        out.push(`What AP-MAE adds over row statistics (${base}) in ${what}: ${parts.join("; ")}.`);
+      }
+    }
+    return out.join(" ");
+  }
+
+  function heldoutTable(ho, predictor) {
+    const verdict = $("#heldout-verdict"), body = clear($("#heldout-table tbody")), note = $("#heldout-note");
+    if (!ho || ho.skipped) {
+      verdict.replaceWith(el("p", { class: "hint", id: "heldout-verdict", text: ho ? `Skipped: ${ho.skipped}` : predictor
+        ? "No held-out evaluation in this run (retrain the predictor: `apmae predictor train`)." : "No predictor trained yet (run `apmae predictor train`)." }));
+      $("#heldout-table").closest(".table-wrap").hidden = true;
+      return;
+    }
+    const kinds = heldoutKinds(ho);
+    verdict.textContent = heldoutVerdict(ho, kinds);
+    for (const k of kinds) {
+      const above = k.tasks_above_chance || [];
+      body.append(el("tr", { class: k.selected ? "live" : null },
+        el("td", { title: KIND_NOTES[k.name] || null }, el("span", { class: "mono", text: k.name }), k.selected ? el("b", { text: " (live)" }) : null),
+        el("td", { text: k.from }),
+        el("td", { class: "num", text: withCi(k.auc, k.auc_ci) }),
+        el("td", { class: "num", text: withCi(k.within_task_auc, k.within_task_auc_ci) }),
+        el("td", { class: "num", text: num(k.balanced_accuracy, 2) }),
+        el("td", { class: "num", text: num(k.brier, 3) }),
+        el("td", { class: "num", title: above.length ? above.join(", ") : null, text: above.length }),
+      ));
+    }
+    note.append(`Trained on the train split (${ho.n_train ?? "?"} scenarios), scored once on ${ho.n_test ?? "?"} held-out scenarios; 95% bootstrap intervals. `,
+      "Within-task AUC: the AUC inside each task, averaged, so that knowing the task's base rate earns nothing. ",
+      "Brier: mean squared error of the probability (lower is better). ",
+      ho.selection_rule ? `The live kind: ${ho.selection_rule}.` : "");
+  }
+
+  // ---------------------------------------------------------------- selective intervention
+
+  const METHODS = {
+    shap: "heads with the most negative SHAP over wrong completions (the paper's selection)",
+    causal: "heads whose single ablation raised train accuracy most",
+    greedy: "forward selection on the train split",
+    conditional: "a head ablated only for inputs whose pattern at that head falls in a failure-enriched cluster",
+  };
+  const methodOrder = (names) => [...Object.keys(METHODS).filter((m) => names.includes(m)), ...names.filter((m) => !(m in METHODS) && m !== "random")];
+  const sizeOrder = (sizes) => Object.keys(sizes || {}).sort((a, b) => Number(a) - Number(b));
+
+  /** One sentence from the server's ``verdict``: the best method, whether any helps, the paper. */
+  function interventionVerdict(v) {
+    if (!v || !v.best) return "No selective intervention was measured.";
+    const b = v.best;
+    const parts = [`Best: ${b.method} with ${b.size} head${b.size === 1 ? "" : "s"}, ${deltaCi(b.accuracy_change, b.accuracy_change_ci)} points of accuracy, ` +
+      `beating ${pct(b.share_of_random_beaten, 0)} of random head sets of that size.`];
+    const helps = v.helps || [];
+    parts.push(helps.length
+      ? `Helps (interval above zero and beating ≥ 95% of random sets): ${helps.map((h) => `${h.method} with ${h.size} head${h.size === 1 ? "" : "s"}`).join(", ")}.`
+      : "None helps: no method has its interval above zero while beating ≥ 95% of random sets.");
+    if (v.paper_claim) parts.push(`The paper's claim (“${v.paper_claim}”) ${v.reproduced ? "reproduces here" : "does not reproduce here"}.`);
+    return parts.join(" ");
+  }
+
+  /** The pooled intervention table and its verdict into ``box``; ``iv``: the report's section. */
+  function interventionView(box, iv) {
+    clear(box);
+    if (!iv) { box.append(el("p", { class: "hint", text: "No selective interventions in this run yet (run `apmae sweep`)." })); return; }
+    if (iv.skipped) { box.append(el("p", { class: "hint", text: `Skipped: ${iv.skipped}` })); return; }
+    box.append(el("p", { class: "verdict", id: box.id ? `${box.id}-verdict` : null, text: interventionVerdict(iv.verdict) }));
+    const pooled = iv.all || {};
+    const body = el("tbody");
+    for (const method of methodOrder(Object.keys(pooled))) {
+      for (const size of sizeOrder(pooled[method])) {
+        const r = pooled[method][size];
+        const helps = ((iv.verdict && iv.verdict.helps) || []).some((x) => x.method === method && String(x.size) === size);
+        body.append(el("tr", { class: helps ? "helps" : null },
+          el("td", { title: METHODS[method] || null, text: method }),
+          el("td", { class: "num", text: size }),
+          el("td", { class: "num", text: deltaCi(r.accuracy_change, r.accuracy_change_ci) }),
+          el("td", { class: "num", text: r.net_flips ?? "—" }),
+          el("td", { class: "num", text: delta(r.random_mean) }),
+          el("td", { class: "num", text: r.random_range ? interval(r.random_range, delta).trim() : "—" }),
+          el("td", { class: "num", text: pct(r.share_of_random_beaten, 0) }),
+          el("td", { class: "num", text: `${r.n ?? "—"}${r.tasks != null ? ` (${r.tasks} task${r.tasks === 1 ? "" : "s"})` : ""}` })));
+      }
+    }
+    if (!body.children.length) body.append(el("tr", null, el("td", { colspan: 8, class: "hint", text: "No pooled results." })));
+    box.append(el("div", { class: "table-wrap flat" }, el("table", { class: "data compact", id: box.id ? `${box.id}-table` : null },
+      el("thead", null, el("tr", null, ["method", "heads ablated", "accuracy change (points) [95% CI]", "net flips", "random heads: mean",
+        "random heads: 95% range", "random sets beaten", "held-out scenarios"].map((t, i) => el("th", { class: i ? "num" : null, text: t })))), body)));
+    const st = iv.settings || {};
+    box.append(el("p", { class: "hint" },
+      `Heads chosen on ${st.train_used ?? "the"} train-split scenarios${st.train_per_task ? ` (up to ${st.train_per_task} per task)` : ""}, `,
+      `the change measured on ${st.heldout_used ?? "the"} held-out scenarios${st.heldout_per_task ? ` (up to ${st.heldout_per_task} per task)` : ""}, `,
+      `beside ${st.random_sets ?? "several"} random head sets of the same size per task. First-token accuracy; a change of 0.05 is +5 points. `,
+      "Methods: ", Object.keys(pooled).length ? methodOrder(Object.keys(pooled)).map((m, i) => [i ? "; " : "", el("i", { text: m }), `: ${METHODS[m] || "—"}`]) : "—", "."));
   }
 
   function accuracyChart(report) {
@@ -825,8 +1044,8 @@
     $("#crumb-head").textContent = headName(layer, head);
 
     const [run, info] = await Promise.all([api("/api/run"), api(`/api/heads/${layer}/${head}`)]);
-    $("#head-summary").textContent = `Layer ${layer}, head ${head}: ${info.n_clusters} cluster${info.n_clusters === 1 ? "" : "s"}, ` +
-      `${pct(info.noise_share)} noise, importance ${num(info.importance, 4)} (drop in the predictor's balanced accuracy when this head's cluster is shuffled).`;
+    $("#head-summary").append(`Layer ${layer}, head ${head}: ${info.n_clusters} cluster${info.n_clusters === 1 ? "" : "s"}, ${pct(info.noise_share)} noise. `,
+      ...headEffects(info));
 
     const stepper = $("#head-stepper");
     const go = (l, h, text) => (l >= 0 && h >= 0 && (run.layers == null || l < run.layers) && (run.heads == null || h < run.heads)
@@ -871,6 +1090,19 @@
     taskSel.addEventListener("change", load);
     corrSel.addEventListener("change", load);
     await load();
+  }
+
+  /** What a head does for correctness: its SHAP and its causal effect, as text and badges. */
+  function headEffects(info) {
+    const out = [];
+    out.push(info.importance == null ? "SHAP: not computed in this run (run `apmae predictor train`). "
+      : `SHAP ${num(info.importance, 4)} (its mean contribution to the correctness predictor's log-odds over wrong completions; negative marks failures). `);
+    out.push(info.causal_accuracy == null ? "Causal effect: not measured in this run (run `apmae sweep`)."
+      : `Causal effect: ablating this head alone changes train-split accuracy by ${deltaCi(info.causal_accuracy, info.causal_accuracy_ci)} points (95% interval).`);
+    if (info.suggested_ablation) {
+      out.push(" ", el("span", { class: "badge star", title: "its single ablation raised train-split accuracy, interval above zero", text: "★ suggested for ablation" }));
+    }
+    return out;
   }
 
   function drawMap(div, points, colour, layer, head) {
@@ -1213,14 +1445,26 @@ public class Inventory {
 
     const suggest = $("#suggest");
     suggest.disabled = true;
+    const suggestHint = $("#suggest-hint");
     api("/api/heads").then((heads) => {
       st.heads = heads;
-      heads.filter((h) => h.importance > 0).sort((a, b) => b.importance - a.importance).slice(0, 5)
-        .forEach((h) => st.suggested.add(`${h.layer}.${h.head}`));
+      // suggested by causal effect: the head's single ablation raised train accuracy (interval above zero)
+      const picked = heads.filter((h) => h.suggested_ablation).sort((a, b) => (b.causal_accuracy ?? 0) - (a.causal_accuracy ?? 0));
+      picked.forEach((h) => st.suggested.add(`${h.layer}.${h.head}`));
       suggest.disabled = !st.suggested.size;
-      suggest.title = st.suggested.size ? `tick the ${st.suggested.size} most important heads (★)` : "no head has a positive importance in this run";
+      suggest.title = st.suggested.size ? `tick the ${st.suggested.size} suggested head${st.suggested.size === 1 ? "" : "s"} (★)` : "no head is suggested for ablation in this run";
+      clear(suggestHint);
+      if (!heads.some((h) => h.causal_accuracy != null)) {
+        suggestHint.append("No causal effects in this run yet (run `apmae sweep`), so the explorer suggests no head for ablation.");
+      } else if (picked.length) {
+        append(suggestHint, ["By causal effect (the head ablated alone on the train split, accuracy change in points with its 95% interval above zero), the explorer suggests ablating ",
+          picked.map((h, i) => [i ? ", " : "", el("a", { href: href("/head", { layer: h.layer, head: h.head }), text: headName(h.layer, h.head) }),
+            ` (${deltaCi(h.causal_accuracy, h.causal_accuracy_ci)} points)`]), "."]);
+      } else {
+        suggestHint.append("No head's single ablation raised train-split accuracy with its 95% interval above zero, so the explorer suggests none for ablation.");
+      }
       if (st.result) renderGrid();
-    }).catch(() => { suggest.title = "no head importance in this run"; });
+    }).catch(() => { suggest.title = "no head effects in this run"; });
 
     // --- selection and cursor
     const selInfo = $("#sel-info"), cursorInfo = $("#cursor-info");
@@ -1374,10 +1618,6 @@ public class Inventory {
       return `top-1 ${pct(c.top1_prob)}, entropy ${c.entropy.toFixed(2)} nats${baseline} (from the output, not attention)`;
     }
 
-    function interval(ci) {
-      return ci ? ` [${ci[0].toFixed(2)}, ${ci[1].toFixed(2)}]` : "";
-    }
-
     function predictorNote(p) {
       if (!p) return null;
       const conf = p.lm_confidence_heldout_auc == null ? "" :
@@ -1452,7 +1692,7 @@ public class Inventory {
           el("button", { type: "button", class: "cell", title: `${headName(l, h)}: ${clusterName(entry.cluster)}`, onclick: () => showHead(l, h) },
             thumb(src, headName(l, h))),
           el("label", { class: "cap" }, box, ` ${clusterName(entry.cluster)}`,
-            st.suggested.has(k) ? el("span", { class: "badge star", title: "among the 5 most important heads", text: "★" }) : null),
+            st.suggested.has(k) ? el("span", { class: "badge star", title: "suggested for ablation: its single ablation raised train-split accuracy", text: "★" }) : null),
         ];
       });
       for (const td of grid.querySelectorAll("td")) {
@@ -1529,10 +1769,11 @@ public class Inventory {
 
   // ---------------------------------------------------------------- Sweep
 
-  const STRATEGY_COLOURS = { positive: "#d62728", negative: "#2ca02c", neutral: "#1f77b4", random: "#7f7f7f" };
+  const STRATEGY_COLOURS = { positive: "#d62728", negative: "#2ca02c", neutral: "#1f77b4", causal: "#9467bd", random: "#7f7f7f" };
   // strategies often coincide (the same heads first): distinct dashes and symbols keep each visible
   const STRATEGY_STYLE = { positive: { dash: "solid", symbol: "circle", width: 3.5 }, negative: { dash: "solid", symbol: "square", width: 2 },
-    neutral: { dash: "dash", symbol: "diamond", width: 2 }, random: { dash: "solid", symbol: "circle", width: 2 } };
+    neutral: { dash: "dash", symbol: "diamond", width: 2 }, causal: { dash: "dashdot", symbol: "triangle-up", width: 2.5 },
+    random: { dash: "solid", symbol: "circle", width: 2 } };
   const METRICS = { accuracy: { title: "Accuracy against ablated heads", axis: "accuracy (first token)", format: ".0%" },
     loss_change: { title: "Loss change against ablated heads", axis: "change in the target's loss", format: "" } };
 
@@ -1540,12 +1781,21 @@ public class Inventory {
     const metricSel = $("#metric");
     const chosen = params().get("metric");
     metricSel.value = METRICS[chosen] ? chosen : "accuracy";
-    const data = await api("/api/sweep");
+    const [data, iv] = await Promise.all([api("/api/sweep"), api("/api/interventions").catch((e) => e)]);
+    if (iv instanceof Error && iv.status !== 404) {
+      clear($("#intervention")).append(errorBox(iv, "Interventions"));
+      $("#intervention-tasks").hidden = true;
+    } else {
+      interventionView($("#intervention"), iv instanceof Error ? null : iv);
+      interventionTasks(iv instanceof Error ? null : iv);
+    }
     const points = data.points || [];
     if (!points.length) {
       for (const id of ["#acc-plot", "#flip-plot"]) $(id).append(el("p", { class: "hint", text: "No sweep in this run yet (run `apmae sweep`)." }));
+      $("#sweep-takeaway").hidden = true;
       return;
     }
+    $("#sweep-takeaway").textContent = sweepTakeaway(points, data.collapse || {});
     $("#dl-csv").addEventListener("click", () => download("sweep.csv", csv(points.map((p) => ({ ...p, heads: (p.heads || []).map(([l, h]) => `${l}.${h}`).join(" ") })),
       ["strategy", "n_heads", "repeat", "accuracy", "incorrect_to_correct", "correct_to_incorrect", "loss_change", "heads"]), "text/csv"));
     $("#dl-json").addEventListener("click", () => download("sweep.json", JSON.stringify(data, null, 2), "application/json"));
@@ -1571,6 +1821,106 @@ public class Inventory {
     if (none && none.accuracy === 0) {
       $("#collapse").after(el("p", { class: "hint", text: "The unablated accuracy is 0 on the sweep's scenarios, so every strategy “collapses” at once: these numbers say nothing here." }));
     }
+  }
+
+  /** One line from the sweep's points: which strategy collapses first, and whether any
+   * ablation leaves accuracy above the unablated model's (strategy means over repeats). */
+  function sweepTakeaway(points, collapse) {
+    const none = points.find((p) => p.strategy === "none");
+    const out = [];
+    const order = (s) => { const i = Object.keys(STRATEGY_COLOURS).indexOf(s); return i < 0 ? 99 : i; };
+    const collapsing = Object.entries(collapse).filter(([, n]) => n != null).sort((a, b) => a[1] - b[1] || order(a[0]) - order(b[0]));
+    const never = Object.entries(collapse).filter(([, n]) => n == null).map(([s]) => s);
+    if (none && none.accuracy === 0) {
+      out.push("The unablated accuracy is 0 on the sweep's scenarios, so no strategy can collapse.");
+    } else if (collapsing.length) {
+      const first = collapsing.filter(([, n]) => n === collapsing[0][1]).map(([s]) => s);
+      const rest = collapsing.slice(first.length).map(([s, n]) => `${s} at ${n}`);
+      out.push(`${first.join(" and ")} collapse${first.length === 1 ? "s" : ""} first (half the unablated accuracy or less at ${collapsing[0][1]} head${collapsing[0][1] === 1 ? "" : "s"})` +
+        `${rest.length ? `, then ${rest.join(", ")}` : ""}${never.length ? `; ${never.join(", ")} never within the sweep` : ""}.`);
+    } else if (never.length) {
+      out.push("No strategy collapses within the sweep.");
+    }
+    if (none) {
+      const stats = byStrategy(points, "accuracy");
+      let best = null;
+      for (const [s, d] of Object.entries(stats)) {
+        d.mean.forEach((v, i) => { if (v > none.accuracy && (!best || v > best.v)) best = { s, n: d.n[i], v }; });
+      }
+      out.push(best
+        ? `Some ablations raise accuracy above the unablated ${pct(none.accuracy)}: the highest, ${best.s} with ${best.n} head${best.n === 1 ? "" : "s"}, reaches ${pct(best.v)}.`
+        : `No point rises above the unablated accuracy (${pct(none.accuracy)}).`);
+    }
+    return out.length ? `Takeaway: ${out.join(" ")}` : "";
+  }
+
+  const HEAD_REF = /^L(\d+)H(\d+)(?:@(-?\d+))?$/;
+
+  /** Per task (select one, or all), every method's chosen heads as links and their held-out change. */
+  function interventionTasks(iv) {
+    const section = $("#intervention-tasks");
+    const byTask = (iv && iv.by_task) || {};
+    const tasks = Object.keys(byTask).sort();
+    if (!tasks.length) { section.hidden = true; return; }
+    const taskSel = $("#iv-task"), methodSel = $("#iv-method");
+    const methods = methodOrder([...new Set(tasks.flatMap((t) => Object.keys(byTask[t])))]);
+    for (const t of tasks) taskSel.append(el("option", { value: t, text: t }));
+    for (const m of methods) methodSel.append(el("option", { value: m, text: m }));
+    const p = params();
+    taskSel.value = tasks.includes(p.get("task")) ? p.get("task") : "";
+    methodSel.value = methods.includes(p.get("method")) ? p.get("method") : "";
+
+    // a conditional pair's cluster: the head's page until its clusters are known, then the cluster's
+    const clusterIds = new Map();
+    const clusterLink = (l, h, label) => {
+      const a = el("a", { href: href("/head", { layer: l, head: h }), title: `cluster ${clusterName(label)} of ${headName(l, h)}`, text: clusterName(label) });
+      const k = `${l}.${h}`;
+      if (!clusterIds.has(k)) clusterIds.set(k, api(`/api/heads/${l}/${h}`).then((info) => info.clusters).catch(() => []));
+      clusterIds.get(k).then((clusters) => {
+        const c = clusters.find((x) => x.label === label);
+        if (c) a.href = href("/cluster", { id: c.id });
+      });
+      return a;
+    };
+    const headLinks = (heads) => (heads || []).map((ref, i) => {
+      const m = String(ref).match(HEAD_REF);
+      if (!m) return [i ? ", " : "", el("span", { class: "mono", text: ref })];
+      const l = Number(m[1]), h = Number(m[2]);
+      const head = el("a", { href: href("/head", { layer: l, head: h }), text: headName(l, h) });
+      return [i ? ", " : "", m[3] == null ? head : el("span", { class: "pair" }, head, " @ ", clusterLink(l, h, Number(m[3])))];
+    });
+
+    const draw = () => {
+      setParams({ task: taskSel.value, method: methodSel.value });
+      const body = clear($("#iv-tasks tbody"));
+      for (const t of taskSel.value ? [taskSel.value] : tasks) {
+        let first = true;
+        for (const method of methodOrder(Object.keys(byTask[t]))) {
+          if (methodSel.value && method !== methodSel.value) continue;
+          for (const size of sizeOrder(byTask[t][method])) {
+            const r = byTask[t][method][size];
+            body.append(el("tr", { class: first ? "group" : null },
+              el("td", { text: first ? t : "" }),
+              el("td", { title: METHODS[method] || null, text: method }),
+              el("td", { class: "num", text: size }),
+              el("td", { class: "heads" }, r.heads && r.heads.length ? headLinks(r.heads) : el("span", { class: "muted", text: "none chosen" })),
+              el("td", { class: "num", text: deltaCi(r.accuracy_change, r.accuracy_change_ci) }),
+              el("td", { class: "num", text: num(r.logprob_change, 3) }),
+              el("td", { class: "num", title: r.net_flips != null ? `net ${r.net_flips}` : null,
+                text: r.incorrect_to_correct == null ? "—" : `${r.incorrect_to_correct} / ${r.correct_to_incorrect}` }),
+              el("td", { class: "num", text: `${delta(r.random_mean)}${interval(r.random_range, delta)}` }),
+              el("td", { class: "num", text: pct(r.share_of_random_beaten, 0) }),
+              el("td", { class: "num", text: pct(r.base_accuracy, 0) }),
+              el("td", { class: "num", text: r.n ?? "—" })));
+            first = false;
+          }
+        }
+      }
+      if (!body.children.length) body.append(el("tr", null, el("td", { colspan: 11, class: "hint", text: "No result for this choice." })));
+    };
+    taskSel.addEventListener("change", draw);
+    methodSel.addEventListener("change", draw);
+    draw();
   }
 
   /** A log x axis ticked at the sweep's head counts (not plotly's 2, 3, … minor labels). */
