@@ -436,7 +436,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     effect always measured on held-out (test-split, non-noise) scenarios: each head's causal
     single-ablation effect per task, the selective interventions against random heads
     (:mod:`apmae.atlas.intervention`), and the collapse sweep. Stores all three."""
-    selective = selective or InterventionConfig(seed=cfg.seed, batch_size=cfg.batch_size)
+    selective = selective or InterventionConfig(seed=cfg.seed)
     run_id = sync_run(engine, run)
     effects = _effects_of(engine, run_id)
     if not any(measure == "shap_abs" for measure, _ in effects):

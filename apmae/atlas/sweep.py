@@ -30,7 +30,7 @@ STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
 class SweepConfig:
     scenarios: int = 300  # held-out scenarios scored at every point
     repeats: int = 3  # random orders averaged
-    batch_size: int = 16
+    batch_size: int = 32
     seed: int = 0
 
 
