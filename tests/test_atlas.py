@@ -123,3 +123,29 @@ def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):
     assert parallel[1] == inline[1]  # clusters
     assert parallel[2] == inline[2]  # medoids and radii for assignment
     assert parallel[0] == inline[0]  # labels and map positions
+
+
+def test_heads_are_chosen_on_the_train_split_and_tested_on_held_out_only(tmp_path, atlas_run,
+                                                                        tiny_target, monkeypatch):
+    """A leak would be a held-out scenario reaching the single-head effects or the greedy
+    search (which choose heads), or a train-split one reaching the evaluation."""
+    from apmae.atlas import build
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'leak.db'}")
+    cluster_run(atlas_run, ClusterConfig(), engine)
+    predictor_run(atlas_run, PredictorConfig(max_iter=20, min_per_class=3, folds=3), engine)
+    seen: dict[str, set] = {"choose": set(), "test": set()}
+
+    def spy(name, fn):
+        def wrapped(target, scenarios, *args, **kwargs):
+            seen[name] |= {s.split for s in scenarios}
+            return fn(target, scenarios, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(build, "single_head_scores", spy("choose", build.single_head_scores))
+    monkeypatch.setattr(build, "greedy", spy("choose", build.greedy))
+    monkeypatch.setattr(build, "evaluate", spy("test", build.evaluate))
+    sweep_run(atlas_run, SweepConfig(scenarios=4, repeats=1, batch_size=4), engine, tiny_target,
+              InterventionConfig(train_per_task=2, heldout_per_task=2, sizes=(1,), random_sets=2,
+                                 greedy_candidates=2, batch_size=4, bootstrap=20))
+    assert seen == {"choose": {"train"}, "test": {"test"}}
