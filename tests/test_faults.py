@@ -32,17 +32,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from apmae.atlas.build import (
     assignment_path,
     cluster_run,
     engine_for,
+    predictor_run,
     sweep_run,
-    sync_run,
 )
 from apmae.atlas.cluster import ClusterConfig
 from apmae.atlas.encode import embeddings_path, open_embeddings, open_stats
+from apmae.atlas.intervention import InterventionConfig
+from apmae.atlas.predictor import PredictorConfig
 from apmae.atlas.sweep import SweepConfig
 from apmae.cli import main
 from apmae.db import models as m
@@ -210,7 +212,7 @@ def complete_lines(path: Path) -> int:
 
 #: Natural key length of each table's rows in :func:`sql_rows`.
 NATURAL = {"runs": 1, "scenarios": 1, "heads": 2, "clusters": 3, "memberships": 3,
-           "sweep_points": 3}
+           "sweep_points": 3, "head_effects": 4, "interventions": 3}
 
 
 def sql_rows(url: str) -> dict[str, list[tuple]]:
@@ -243,6 +245,14 @@ def sql_rows(url: str) -> dict[str, list[tuple]]:
                     m.SweepPoint.accuracy, m.SweepPoint.accuracy_exact,
                     m.SweepPoint.incorrect_to_correct, m.SweepPoint.correct_to_incorrect,
                     m.SweepPoint.loss_change, m.SweepPoint.heads)).all(),
+                "head_effects": s.execute(select(
+                    m.HeadEffect.task, m.HeadEffect.measure, m.HeadEffect.layer, m.HeadEffect.head,
+                    m.HeadEffect.value, m.HeadEffect.lo, m.HeadEffect.hi, m.HeadEffect.n)).all(),
+                "interventions": [(t, meth, size, json.dumps(h), json.dumps(mt, sort_keys=True))
+                                  for t, meth, size, h, mt in s.execute(select(
+                                      m.Intervention.task, m.Intervention.method,
+                                      m.Intervention.size, m.Intervention.heads,
+                                      m.Intervention.metrics))],
             }
     finally:
         engine.dispose()
@@ -523,25 +533,22 @@ SCORED = re.compile(rb"sweep:[^\r\n]*?\| *[1-9]\d*/\d+ ")
 
 
 def _sweep_ready(source: Run, home: Path, target) -> str:
-    """A copy of ``source`` as run ``sw`` with head importance in SQL (as ``apmae predictor
-    train`` leaves it; arbitrary distinct values) and an earlier, smaller sweep's points;
-    returns its database URL."""
-    run = copy_run(source, home, "sw")
+    """A copy of the encoded ``source`` as run ``sw``, clustered and with its predictor (and so
+    its heads' SHAP) in SQL, and an earlier, smaller sweep's points and interventions; returns
+    its database URL."""
+    run = copy_run(source, home, "sw", keep=("embeddings", "pattern_stats"))
     url = f"sqlite:///{home / 'atlas.db'}"
     engine = engine_for(url)
-    run_id = sync_run(engine, run)
-    layers, heads = run.meta()["layers"], run.meta()["heads"]
-    importance = np.random.default_rng(0).permutation(layers * heads) - layers * heads / 2
-    with session_scope(engine) as s:
-        s.execute(insert(m.Head), [{"run_id": run_id, "layer": i // heads, "head": i % heads,
-                                    "n_clusters": 1, "noise_share": 0.0, "importance": float(v)}
-                                   for i, v in enumerate(importance)])
-    sweep_run(run, SweepConfig(scenarios=4, repeats=1, batch_size=8), engine, target)
+    cluster_run(run, ClusterConfig(), engine)
+    predictor_run(run, PredictorConfig(max_iter=10, min_per_class=3, folds=3), engine)
+    sweep_run(run, SweepConfig(scenarios=4, repeats=1, batch_size=8), engine, target,
+              InterventionConfig(train_per_task=1, heldout_per_task=1, sizes=(1,), random_sets=2,
+                                 greedy_candidates=2, bootstrap=20))
     engine.dispose()
     return url
 
 
-def test_sweep_killed_mid_run_keeps_the_old_points_whole(tmp_path, pattern_run, tiny_target,
+def test_sweep_killed_mid_run_keeps_the_old_points_whole(tmp_path, atlas_run, tiny_target,
                                                          monkeypatch):
     """``apmae sweep`` killed while it scores ablations, over a run with an earlier sweep's
     points: the points are all the old ones, none deleted or added (the new ones replace
@@ -551,8 +558,8 @@ def test_sweep_killed_mid_run_keeps_the_old_points_whole(tmp_path, pattern_run, 
         args = ["sweep", "--run", "sw", "--scenarios", "8", "--repeats", str(repeats),
                 "--batch-size", "1"]
         home, straight_home = tmp_path / f"killed-{repeats}", tmp_path / f"straight-{repeats}"
-        url, straight_url = _sweep_ready(pattern_run, home, tiny_target), _sweep_ready(
-            pattern_run, straight_home, tiny_target)
+        url, straight_url = _sweep_ready(atlas_run, home, tiny_target), _sweep_ready(
+            atlas_run, straight_home, tiny_target)
         old = sql_rows(url)
         stderr = home / "logs" / "stderr"
         use_home(monkeypatch, straight_home, straight_url)
@@ -573,4 +580,4 @@ def test_sweep_killed_mid_run_keeps_the_old_points_whole(tmp_path, pattern_run, 
     use_home(monkeypatch, home, url)
     assert main(args) == 0
     assert sql_rows(url) == new
-    assert len(new["sweep_points"]) == 1 + 4 * (3 + repeats)  # none, then n in 1, 2, 5, 8
+    assert len(new["sweep_points"]) == 1 + 4 * (4 + repeats)  # none, then n in 1, 2, 5, 8
