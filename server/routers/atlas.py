@@ -98,7 +98,7 @@ def heads(state: Explorer = Depends(explorer), session: Session = Depends(db)) -
                                      .order_by(m.Head.layer, m.Head.head))]
 
 
-@router.get("/head-effects", responses=errors(404))
+@router.get("/head-effects", responses=errors(404, 422))
 def head_effects(task: str = "all", state: Explorer = Depends(explorer),
                  session: Session = Depends(db)) -> dict:
     """Per head, every measure of how much it matters for ``task`` (``all``: pooled): SHAP in
