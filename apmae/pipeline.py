@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -162,7 +162,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
                 times: StageTimes | None = None) -> None:
     """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
     clusters, predictor and sweep."""
-    from .atlas.build import cluster_run, engine_for, predictor_run, sweep_run
+    from .atlas.build import cluster_run, engine_for, predictor_run, settled, sweep_run
     from .atlas.cluster import ClusterConfig
     from .atlas.encode import EncodeConfig, encode_run
     from .atlas.intervention import InterventionConfig
@@ -187,12 +187,20 @@ def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
         encode_run(run, EncodeConfig(), target=lambda: target)
     engine = engine_for(url)
     with times.stage("cluster"):
-        cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed), engine)
-    with times.stage("predictor"):
-        predictor_run(run, PredictorConfig(seed=cfg.seed), engine)
+        changed = cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed),
+                              engine) > 0
+    # what ran before with the same settings on the same clusters is not run again
+    predictor = PredictorConfig(seed=cfg.seed)
+    if changed or not settled(engine, run.name, predictor=asdict(predictor)):
+        with times.stage("predictor"):
+            predictor_run(run, predictor, engine)
+        changed = True
+    sweep, selective = SweepConfig(scenarios=cfg.sweep_scenarios, seed=cfg.seed), \
+        InterventionConfig(seed=cfg.seed)
+    if not changed and settled(engine, run.name, sweep=asdict(sweep), intervention=asdict(selective)):
+        return
     with times.stage("sweep"):
         try:
-            sweep_run(run, SweepConfig(scenarios=cfg.sweep_scenarios, seed=cfg.seed), engine, target,
-                      InterventionConfig(seed=cfg.seed))
+            sweep_run(run, sweep, engine, target, selective)
         except ValueError as e:  # no task had both right and wrong completions to rank heads by
             print(f"sweep skipped: {e}", file=sys.stderr)

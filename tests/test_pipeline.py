@@ -101,3 +101,34 @@ def test_the_embedded_model_names_its_corpus():
     card = trained_corpus()
     assert card["sha256"] in (DEFAULT_MODEL_DIR / "README.md").read_text()
     assert f"{card['bytes']:,}" in (DEFAULT_MODEL_DIR / "README.md").read_text()
+
+
+def test_a_rebuild_skips_the_atlas_stages_that_ran_with_the_same_settings(tmp_path, split_corpus,
+                                                                        tiny_model_dir, monkeypatch):
+    from dataclasses import asdict
+
+    from apmae.atlas import build
+    from apmae.atlas.intervention import InterventionConfig
+    from apmae.atlas.predictor import PredictorConfig
+    from apmae.db.session import session_scope
+    from apmae.pipeline import StageTimes
+
+    monkeypatch.setenv("APMAE_HOME", str(tmp_path / "home"))
+    run = Run("demo", tmp_path / "run")
+    cfg = DemoConfig(per_task=2, heldout_per_task=2, window=64, keep="sample:20", batch_size=8,
+                     mae_steps=2, sweep_scenarios=4)
+    build_default_run(run, cfg, source=str(split_corpus), model=str(tiny_model_dir))
+    times = StageTimes()
+    build_default_run(run, cfg, source=str(split_corpus), model=str(tiny_model_dir), times=times)
+    assert "predictor" not in times.seconds and times.seconds["cluster"] < 5
+
+    engine = build.engine_for()
+    assert build.settled(engine, run.name, predictor=asdict(PredictorConfig(seed=cfg.seed)))
+    assert not build.settled(engine, run.name, predictor=asdict(PredictorConfig(seed=1)))
+    selective = InterventionConfig()
+    with session_scope(engine) as session:  # as sweep_run records it, with what it used
+        build._set_settings(session, session.scalar(build.select(build.m.Run.id)),
+                            intervention={**asdict(selective), "train_used": 3})
+    assert build.settled(engine, run.name, intervention=asdict(selective))  # sizes: tuple vs list
+    assert not build.settled(engine, run.name, intervention=asdict(InterventionConfig(sizes=(2,))))
+    assert not build.settled(engine, run.name, sweep={"scenarios": 4})  # never ran

@@ -9,6 +9,7 @@ head and skips heads already clustered with the same settings.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -69,6 +70,22 @@ def _set_settings(session: Session, run_id: int, **stage: object) -> None:
     """Record a stage's settings in the transaction that writes its rows: both land or neither."""
     db_run = session.get(m.Run, run_id)
     db_run.settings = {**(db_run.settings or {}), **stage}
+
+
+#: What a stage records beside its settings: how much it used, not how it was asked to run.
+USED = ("scenarios_used", "train_used", "heldout_used")
+
+
+def settled(engine: Engine, run_name: str, **stages: dict) -> bool:
+    """Whether each of ``stages`` last ran on this run with exactly these settings (settings
+    land in the transaction of the stage's rows, so settled settings mean whole rows; a stage
+    recorded by older code with other fields is not settled)."""
+    with session_scope(engine) as session:
+        stored = session.scalar(select(m.Run.settings).where(m.Run.name == run_name)) or {}
+    want = json.loads(json.dumps(stages))  # tuples as the JSON lists they were stored as
+    return all(isinstance(stored.get(name), dict)
+               and {k: v for k, v in stored[name].items() if k not in USED} == values
+               for name, values in want.items())
 
 
 def _scenario_ids(engine: Engine, run_id: int) -> dict[str, int]:
