@@ -203,6 +203,12 @@ def test_overview_shows_heldout_comparison_and_intervention(page, base_url, shot
     sizes = sum(len(v) for v in iv["all"].values())
     assert page.locator("#intervention-table tbody tr").count() == sizes
     assert "The paper's claim" in page.inner_text("#intervention-verdict")
+    # the CSV names heads as the pages do, L<layer>H<head>
+    with page.expect_download() as download:
+        page.click("#dl-csv")
+    rows = Path(download.value.path()).read_text().splitlines()
+    heads = [r.rsplit(",", 1)[1] for r in rows[1:] if not r.startswith("none")]
+    assert heads and all(re.fullmatch(r"(L\d+H\d+ ?)+", h) for h in heads), heads[:3]
     assert "shuffl" not in page.inner_text("main")  # importance is SHAP now, not a shuffle
     _shoot(page, shots, "overview-heldout")
 

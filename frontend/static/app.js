@@ -1796,7 +1796,7 @@ public class Inventory {
       return;
     }
     $("#sweep-takeaway").textContent = sweepTakeaway(points, data.collapse || {});
-    $("#dl-csv").addEventListener("click", () => download("sweep.csv", csv(points.map((p) => ({ ...p, heads: (p.heads || []).map(([l, h]) => `${l}.${h}`).join(" ") })),
+    $("#dl-csv").addEventListener("click", () => download("sweep.csv", csv(points.map((p) => ({ ...p, heads: (p.heads || []).map(([l, h]) => `L${l}H${h}`).join(" ") })),
       ["strategy", "n_heads", "repeat", "accuracy", "incorrect_to_correct", "correct_to_incorrect", "loss_change", "heads"]), "text/csv"));
     $("#dl-json").addEventListener("click", () => download("sweep.json", JSON.stringify(data, null, 2), "application/json"));
 
