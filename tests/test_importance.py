@@ -133,3 +133,21 @@ def test_sample_per_task_caps_each_task():
     got = sample_per_task(pool, 4, 0)
     assert sum(s.task == "a" for s in got) == 4 and sum(s.task == "b" for s in got) == 4
     assert [s.id for s in got] == [s.id for s in pool if s in got]  # pool order kept
+
+
+def test_the_verdict_tells_a_helping_selection_from_the_papers_gain():
+    from apmae.atlas.build import verdict
+
+    def row(change, ci, beaten, base=0.4):
+        return {"accuracy_change": change, "accuracy_change_ci": ci, "share_of_random_beaten": beaten,
+                "base_accuracy": base}
+
+    pooled = {"shap": {"1": row(-0.01, [-0.03, 0.01], 0.2)},
+              "greedy": {"3": row(0.02, [0.004, 0.04], 1.0)}}
+    v = verdict(pooled)
+    assert v["best"]["method"] == "greedy" and v["best"]["relative_change"] == 0.05
+    assert v["reproduced"] and not v["paper_gain_reached"]
+    pooled["greedy"]["3"] = row(0.08, [0.03, 0.12], 1.0)
+    assert verdict(pooled)["paper_gain_reached"]
+    pooled["greedy"]["3"] = row(0.08, [-0.01, 0.12], 1.0)  # interval covers zero: helps nothing
+    assert not verdict(pooled)["reproduced"] and not verdict(pooled)["paper_gain_reached"]

@@ -211,6 +211,7 @@ def _pooled(pooled: dict, base: tuple[np.ndarray, np.ndarray], tasks: np.ndarray
         d = after - before
         rnd = np.array([r[0].astype(float).mean() - base[0].mean() for r in random_runs[k]])
         out.setdefault(method, {})[k] = {
+            "base_accuracy": round(float(before.mean()), 4),
             "accuracy_change": round(float(d.mean()), 4), "accuracy_change_ci": interval(w @ d / len(d)),
             "net_flips": int(d.sum()), "n": int(len(d)), "tasks": int(len(set(where.tolist()))),
             **versus_random(float(d.mean()), rnd)}

@@ -905,7 +905,11 @@
     parts.push(helps.length
       ? `Helps (interval above zero and beating ≥ 95% of random sets): ${helps.map((h) => `${h.method} with ${h.size} head${h.size === 1 ? "" : "s"}`).join(", ")}.`
       : "None helps: no method has its interval above zero while beating ≥ 95% of random sets.");
-    if (v.paper_claim) parts.push(`The paper's claim (“${v.paper_claim}”) ${v.reproduced ? "reproduces here" : "does not reproduce here"}.`);
+    if (v.paper_claim) {
+      const rel = b.relative_change == null ? "" : ` The best gain is ${b.relative_change >= 0 ? "+" : ""}${(100 * b.relative_change).toFixed(1)}% of the unablated accuracy.`;
+      parts.push(`The paper's claim (“${v.paper_claim}”): ${!v.reproduced ? "does not reproduce here (no selective intervention helps)"
+        : v.paper_gain_reached ? "reproduces here, at its size" : "a selective intervention helps here, but by less than the paper's 13.6%"}.${rel}`);
+    }
     return parts.join(" ");
   }
 
