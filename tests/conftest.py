@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -226,3 +228,21 @@ def serve_in_thread(app, probe: str = "/api/health"):
     yield base
     server.should_exit = True
     thread.join(10)
+
+
+#: The browser the browser tests drive (Playwright, headless); ``APMAE_REQUIRE_BROWSER=1`` (CI)
+#: turns a missing one from a skip into a failure.
+CHROMIUM = Path(os.environ.get("APMAE_CHROMIUM", "/usr/bin/chromium"))
+REQUIRE_BROWSER = os.environ.get("APMAE_REQUIRE_BROWSER") == "1"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) for the browser tests"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    return None
+

@@ -17,26 +17,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import serve_in_thread
-
-CHROMIUM = Path(os.environ.get("APMAE_CHROMIUM", "/usr/bin/chromium"))
-REQUIRED = os.environ.get("APMAE_REQUIRE_BROWSER") == "1"
+from conftest import CHROMIUM, REQUIRE_BROWSER, browser_missing, serve_in_thread
 
 
-def _missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) for the browser tests"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    return None
 
-
-MISSING = _missing()
+MISSING = browser_missing()
 # skipped before any fixture is built (the atlas fixture takes a while); required: they fail
-pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=MISSING or "")
+pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRE_BROWSER, reason=MISSING or "")
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import serve_in_thread
+from conftest import CHROMIUM, REQUIRE_BROWSER, browser_missing, serve_in_thread
 from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
 
-CHROMIUM = Path(os.environ.get("APMAE_CHROMIUM", "/usr/bin/chromium"))
-REQUIRED = os.environ.get("APMAE_REQUIRE_BROWSER") == "1"
 #: every URL a page loads: script and link targets, Swagger UI's ``url:`` and ReDoc's spec-url
 REFERENCE = re.compile(r"""(?:src|href|spec-url)="([^"]*)"|\burl: '([^']*)'""")
 
@@ -57,17 +55,6 @@ def test_openapi_json_is_unchanged(client):
     assert not any(p in spec["paths"] for p in ("/docs", "/redoc"))
 
 
-def _browser_missing() -> str | None:
-    """Why the browser test cannot run here, or None."""
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) for the browser tests"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     """The app served in-process on a free loopback port, as a browser sees it."""
@@ -80,9 +67,9 @@ def base_url(tmp_path_factory):
     ("/redoc", ".api-content h1", "[role=search]"),
 ])
 def test_docs_render_offline(base_url, tmp_path_factory, path, title, part):
-    missing = _browser_missing()
+    missing = browser_missing()
     if missing is not None:
-        if REQUIRED:
+        if REQUIRE_BROWSER:
             pytest.fail(f"{missing} (APMAE_REQUIRE_BROWSER=1)")
         pytest.skip(missing)
     from playwright.sync_api import sync_playwright

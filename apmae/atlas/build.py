@@ -264,7 +264,6 @@ class TrainingData:
     """Every encoded scenario of a run, rows in one order: what the predictors are fitted on."""
 
     run_id: int
-    keys: list[str]  # scenario ids, the rows' order
     tasks: np.ndarray
     y: np.ndarray  # first-token correctness
     split: np.ndarray  # "train" | "test" | "" (noise)
@@ -285,7 +284,7 @@ def training_data(run: Run, engine: Engine, run_id: int) -> TrainingData:
     results = {r["id"]: r for r in run.results()}
     split = np.array([results[k]["split"] or "" for k in keys])
     feats = _feature_matrices(run, engine, run_id, keys)
-    return TrainingData(run_id, keys, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
+    return TrainingData(run_id, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
 
 
 def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
@@ -441,12 +440,6 @@ def _effects_of(engine: Engine, run_id: int) -> dict[tuple[str, str], HeadEffect
             for key, rs in grouped.items()}
 
 
-def _cluster_labels(data: TrainingData, keys: list[str]) -> np.ndarray:
-    """Each scenario's cluster label per head (``[scenarios, heads]``, -1 noise)."""
-    row = {k: i for i, k in enumerate(data.keys)}
-    return data.feats["clusters"][[row[k] for k in keys]].astype(int) - 1
-
-
 def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
               selective: InterventionConfig | None = None) -> dict:
     """Switch heads off and measure, with the heads always chosen on the train split and the
@@ -471,12 +464,15 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     causal = causal_effects(hits, lps, np.array([s.task for s in train]), selective.bootstrap,
                             selective.seed)
     effects.update({(e.measure, e.task): e for e in causal})
-    data = training_data(run, engine, run_id)
     heldout = sample_per_task(pool, selective.heldout_per_task, selective.seed)
-    sets, pairs = _choose(target, train, train_pool, data, effects, n_layers * n_heads, n_heads,
-                          selective, tasks={s.task for s in heldout})
-    result = evaluate(target, heldout, sets, pairs, _cluster_labels(data, [s.id for s in heldout]),
-                      n_layers, n_heads, selective)
+    # each scenario's cluster label per head (-1 noise) and correctness, train pool first
+    keys = [s.id for s in train_pool + heldout]
+    labels = _cluster_features(engine, run, run_id, keys).astype(int) - 1
+    y = _labels_of(engine, run_id, keys)[1]
+    n = len(train_pool)
+    sets, pairs = _choose(target, train, train_pool, labels[:n], y[:n], effects, n_layers * n_heads,
+                          n_heads, selective, tasks={s.task for s in heldout})
+    result = evaluate(target, heldout, sets, pairs, labels[n:], n_layers, n_heads, selective)
 
     importance = {(i // n_heads, i % n_heads): float(v)
                   for i, v in enumerate(effects[("shap", "all")].value)} \
@@ -497,23 +493,21 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     return sweep_summary(engine, run.name)
 
 
-def _choose(target, train: list, train_pool: list, data: TrainingData,
+def _choose(target, train: list, train_pool: list, labels: np.ndarray, y: np.ndarray,
             effects: dict[tuple[str, str], HeadEffects], total: int, n_heads: int,
             cfg: InterventionConfig, tasks: set[str]) -> tuple[dict, dict]:
     """Per task, the heads each method picks on the train split (``sets[task][method][k]``)
-    and the failure-enriched (head, cluster) pairs (``pairs[task][k]``)."""
+    and the failure-enriched (head, cluster) pairs (``pairs[task][k]``); ``labels`` and ``y``
+    are the train pool's cluster labels and correctness."""
     sets: dict[str, dict] = {}
     pairs: dict[str, dict] = {}
-    labels = _cluster_labels(data, [s.id for s in train_pool])
-    row = {k: i for i, k in enumerate(data.keys)}
-    y = np.array([bool(data.y[row[s.id]]) for s in train_pool])
     pool_tasks = np.array([s.task for s in train_pool])
+    as_head = [(i // n_heads, i % n_heads) for i in range(total)]
     for task in tqdm(sorted(tasks), desc="choosing heads", unit="task"):
         if ("causal_accuracy", task) not in effects:
             continue
-        as_head = [(i // n_heads, i % n_heads) for i in range(total)]
-        by_shap = [as_head[i] for i in ranked(effects, task, "shap", total)]
-        by_causal = [as_head[i] for i in ranked(effects, task, "causal", total)]
+        by_shap = [as_head[i] for i in ranked(effects, task, "shap")]
+        by_causal = [as_head[i] for i in ranked(effects, task, "causal")]
         mine = [s for s in train if s.task == task]
         order = greedy(target, mine, by_causal[:cfg.greedy_candidates], max(cfg.sizes),
                        cfg.batch_size)

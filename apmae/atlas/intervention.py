@@ -64,14 +64,13 @@ def sample_per_task(pool: list[Scenario], per_task: int, seed: int) -> list[Scen
     return [pool[i] for i in sorted(keep)]
 
 
-def ranked(effects: dict[tuple[str, str], HeadEffects], task: str, method: str, n_heads: int
-           ) -> list[int]:
+def ranked(effects: dict[tuple[str, str], HeadEffects], task: str, method: str) -> list[int]:
     """Head indices, best candidate for ablation first, by ``shap`` or ``causal`` effects."""
     if method == "shap":
         shap = effects.get(("shap", task))
         return [] if shap is None else list(np.argsort(shap.value, kind="stable"))
     acc, lp = effects[("causal_accuracy", task)].value, effects[("causal_logprob", task)].value
-    return list(np.lexsort((-lp, -acc)))[:n_heads]
+    return list(np.lexsort((-lp, -acc)))
 
 
 def greedy(target: Target, scenarios: list[Scenario], candidates: list[Head], size: int,
@@ -166,11 +165,12 @@ def evaluate(target: Target, heldout: list[Scenario], sets: dict[str, dict[str, 
         tb = (base[0][sel], base[1][sel])
         entry: dict = {"n_heldout": int(len(sel)), "base_accuracy": round(float(tb[0].mean()), 4),
                        "random": {}, "methods": {}}
-        for k in cfg.sizes:
-            rnd = np.array([(r[0][sel].astype(float) - tb[0]).mean() for r in random_runs[k]])
-            entry["random"][k] = {"mean": round(float(rnd.mean()), 4),
-                                  "range": [round(float(np.percentile(rnd, 2.5)), 4),
-                                            round(float(np.percentile(rnd, 97.5)), 4)]}
+        rnd = {k: np.array([(r[0][sel].astype(float) - tb[0]).mean() for r in random_runs[k]])
+               for k in cfg.sizes}
+        for k, changes in rnd.items():
+            entry["random"][k] = {"mean": round(float(changes.mean()), 4),
+                                  "range": [round(float(np.percentile(changes, 2.5)), 4),
+                                            round(float(np.percentile(changes, 97.5)), 4)]}
         for method in METHODS:
             for k in cfg.sizes:
                 if method == "conditional":
@@ -187,9 +187,8 @@ def evaluate(target: Target, heldout: list[Scenario], sets: dict[str, dict[str, 
                     after = first_token_scores(target, scen, cfg.batch_size, chosen_heads)
                     heads = [head_name(h) for h in chosen_heads]
                 c = change(tb, after, cfg.bootstrap, cfg.seed)
-                rnd = np.array([(r[0][sel].astype(float) - tb[0]).mean() for r in random_runs[k]])
-                entry["methods"].setdefault(method, {})[k] = {"heads": heads, **c,
-                                                              **versus_random(c["accuracy_change"], rnd)}
+                entry["methods"].setdefault(method, {})[k] = {
+                    "heads": heads, **c, **versus_random(c["accuracy_change"], rnd[k])}
                 pool = pooled[(method, k)]
                 pool[0].append(tb[0].astype(float))
                 pool[1].append(after[0].astype(float))
