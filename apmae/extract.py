@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from .lm.score import exact_still_possible, greedy_continue, judge, to_completio
 from .paths import fsync_dir
 from .run import Run
 from .scenarios import Scenario, read_scenarios
-from .store.arrays import PatternStore, StoreMeta
+from .store.arrays import PatternStore, StoreMeta, decode_values
 
 KEEP_HELP = "which patterns to store: all | sample:N (a bounded sample) | none"
 #: Store dtype and log range per ``--precision``: 8 bits over log p in [-20, 0] (the default
@@ -50,6 +50,9 @@ PRECISIONS = {"uint8": ("uint8", 20.0), "float16": ("float16", 0.0)}
 #: How long a rank that finished its share waits for the others: shares can take hours apart
 #: (a resumed rank may have nothing left), and torchrun ends every rank when one fails.
 SHARE_WAIT = timedelta(days=7)
+#: Takes every extracted batch's patterns (``[batch, layers, heads, tri]`` log-probabilities)
+#: while they are in memory: the atlas's encoder, so that it needs no second forward pass.
+Sink = Callable[[list[Scenario], torch.Tensor], None]
 
 
 @dataclass
@@ -168,9 +171,11 @@ def recompute_patterns(target: Target, batch: list[Scenario], log_range: float =
     return rec.take()
 
 
-def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) -> int:
+def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
+            sink: Sink | None = None) -> int:
     """Extract every unfinished scenario of the file into ``run``; returns how many this
-    process extracted (under torchrun: this rank's share, see :func:`_extract_share`)."""
+    process extracted (under torchrun: this rank's share, see :func:`_extract_share`, and no
+    ``sink``: the atlas encodes the merged run afterwards)."""
     ids, window = check_scenarios(scenarios_path, target, cfg)
     keep = kept_ids(ids, cfg.keep_limit())
     meta = cfg.store_meta(run, target, window)
@@ -185,11 +190,13 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig) 
     done = {r["id"] for r in run.results()}
     todo = (s for s in read_scenarios(scenarios_path) if s.id not in done)
     bar = tqdm(total=len(ids), initial=len(done), desc="extract", unit="scenario")
-    return _extract_batches(run, store, _batches(todo, cfg.batch_size), keep, target, cfg, bar)
+    return _extract_batches(run, store, _batches(todo, cfg.batch_size), keep, target, cfg, bar,
+                            meta, sink)
 
 
 def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[list[Scenario]],
-                     keep: set[str], target: Target, cfg: ExtractConfig, bar: tqdm) -> int:
+                     keep: set[str], target: Target, cfg: ExtractConfig, bar: tqdm,
+                     meta: StoreMeta, sink: Sink | None = None) -> int:
     """Extract ``batches`` into ``run``; returns how many scenarios were done.
 
     Each batch's patterns and then its results are made durable (written and fsynced) by one
@@ -203,7 +210,9 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
         for batch in batches:
             # a crash between the store and the results leaves patterns already stored: keep those
             sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
-            results, patterns = run_batch(target, batch, cfg, capture=store.meta if sel else None)
+            results, patterns = run_batch(target, batch, cfg, capture=meta if sel or sink else None)
+            if sink is not None:
+                sink(batch, torch.from_numpy(decode_values(patterns.cpu().numpy(), meta)))
             if written is not None:
                 written.result()  # the previous batch is durable (or its error is raised here)
             ids = [batch[i].id for i in sel]
@@ -249,7 +258,7 @@ def _extract_share(run: Run, scenarios_path: Path, ids: list[str], keep: set[str
         bar = tqdm(total=len(share), initial=len(share) - left, desc=f"extract rank {rank}",
                    unit="scenario")
         n = _extract_batches(part, part.pattern_store(meta) if keep else None, todo, keep,
-                             target, cfg, bar)
+                             target, cfg, bar, meta)
     dist.barrier(timeout=SHARE_WAIT)
     if rank == 0:
         merge_parts(run, scenarios_path, keep, meta, cfg.batch_size)

@@ -3,7 +3,9 @@
 ``apmae demo`` calls :func:`build_default_run`: mine scenarios from the JDK's source with the
 embedded model's tokenizer, complete them and capture their patterns, then the atlas: train and
 evaluate AP-MAE, encode every pattern, cluster every head, train the correctness predictor and
-sweep head ablations. Each stage reuses what an earlier build left.
+sweep head ablations. Each stage reuses what an earlier build left. Where the AP-MAE is known
+before extraction (the shipped one), extraction encodes each batch while its patterns are in
+memory, instead of a second forward pass over every scenario whose patterns are not kept.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import Callable, Iterator
 
 from .corpus import (CorpusError, data_identity, default_source, find_jdk_src_zip, jdk_src_zips,
                      matching_corpus)
-from .extract import ExtractConfig, extract
-from .lm.load import load_target
+from .extract import ExtractConfig, Sink, extract
+from .lm.load import Target, load_target
 from .paths import DEFAULT_MODEL_DIR
 from .run import Run
 from .scenarios import TASKS, mine, write_scenarios
@@ -152,13 +154,31 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
         run.update_meta(mining=settings)
     with times.stage("extract"):
         extract(run, run.scenarios_path, target,
-                ExtractConfig(batch_size=cfg.batch_size, keep=cfg.keep))
+                ExtractConfig(batch_size=cfg.batch_size, keep=cfg.keep),
+                sink=_encoder_for(run, cfg, target) if cfg.atlas else None)
     if cfg.atlas:
         build_atlas(run, cfg, target, times=times)
     return run
 
 
-def build_atlas(run: Run, cfg: DemoConfig, target, url: str | None = None,
+def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
+    """Where the run's AP-MAE is known before extraction (installed already, or the shipped one
+    that fits this model), the encoder that embeds each batch as extraction captures it;
+    else None, and :func:`build_atlas` encodes afterwards."""
+    from .atlas.encode import EncodeConfig, Encoder
+    from .mae.shipped import install, shipped_fits
+    from .mae.train import mae_dir
+
+    model = mae_dir(run) / "model"
+    if not (model / "config.json").exists():
+        shipped = None if cfg.train_mae else shipped_fits(target.name, cfg.window)
+        if shipped is None:
+            return None
+        install(run, shipped)
+    return Encoder(run, EncodeConfig(), model, target.layers, target.heads, target.name).write
+
+
+def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = None,
                 times: StageTimes | None = None) -> None:
     """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
     clusters, predictor and sweep."""

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from apmae.atlas.encode import EncodeConfig, encode_run, open_embeddings
+from apmae.atlas.encode import (EncodeConfig, Encoder, encode_run, open_embeddings, open_row_stats,
+                                open_stats)
 from apmae.extract import ExtractConfig, extract
 from apmae.mae.train import MAETrainConfig, train_mae
 from apmae.run import Run
@@ -61,6 +62,25 @@ def test_unkept_patterns_are_recomputed_to_the_same_embeddings(tmp_path, pattern
     a, b = open_embeddings(full), open_embeddings(sparse)
     for sid in a.ids():
         np.testing.assert_allclose(a.get(sid), b.get(sid), atol=2e-3, rtol=1e-2)
+
+
+def test_extraction_that_encodes_as_it_goes_writes_what_encode_would(tmp_path, pattern_run, mae_model,
+                                                                     tiny_target):
+    after = Run("after", path=tmp_path / "after")
+    extract(after, pattern_run.scenarios_path, tiny_target, ExtractConfig(keep="sample:3"))
+    encode_run(after, EncodeConfig(bf16=False), model_dir=mae_model, target=lambda: tiny_target)
+    fused = Run("fused", path=tmp_path / "fused")
+    encoder = Encoder(fused, EncodeConfig(bf16=False), mae_model, tiny_target.layers, tiny_target.heads,
+                      tiny_target.name)
+    extract(fused, pattern_run.scenarios_path, tiny_target, ExtractConfig(keep="sample:3"),
+            sink=encoder.write)
+    assert encode_run(fused, EncodeConfig(bf16=False), model_dir=mae_model,
+                      target=lambda: pytest.fail("nothing left to recompute")) == 0
+    for open_ in (open_embeddings, open_stats, open_row_stats):
+        a, b = open_(after), open_(fused)
+        assert sorted(a.ids()) == sorted(b.ids()) and len(a) == len(list(after.results()))
+        for sid in a.ids():
+            np.testing.assert_allclose(a.get(sid), b.get(sid), atol=2e-3, rtol=1e-2)
 
 
 def test_encoding_needs_a_trained_mae(tmp_path, pattern_run):

@@ -104,35 +104,70 @@ def model_identity(model_dir: Path) -> str:
     return f"{model_dir}@{weights_digest(model_dir)}"
 
 
+class Encoder:
+    """Writes batches of a run's patterns as embeddings, pattern statistics and row statistics.
+
+    One writer for both ways a pattern reaches AP-MAE: :func:`encode_run` after extraction, and
+    extraction itself when the AP-MAE is known before it starts (the shipped one), which saves
+    a second forward pass over every scenario whose patterns were not kept. A scenario already
+    written is skipped, so a batch written twice (a rerun after a crash) is harmless.
+    """
+
+    def __init__(self, run: Run, cfg: EncodeConfig, model_dir: Path, layers: int, heads: int,
+                 target_name: str) -> None:
+        if not (model_dir / "config.json").exists():
+            raise ValueError(f"{model_dir}: no trained AP-MAE (run `apmae mae train` first)")
+        self.cfg = cfg
+        self.model = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval()
+        wanted = StoreMeta(layers=layers, heads=heads, window=0, model=model_identity(model_dir),
+                           width=self.model.config.hidden_size)
+        old = embeddings_path(run) / "meta.json"
+        if old.exists() and PatternStore(embeddings_path(run)).meta != wanted:
+            # embeddings of another AP-MAE (retrained in place): start over, or clusters built
+            # on them would pass for this model's
+            print(f"encode: {embeddings_path(run)} holds another AP-MAE's embeddings; encoding afresh",
+                  file=sys.stderr)
+            shutil.rmtree(embeddings_path(run))
+        self.embeddings = open_embeddings(run, wanted)
+
+        def side(open_: Callable[[Run, StoreMeta], PatternStore], width: int) -> PatternStore:
+            return open_(run, StoreMeta(layers=layers, heads=heads, window=0, model=target_name,
+                                        dtype="float32", width=width))
+
+        self.stats, self.rows = side(open_stats, len(STATS)), side(open_row_stats, len(ROW_STATS))
+        self.suffix_id = special_ids(load_tokenizer(target_name)).suffix
+
+    def done(self, scenario_id: str) -> bool:
+        return self.embeddings.has(scenario_id) and self.rows.has(scenario_id)
+
+    def write(self, batch: list[Scenario], patterns: torch.Tensor) -> None:
+        """``patterns``: the batch's ``[batch, layers, heads, tri]`` log-probabilities."""
+        ids = [s.id for s in batch]
+        # statistics first: the embeddings and row statistics are the records a rerun checks
+        fresh = [i for i, sid in enumerate(ids) if not self.stats.has(sid)]
+        if fresh:
+            self.stats.append([ids[i] for i in fresh], pattern_stats(patterns[fresh]).numpy())
+        fresh = [i for i, sid in enumerate(ids) if not self.rows.has(sid)]
+        if fresh:
+            holes = [hole_of(batch[i].input_ids, self.suffix_id) for i in fresh]
+            self.rows.append([ids[i] for i in fresh], row_stats(patterns[fresh], holes).numpy())
+        fresh = [i for i, sid in enumerate(ids) if not self.embeddings.has(sid)]
+        if fresh:
+            self.embeddings.append([ids[i] for i in fresh],
+                                   embed(self.model, patterns[fresh], self.cfg).to(torch.float16).numpy())
+
+
 def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
                target: Callable[[], Target] | None = None) -> int:
     """Encode every scenario of ``run`` not encoded yet; returns how many were encoded.
     ``target`` loads the run's target model, only if some patterns must be recomputed."""
-    model_dir = model_dir or mae_dir(run) / "model"
-    if not (model_dir / "config.json").exists():
-        raise ValueError(f"{model_dir}: no trained AP-MAE (run `apmae mae train` first)")
-    model = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval()
     meta = run.meta()
     if "layers" not in meta:
         raise ValueError(f"run {run.name} has no extraction results (run `apmae extract` first)")
+    encoder = Encoder(run, cfg, model_dir or mae_dir(run) / "model", meta["layers"], meta["heads"],
+                      meta["model"])
     patterns = run.pattern_store()
-    wanted = StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
-                       model=model_identity(model_dir), width=model.config.hidden_size)
-    old = embeddings_path(run) / "meta.json"
-    if old.exists() and PatternStore(embeddings_path(run)).meta != wanted:
-        # embeddings of another AP-MAE (retrained in place): start over, or clusters built on
-        # them would pass for this model's
-        print(f"encode: {embeddings_path(run)} holds another AP-MAE's embeddings; encoding afresh",
-              file=sys.stderr)
-        shutil.rmtree(embeddings_path(run))
-    store = open_embeddings(run, wanted)
-    def side_store(open_, width: int) -> PatternStore:
-        return open_(run, StoreMeta(layers=meta["layers"], heads=meta["heads"], window=0,
-                                    model=meta["model"], dtype="float32", width=width))
-
-    stats, rows = side_store(open_stats, len(STATS)), side_store(open_row_stats, len(ROW_STATS))
-    suffix_id = special_ids(load_tokenizer(meta["model"])).suffix
-    todo = [s for s in scenarios_of(run) if not (store.has(s.id) and rows.has(s.id))]
+    todo = [s for s in scenarios_of(run) if not encoder.done(s.id)]
     loaded: Target | None = None
     bar = tqdm(total=len(todo), desc="encode", unit="scenario")
     for start in range(0, len(todo), cfg.batch_size):
@@ -148,20 +183,7 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
             if log_range:
                 recomputed = torch.from_numpy(patterns.decode_values(recomputed.numpy()))
             packed.update(zip((s.id for s in missing), recomputed))
-        ids = [s.id for s in batch]
-        batch_patterns = torch.stack([packed[i] for i in ids])
-        # statistics first: the embeddings and row statistics are the records a rerun checks
-        fresh = [i for i, sid in enumerate(ids) if not stats.has(sid)]
-        if fresh:
-            stats.append([ids[i] for i in fresh], pattern_stats(batch_patterns[fresh]).numpy())
-        fresh = [i for i, sid in enumerate(ids) if not rows.has(sid)]
-        if fresh:
-            holes = [hole_of(batch[i].input_ids, suffix_id) for i in fresh]
-            rows.append([ids[i] for i in fresh], row_stats(batch_patterns[fresh], holes).numpy())
-        fresh = [i for i, sid in enumerate(ids) if not store.has(sid)]
-        if fresh:
-            store.append([ids[i] for i in fresh],
-                         embed(model, batch_patterns[fresh], cfg).to(torch.float16).numpy())
+        encoder.write(batch, torch.stack([packed[s.id] for s in batch]))
         bar.update(len(batch))
     bar.close()
     return len(todo)

@@ -94,14 +94,20 @@ def render_card(card: dict) -> str:
 
 
 def shipped_for(run: Run, source: Path = DEFAULT_MAE_DIR) -> Path | None:
-    """``source`` if its AP-MAE was trained on patterns of the weights ``run`` captured (the
-    default model, unchanged since) and its images fit ``run``'s window, else None."""
-    if not (source / CARD).exists() or run.meta().get("model") != "default":
+    """``source`` if its AP-MAE fits ``run``'s patterns (:func:`shipped_fits`), else None."""
+    store = run.pattern_store()
+    return shipped_fits(run.meta().get("model"), store.meta.window if store else None, source)
+
+
+def shipped_fits(model: str | None, window: int | None, source: Path = DEFAULT_MAE_DIR) -> Path | None:
+    """``source`` if its AP-MAE was trained on patterns of ``model``'s weights (the default
+    model, unchanged since) and its images fit a ``window``-token pattern, else None; known
+    before extraction, so extraction can encode as it goes."""
+    if not (source / CARD).exists() or model != "default" or not window:
         return None
     card = json.loads((source / CARD).read_text())
-    store = run.pattern_store()
     size = APMAEConfig.from_pretrained(source).image_size
-    if card["target_weights"] != weights_digest(DEFAULT_MODEL_DIR) or store is None or store.meta.window % size:
+    if card["target_weights"] != weights_digest(DEFAULT_MODEL_DIR) or window % size:
         return None
     return source
 

@@ -70,6 +70,16 @@ class StoreMeta:
         return (self.layers, self.heads, self.length)
 
 
+def decode_values(stored: np.ndarray, meta: StoreMeta) -> np.ndarray:
+    """Entries in ``meta``'s format as log-probabilities (uint8: float32; float16 stays itself)."""
+    if meta.dtype != "uint8":
+        return stored
+    out = stored.astype(np.float32)
+    out *= np.float32(meta.log_range / 255.0)
+    out -= np.float32(meta.log_range)
+    return out
+
+
 class PatternStore:
     """Append-only pattern store keyed by scenario id (see the module docstring for the layout)."""
 
@@ -214,12 +224,7 @@ class PatternStore:
 
     def decode_values(self, stored: np.ndarray) -> np.ndarray:
         """Stored entries as log-probabilities (uint8: float32; float16 stays itself, a view)."""
-        if self.meta.dtype != "uint8":
-            return stored
-        out = stored.astype(np.float32)
-        out *= np.float32(self.meta.log_range / 255.0)
-        out -= np.float32(self.meta.log_range)
-        return out
+        return decode_values(stored, self.meta)
 
     def quantize(self, patterns: Any) -> np.ndarray:
         """``patterns`` as they would read back from this store: so patterns recomputed by a
