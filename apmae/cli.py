@@ -240,8 +240,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     run = _existing_run(args.run)
     engine = _atlas_engine()
     cfg = _dataclass_from_args(SweepConfig, args)
-    selective = _dataclass_from_args(InterventionConfig, args, seed=cfg.seed,
-                                     batch_size=cfg.batch_size)
+    selective = _dataclass_from_args(InterventionConfig, args, seed=cfg.seed)
     sweep_run(run, cfg, engine, load_target(run.meta().get("model")), selective)
     print(json.dumps({"collapse": sweep_summary(engine, run.name)["collapse"],
                       "intervention": intervention_summary(engine, run.name)["verdict"]}))
@@ -349,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "random heads, and the collapse curve (chosen on train, tested held out)")
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     _add_dataclass_flags(p, SweepConfig)
-    _add_dataclass_flags(p, InterventionConfig, skip=("seed", "batch_size"))
+    _add_dataclass_flags(p, InterventionConfig, skip=("seed",))
     p.set_defaults(func=cmd_sweep)
 
     db = sub.add_parser("db", help="the SQL store of the pattern atlas (migrations)") \

@@ -193,7 +193,7 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
     predictor_run(run, PredictorConfig(max_iter=20, min_per_class=3, folds=3),
                   engine)
     sweep_run(run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine, tiny_target,
-              InterventionConfig(random_sets=5, greedy_candidates=3, batch_size=4, bootstrap=100))
+              InterventionConfig(random_sets=5, greedy_candidates=3, bootstrap=100))
     return run, url
 
 

@@ -54,7 +54,7 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     assert after_predictor["head_effects"] % heads == 0 and after_predictor["head_effects"] > 0
 
     small = InterventionConfig(train_per_task=2, heldout_per_task=2, sizes=(1, 2), random_sets=3,
-                               greedy_candidates=2, batch_size=4, bootstrap=50)
+                               greedy_candidates=2, bootstrap=50)
     sweep = sweep_run(atlas_run, SweepConfig(scenarios=8, repeats=2, batch_size=4), engine,
                       tiny_target, small)
     assert {p["strategy"] for p in sweep["points"]} >= {"causal", "random"}
@@ -147,5 +147,5 @@ def test_heads_are_chosen_on_the_train_split_and_tested_on_held_out_only(tmp_pat
     monkeypatch.setattr(build, "evaluate", spy("test", build.evaluate))
     sweep_run(atlas_run, SweepConfig(scenarios=4, repeats=1, batch_size=4), engine, tiny_target,
               InterventionConfig(train_per_task=2, heldout_per_task=2, sizes=(1,), random_sets=2,
-                                 greedy_candidates=2, batch_size=4, bootstrap=20))
+                                 greedy_candidates=2, bootstrap=20))
     assert seen == {"choose": {"train"}, "test": {"test"}}

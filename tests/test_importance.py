@@ -11,7 +11,7 @@ from apmae.atlas.heldout import Classifier, Features, HeldoutConfig
 from apmae.atlas.importance import (causal_effects, mean_interval, per_head, shap_effects,
                                     single_head_scores)
 from apmae.atlas.intervention import change, enriched_pairs, sample_per_task, versus_random
-from apmae.atlas.sweep import first_token_scores
+from apmae.atlas.sweep import FirstTokenScorer
 from apmae.intervene import ablate_heads
 from apmae.lm.load import Target
 from apmae.scenarios import Scenario
@@ -46,7 +46,7 @@ def planted():
 
 def test_causal_importance_finds_the_head_whose_ablation_fixes_the_planted_model(planted):
     target, scenarios = planted
-    hits, lps = single_head_scores(target, scenarios, 2, 4, batch_size=16)
+    hits, lps = single_head_scores(FirstTokenScorer(target, 16), scenarios, 2, 4)
     assert hits.shape == (9, len(scenarios)) and hits[0].mean() < 0.5  # the head hurts as it is
     effects = {(e.measure, e.task): e for e in causal_effects(
         hits, lps, np.array([s.task for s in scenarios]), 200, 0)}
@@ -56,9 +56,13 @@ def test_causal_importance_finds_the_head_whose_ablation_fixes_the_planted_model
         assert int(np.argmax(acc.value)) == index and acc.lo[index] > 0
         assert np.flatnonzero(acc.lo > 0).tolist() == [index]  # no other head is credited
         assert int(np.argmax(effects[("causal_logprob", task)].value)) == index
-    # single-head rows are the same passes as ablating that head by hand
-    h, lp = first_token_scores(target, scenarios, 16, [PLANTED])
-    assert (hits[1 + index] == h).all() and np.allclose(lps[1 + index], lp)
+    # single-head rows are what ablating that head by hand gives
+    with ablate_heads(target.model, [PLANTED]), torch.no_grad():
+        lp = target.model(input_ids=torch.tensor([s.input_ids for s in scenarios])).logits[:, -1]
+    lp = lp.float().log_softmax(-1)
+    first = torch.tensor([s.target_ids[0] for s in scenarios])
+    assert (hits[1 + index] == (lp.argmax(-1) == first).numpy()).all()
+    assert np.allclose(lps[1 + index], lp.gather(1, first[:, None])[:, 0].numpy(), atol=1e-4)
 
 
 def test_shap_finds_the_head_a_planted_predictor_reads():

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from apmae.atlas.sweep import (STRATEGIES, SweepConfig, collapse_points, head_counts, orders,
-                               sweep)
+import numpy as np
+import torch
+
+from apmae.atlas.sweep import (STRATEGIES, FirstTokenScorer, SweepConfig, collapse_points,
+                               decoder_layers, head_counts, orders, sweep)
+from apmae.capture import attention_modules
+from apmae.intervene import ablate_heads
 from apmae.scenarios import read_scenarios
 
 
@@ -30,7 +35,7 @@ def test_sweep_scores_every_point_against_the_baseline(pattern_run, tiny_target)
     scenarios = [s for s in read_scenarios(pattern_run.scenarios_path) if s.task != "noise"]
     heads = [(l, h) for l in range(tiny_target.layers) for h in range(tiny_target.heads)]
     imp = {h: float(i) for i, h in enumerate(heads)}
-    points = sweep(tiny_target, scenarios, imp, imp, SweepConfig(repeats=2, batch_size=4))
+    points = sweep(FirstTokenScorer(tiny_target, 4), scenarios, imp, imp, SweepConfig(repeats=2))
     base = points[0]
     assert base["strategy"] == "none"
     assert {p["strategy"] for p in points[1:]} == set(STRATEGIES)
@@ -40,3 +45,37 @@ def test_sweep_scores_every_point_against_the_baseline(pattern_run, tiny_target)
         assert round(p["accuracy"] * n) == round(base["accuracy"] * n) + p["incorrect_to_correct"] \
             - p["correct_to_incorrect"]
     assert set(collapse_points(points)) == set(STRATEGIES)
+
+
+def _plain_scores(target, scenarios, heads):
+    """First-token hits and log-probabilities the plain way: one pass over all, nothing reused."""
+    with ablate_heads(target.model, heads), torch.no_grad():
+        lp = target.model(input_ids=torch.tensor([s.input_ids for s in scenarios])).logits[:, -1]
+    lp = lp.float().log_softmax(-1)
+    first = torch.tensor([s.target_ids[0] for s in scenarios])
+    return (lp.argmax(-1) == first).numpy(), lp.gather(1, first[:, None])[:, 0].numpy()
+
+
+def test_the_scorer_reuses_scores_and_lower_layers_exactly(pattern_run, tiny_target):
+    scenarios = [s for s in read_scenarios(pattern_run.scenarios_path) if s.task != "noise"][:10]
+    scorer = FirstTokenScorer(tiny_target, 4)
+    ran = []  # the layers whose attention actually computed
+    attention = attention_modules(tiny_target.model)
+    hooks = [a.register_forward_pre_hook(lambda m, a, i=i: ran.append(i)) for i, a in enumerate(attention)]
+    top = tiny_target.layers - 1
+    try:
+        for heads in ([], [(top, 0)], [(top, 1), (0, 1)], [(1, 0), (top, 2)]):
+            ran.clear()
+            hits, lps = scorer(scenarios, heads)
+            if heads == [(top, 0)]:  # below the top layer, the unablated pass's outputs replayed
+                assert set(ran) == {top}
+            want = _plain_scores(tiny_target, scenarios, heads)
+            assert (hits == want[0]).all()
+            np.testing.assert_allclose(lps, want[1], rtol=1e-4, atol=1e-4)
+        assert all("forward" not in vars(b) for b in decoder_layers(tiny_target.model))  # put back
+        ran.clear()
+        again = scorer(scenarios, [(0, 1), (top, 1)])  # a set already scored, in another order
+        assert ran == [] and (again[0] == scorer(scenarios, [(top, 1), (0, 1)])[0]).all()
+    finally:
+        for h in hooks:
+            h.remove()

@@ -35,7 +35,7 @@ from .predictor import FEATURES, PredictorConfig, balanced, categorical, cross_v
 from .importance import HeadEffects, causal_effects, per_head, shap_effects, single_head_scores
 from .intervention import (InterventionConfig, enriched_pairs, evaluate, greedy, ranked,
                            sample_per_task)
-from .sweep import SweepConfig, collapse_points, sweep
+from .sweep import FirstTokenScorer, SweepConfig, collapse_points, sweep
 
 
 def engine_for(url: str | None = None) -> Engine:
@@ -460,7 +460,8 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
         raise ValueError(f"run {run.name} has no {'held-out' if not pool else 'train-split'} "
                          "scenarios to choose heads on and test them")
     train = sample_per_task(train_pool, selective.train_per_task, selective.seed)
-    hits, lps = single_head_scores(target, train, n_layers, n_heads, selective.batch_size)
+    scorer = FirstTokenScorer(target, cfg.batch_size)  # one for every stage: scores are reused
+    hits, lps = single_head_scores(scorer, train, n_layers, n_heads)
     causal = causal_effects(hits, lps, np.array([s.task for s in train]), selective.bootstrap,
                             selective.seed)
     effects.update({(e.measure, e.task): e for e in causal})
@@ -470,9 +471,9 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     labels = _cluster_features(engine, run, run_id, keys).astype(int) - 1
     y = _labels_of(engine, run_id, keys)[1]
     n = len(train_pool)
-    sets, pairs = _choose(target, train, train_pool, labels[:n], y[:n], effects, n_layers * n_heads,
+    sets, pairs = _choose(scorer, train, train_pool, labels[:n], y[:n], effects, n_layers * n_heads,
                           n_heads, selective, tasks={s.task for s in heldout})
-    result = evaluate(target, heldout, sets, pairs, labels[n:], n_layers, n_heads, selective)
+    result = evaluate(scorer, heldout, sets, pairs, labels[n:], n_layers, n_heads, selective)
 
     importance = {(i // n_heads, i % n_heads): float(v)
                   for i, v in enumerate(effects[("shap", "all")].value)} \
@@ -480,7 +481,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     gain = {(i // n_heads, i % n_heads): float(v)
             for i, v in enumerate(effects[("causal_accuracy", "all")].value)}
     pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(pool))[:cfg.scenarios])
-    points = sweep(target, [pool[i] for i in pick], importance, gain, cfg)
+    points = sweep(scorer, [pool[i] for i in pick], importance, gain, cfg)
     with session_scope(engine) as session:
         _store_effects(session, run_id, causal, ("causal_accuracy", "causal_logprob"), n_heads)
         _store_interventions(session, run_id, result)
@@ -493,7 +494,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     return sweep_summary(engine, run.name)
 
 
-def _choose(target, train: list, train_pool: list, labels: np.ndarray, y: np.ndarray,
+def _choose(scorer: FirstTokenScorer, train: list, train_pool: list, labels: np.ndarray, y: np.ndarray,
             effects: dict[tuple[str, str], HeadEffects], total: int, n_heads: int,
             cfg: InterventionConfig, tasks: set[str]) -> tuple[dict, dict]:
     """Per task, the heads each method picks on the train split (``sets[task][method][k]``)
@@ -509,8 +510,7 @@ def _choose(target, train: list, train_pool: list, labels: np.ndarray, y: np.nda
         by_shap = [as_head[i] for i in ranked(effects, task, "shap")]
         by_causal = [as_head[i] for i in ranked(effects, task, "causal")]
         mine = [s for s in train if s.task == task]
-        order = greedy(target, mine, by_causal[:cfg.greedy_candidates], max(cfg.sizes),
-                       cfg.batch_size)
+        order = greedy(scorer, mine, by_causal[:cfg.greedy_candidates], max(cfg.sizes))
         sets[task] = {"shap": {k: by_shap[:k] for k in cfg.sizes if len(by_shap) >= k},
                       "causal": {k: by_causal[:k] for k in cfg.sizes},
                       "greedy": {k: order[:k] for k in cfg.sizes if len(order) >= k}}

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..lm.load import Target
 from ..scenarios import Scenario
-from .sweep import first_token_scores
+from .sweep import FirstTokenScorer
 
 MEASURES = ("shap_abs", "shap", "causal_accuracy", "causal_logprob")
 
@@ -91,12 +90,12 @@ def shap_effects(by_head: np.ndarray, tasks: np.ndarray, y: np.ndarray, replicat
 
 
 @torch.inference_mode()
-def single_head_scores(target: Target, scenarios: list[Scenario], n_layers: int, n_heads: int,
-                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def single_head_scores(scorer: FirstTokenScorer, scenarios: list[Scenario], n_layers: int,
+                       n_heads: int) -> tuple[np.ndarray, np.ndarray]:
     """First-token hits and target log-probabilities, ``[1 + heads, scenarios]``: row 0 with
     nothing ablated, row ``1 + i`` with head ``i`` alone switched off."""
     sets = [[]] + [[(layer, head)] for layer in range(n_layers) for head in range(n_heads)]
-    hits, lps = zip(*(first_token_scores(target, scenarios, batch_size, heads)
+    hits, lps = zip(*(scorer(scenarios, heads)
                       for heads in tqdm(sets, desc="single-head ablations", unit="head")))
     return np.stack(hits), np.stack(lps)
 

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from ..lm.load import Target
 from ..scenarios import Scenario
 from .importance import HeadEffects, mean_interval
-from .sweep import first_token_scores
+from .sweep import FirstTokenScorer
 
 METHODS = ("shap", "causal", "greedy", "conditional")
 Head = tuple[int, int]
@@ -45,7 +44,6 @@ class InterventionConfig:
     random_sets: int = 20  # random head sets per size, each tested like a chosen one
     greedy_candidates: int = 4  # the best single-ablation heads the greedy search picks among
     min_cluster: int = 4  # train members a cluster needs to count as failure-enriched
-    batch_size: int = 32
     bootstrap: int = 1000
     seed: int = 0
 
@@ -73,15 +71,15 @@ def ranked(effects: dict[tuple[str, str], HeadEffects], task: str, method: str) 
     return list(np.lexsort((-lp, -acc)))
 
 
-def greedy(target: Target, scenarios: list[Scenario], candidates: list[Head], size: int,
-           batch_size: int) -> list[Head]:
+def greedy(scorer: FirstTokenScorer, scenarios: list[Scenario], candidates: list[Head],
+           size: int) -> list[Head]:
     """Forward selection on ``scenarios``: heads in the order they were added (the set of size
     ``k`` is the first ``k``)."""
     chosen: list[Head] = []
     for _ in range(min(size, len(candidates))):
         scores = {}
         for c in (c for c in candidates if c not in chosen):
-            hits, lp = first_token_scores(target, scenarios, batch_size, chosen + [c])
+            hits, lp = scorer(scenarios, chosen + [c])
             scores[c] = (hits.mean(), lp.mean())
         chosen.append(max(scores, key=scores.get))
     return chosen
@@ -106,8 +104,8 @@ def enriched_pairs(labels: np.ndarray, y: np.ndarray, min_cluster: int, k: int,
     return [((h // heads_per_layer, h % heads_per_layer), c) for h, (_, _, c) in top]
 
 
-def conditional_scores(target: Target, scenarios: list[Scenario], labels: np.ndarray,
-                       pairs: list[tuple[Head, int]], heads_per_layer: int, batch_size: int
+def conditional_scores(scorer: FirstTokenScorer, scenarios: list[Scenario], labels: np.ndarray,
+                       pairs: list[tuple[Head, int]], heads_per_layer: int
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Per scenario, first-token hit and target log-probability with each pair's head switched
     off only where the scenario's label at that head is the pair's cluster."""
@@ -116,7 +114,7 @@ def conditional_scores(target: Target, scenarios: list[Scenario], labels: np.nda
     hits, lps = np.zeros(len(scenarios), bool), np.zeros(len(scenarios))
     for heads in set(sets):
         idx = [i for i, s in enumerate(sets) if s == heads]
-        h, lp = first_token_scores(target, [scenarios[i] for i in idx], batch_size, list(heads))
+        h, lp = scorer([scenarios[i] for i in idx], list(heads))
         hits[idx], lps[idx] = h, lp
     return hits, lps
 
@@ -143,18 +141,17 @@ def versus_random(method_change: float, random_changes: np.ndarray) -> dict:
             "share_of_random_beaten": round(float((random_changes < method_change).mean()), 4)}
 
 
-def evaluate(target: Target, heldout: list[Scenario], sets: dict[str, dict[str, dict[int, list[Head]]]],
+def evaluate(scorer: FirstTokenScorer, heldout: list[Scenario], sets: dict[str, dict[str, dict[int, list[Head]]]],
              pairs: dict[str, dict[int, list[tuple[Head, int]]]], heldout_labels: np.ndarray,
              n_layers: int, n_heads: int, cfg: InterventionConfig) -> dict:
     """The report's ``intervention.by_task`` and ``intervention.all``: every task's chosen sets
     (``sets[task][method][k]``, ``pairs[task][k]`` for ``conditional``) ablated on that task's
     held-out scenarios, beside ``cfg.random_sets`` random sets of each size."""
     tasks = np.array([s.task for s in heldout])
-    base = first_token_scores(target, heldout, cfg.batch_size, [])
+    base = scorer(heldout, [])
     rng = np.random.default_rng(cfg.seed)
     every = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    random_runs = {k: [first_token_scores(target, heldout, cfg.batch_size,
-                                          [every[i] for i in rng.choice(len(every), k, replace=False)])
+    random_runs = {k: [scorer(heldout, [every[i] for i in rng.choice(len(every), k, replace=False)])
                        for _ in range(cfg.random_sets)]
                    for k in tqdm(cfg.sizes, desc="random sets", unit="size")}
     pooled: dict[tuple[str, int], list[np.ndarray]] = defaultdict(lambda: [[], [], []])
@@ -177,14 +174,13 @@ def evaluate(target: Target, heldout: list[Scenario], sets: dict[str, dict[str, 
                     chosen = pairs.get(task, {}).get(k, [])
                     if not chosen:
                         continue
-                    after = conditional_scores(target, scen, heldout_labels[sel], chosen, n_heads,
-                                               cfg.batch_size)
+                    after = conditional_scores(scorer, scen, heldout_labels[sel], chosen, n_heads)
                     heads = [f"{head_name(h)}@{c}" for h, c in chosen]
                 else:
                     chosen_heads = sets[task].get(method, {}).get(k)
                     if not chosen_heads:
                         continue
-                    after = first_token_scores(target, scen, cfg.batch_size, chosen_heads)
+                    after = scorer(scen, chosen_heads)
                     heads = [head_name(h) for h in chosen_heads]
                 c = change(tb, after, cfg.bootstrap, cfg.seed)
                 entry["methods"].setdefault(method, {})[k] = {

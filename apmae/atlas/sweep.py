@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from ..capture import attention_modules
 from ..intervene import ablate_heads
 from ..lm.load import Target
 from ..scenarios import Scenario
@@ -60,35 +62,85 @@ def orders(importance: dict[tuple[int, int], float] | None, gain: dict[tuple[int
     return out
 
 
-@torch.inference_mode()
-def first_token_scores(target: Target, scenarios: list[Scenario], batch_size: int,
-                       heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per scenario: is the greedy first token the target's, and the target's first-token
-    log-probability — with ``heads`` ablated."""
-    hits, logprobs = [], []
-    with ablate_heads(target.model, heads):
-        for start in range(0, len(scenarios), batch_size):
-            batch = scenarios[start:start + batch_size]
-            ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)
-            logits = target.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1]
-            lp = logits.float().log_softmax(-1)
-            first = torch.tensor([s.target_ids[0] for s in batch], device=lp.device)
-            hits.append((lp.argmax(-1) == first).cpu().numpy())
-            logprobs.append(lp.gather(1, first[:, None])[:, 0].cpu().numpy())
-    return np.concatenate(hits), np.concatenate(logprobs)
+Head = tuple[int, int]
 
 
-def sweep(target: Target, scenarios: list[Scenario], importance: dict[tuple[int, int], float] | None,
-          gain: dict[tuple[int, int], float], cfg: SweepConfig) -> list[dict]:
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The blocks that hold each attention module, in layer order: one block's output is the
+    next one's input, whatever the architecture calls them."""
+    names = {module: name for name, module in model.named_modules()}
+    return [model.get_submodule(names[a].rsplit(".", 1)[0]) for a in attention_modules(model)]
+
+
+class FirstTokenScorer:
+    """Per scenario, whether the greedy first token is the target's and the target's first-token
+    log-probability, with a set of heads ablated; from one prefill pass per batch, which is
+    what first-token correctness needs.
+
+    An ablation study scores the same scenarios many times, so two things are reused, both
+    exactly: a (scenario, head set) scored once is remembered (orders of the collapse curve all
+    end at every head; random sets repeat), and a batch scored unablated keeps each layer's
+    output, so an ablation whose first head is in layer ``l`` replays layers below ``l``
+    instead of recomputing them (they cannot differ). Replay swaps the blocks' ``forward`` for
+    the duration of a batch: the scorer must own its model (the CLI's and the build's do).
+    """
+
+    def __init__(self, target: Target, batch_size: int, replay_bytes: int = 1 << 30) -> None:
+        self.target, self.batch_size, self.replay_left = target, batch_size, replay_bytes
+        self.layers = decoder_layers(target.model)
+        self._scores: dict[tuple[str, frozenset[Head]], tuple[bool, float]] = {}
+        self._outputs: dict[tuple[str, ...], list[torch.Tensor]] = {}
+
+    @torch.inference_mode()
+    def __call__(self, scenarios: list[Scenario], heads: list[Head]) -> tuple[np.ndarray, np.ndarray]:
+        key = frozenset(heads)
+        todo = [s for s in scenarios if (s.id, key) not in self._scores]
+        for start in range(0, len(todo), self.batch_size):
+            batch = todo[start:start + self.batch_size]
+            hits, lps = self._batch(batch, heads)
+            self._scores.update(((s.id, key), (bool(h), float(lp))) for s, h, lp in zip(batch, hits, lps))
+        got = [self._scores[(s.id, key)] for s in scenarios]
+        return np.array([h for h, _ in got], bool), np.array([lp for _, lp in got])
+
+    def _batch(self, batch: list[Scenario], heads: list[Head]) -> tuple[np.ndarray, np.ndarray]:
+        model = self.target.model
+        ids = torch.tensor([s.input_ids for s in batch], device=model.device)
+        key = tuple(s.id for s in batch)
+        outputs = self._outputs.get(key)
+        skip = min(layer for layer, _ in heads) if heads and outputs else 0
+        recorded: list[torch.Tensor] = []
+        hooks = [] if heads or outputs is not None else \
+            [block.register_forward_hook(lambda _m, _a, out: recorded.append(out)) for block in self.layers]
+        for block, out in zip(self.layers[:skip], outputs or []):
+            block.forward = lambda *_a, _out=out, **_k: _out.clone()
+        try:
+            with ablate_heads(model, heads):
+                logits = model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+        finally:
+            for block in self.layers[:skip]:
+                del block.forward
+            for hook in hooks:
+                hook.remove()
+        size = sum(t.numel() * t.element_size() for t in recorded if isinstance(t, torch.Tensor))
+        if recorded and all(isinstance(t, torch.Tensor) for t in recorded) and size <= self.replay_left:
+            self._outputs[key], self.replay_left = recorded, self.replay_left - size
+        lp = logits.float().log_softmax(-1)
+        first = torch.tensor([s.target_ids[0] for s in batch], device=lp.device)
+        return (lp.argmax(-1) == first).cpu().numpy(), lp.gather(1, first[:, None])[:, 0].cpu().numpy()
+
+
+def sweep(scorer: FirstTokenScorer, scenarios: list[Scenario],
+          importance: dict[tuple[int, int], float] | None, gain: dict[tuple[int, int], float],
+          cfg: SweepConfig) -> list[dict]:
     """Every (strategy, n, repeat) point, scored against the unablated model. Nothing is
     captured here, so the model's attention runs as SDPA (:mod:`apmae.capture`)."""
-    base_hits, base_lp = first_token_scores(target, scenarios, cfg.batch_size, [])
+    base_hits, base_lp = scorer(scenarios, [])
     points = [{"strategy": "none", "n_heads": 0, "repeat": 0, "accuracy": float(base_hits.mean()),
                "incorrect_to_correct": 0, "correct_to_incorrect": 0, "loss_change": 0.0, "heads": []}]
     plan = [(s, r, order[:n]) for s, r, order in orders(importance, gain, cfg.seed, cfg.repeats)
             for n in head_counts(len(order))]
     for strategy, repeat, heads in tqdm(plan, desc="sweep", unit="point"):
-        hits, lp = first_token_scores(target, scenarios, cfg.batch_size, heads)
+        hits, lp = scorer(scenarios, heads)
         points.append({
             "strategy": strategy, "n_heads": len(heads), "repeat": repeat,
             "accuracy": float(hits.mean()),
