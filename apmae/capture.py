@@ -316,9 +316,8 @@ def _packed_from_lse(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, 
     packed layout: one GEMM of all queries over the first ``c`` keys writes the left block in
     place, one of the last ``f`` keys over the last ``f`` queries gives the bottom-right block
     already transposed. A quarter fewer multiply-adds than the square, no gather, and the
-    store's coding rides in the GEMMs' ``alpha`` and added term. One layer of 8 x 8 heads over
-    256 tokens: 24.9 ms via the square and its gather, 14.6 with this layout, 13.6 with the coding
-    fused as well (bench/RESULTS.md)."""
+    store's coding rides in the GEMMs' ``alpha`` and added term (RESULTS.md, capture through
+    apmae's own attention)."""
     B, H, T, d = query.shape
     c, _, e = _halves(T)
     q = query.float().reshape(B * H, T, d)

@@ -34,24 +34,24 @@ from .scenarios import TASKS, mine, write_scenarios
 @dataclass
 class DemoConfig:
     per_task: int = 100  # scenarios per task (14 tasks) from the train split's files
-    heldout_per_task: int = 200  # and per task (noise aside) from the held-out files: enough for
-    # a held-out AUC within about +-0.02 overall (bench/RESULTS.md); a task with fewer held-out
-    # files gets fewer
+    heldout_per_task: int = 200  # and per task (noise aside) from the held-out files, so that
+    # the held-out AUC's interval is narrow enough to compare predictors (RESULTS.md
+    # `heldout-attention`); a task with fewer held-out files gets fewer
     seed: int = 0
     window: int = 256
     # patterns kept for AP-MAE training and the explorer (the others are recomputed when
-    # needed): 32 heads x 33 KB (uint8) per scenario; 600 keeps a 10k-inference run under
-    # 2,621 bytes per pattern, everything counted (bench/storage.py)
+    # needed): a bounded sample keeps the storage per pattern within the goal as runs grow
+    # (bench/storage.py, RESULTS.md `bytes-per-pattern`)
     keep: str = "sample:600"
     batch_size: int = 8
     # AP-MAE: the shipped one (apmae.mae.shipped) where it fits the run's patterns, unless
-    # train_mae; else trained here for mae_steps (~4 min on 2 cores, 0.47x the best baseline's
-    # masked MSE against the shipped one's 0.31x; bench/RESULTS.md)
+    # train_mae; else trained here for mae_steps, a short training that reconstructs worse
+    # than the shipped one's long one (RESULTS.md `mae-cpu-preset`, `mae-shipped`)
     train_mae: bool = False
     mae_steps: int = 1800
-    # HDBSCAN's leaf clusters: at this run's 2,050 scenarios the paper's eom splits little more
-    # than code from the noise control (2.2 clusters per head; cluster-label predictor at
-    # chance, 0.45 balanced accuracy over all tasks), leaf gives 14.8 per head and 0.63
+    # HDBSCAN's leaf clusters: at this run's size the paper's eom splits little more than code
+    # from the noise control, which leaves the cluster-label predictor at chance; leaf splits
+    # each head into many more clusters
     cluster_selection: str = "leaf"
     sweep_scenarios: int = 100  # held-out scenarios scored at each point of the collapse curve
     atlas: bool = True  # also build the atlas (AP-MAE, encode, cluster, predictor, sweep)

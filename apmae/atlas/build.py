@@ -295,8 +295,8 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
     heldout = heldout or HeldoutConfig(seed=cfg.seed, min_per_class=cfg.min_per_class)
     data = training_data(run, engine, sync_run(engine, run))
     run_id, tasks, y = data.run_id, data.tasks, data.y
-    # a task's balanced set is ~30-140 scenarios: OpenMP threads only add overhead to the
-    # boosting of so few rows (one thread: 2.4x faster per task here, bench/RESULTS.md)
+    # a task's balanced set is tens to a few hundred scenarios: OpenMP threads only add
+    # overhead to the boosting of so few rows
     with threadpool_limits(1):
         section, rows = _evaluate_predictors(tasks, y, data.feats, run_id, cfg)
     held = evaluate_heldout(data.heldout, tasks, y, data.split, heldout)

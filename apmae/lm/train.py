@@ -81,7 +81,7 @@ class LMTrainConfig:
     min_lr: float = 1e-4
     warmup: int = 300
     weight_decay: float = 0.1
-    bf16: bool = True  # bf16 autocast: ~2x faster on AVX-512 CPUs at the same loss
+    bf16: bool = True  # bf16 autocast: faster on CPUs with bf16 instructions, at the same loss
     # bookkeeping
     checkpoint_every: int = 200
     snapshot_every: int = 1000  # keep fp16 weights for the learning curve

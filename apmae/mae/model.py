@@ -111,15 +111,13 @@ class APMAEConfig(PretrainedConfig):
 #: Named sizes. "paper": the published AP-MAE as the paper describes it; it counts
 #: ~102M parameters, not the 127M the paper quotes (16 decoder layers would give ~126M).
 #: "cpu": small enough to train on a laptop CPU (the APMAEConfig sizes), with the decoder
-#: handed the visible row/column profiles and no relative position bias. Measured on the
-#: default run's patterns, 1,800 steps, same seed (bench/RESULTS.md): masked MSE 0.832x the
-#: head-mean baseline without profiles, 0.617x with them and the bias, 0.624x with them alone;
-#: the bias cost ~15% of the training throughput for that 1%. Its images are 64 px (patch 8, the
-#: paper's 8 x 8 grid), the 256-token patterns average-pooled 4 x 4: at 1,800 steps 0.47x against
-#: 0.58x at 256 px (and 0.52x at 128), in less time (231 s against 307 s). What pooling averages
-#: away is token-level texture, set by which tokens a query meets, that no pattern-level model
-#: predicts (bench/mae_lowrank.py); the shapes stay: clusters per head and the cluster-label
-#: predictor's balanced accuracy are as at 256 px (15.1 vs 15.3; 0.597 vs 0.593, seed 0).
+#: handed the visible row/column profiles and no relative position bias: the profiles cut the
+#: masked error most, and the bias added too little for its cost in throughput. Its images are
+#: 64 px (patch 8, the paper's 8 x 8 grid), the 256-token patterns average-pooled 4 x 4: a lower
+#: error than at 256 px in less time. What pooling averages away is token-level texture, set by
+#: which tokens a query meets, that no pattern-level model predicts (bench/mae_lowrank.py); the
+#: shapes stay: clusters per head and the cluster-label predictor are as at 256 px (RESULTS.md
+#: `mae-cpu-preset`).
 PRESETS: dict[str, dict] = {
     "paper": dict(
         image_size=256, patch_size=32,
@@ -299,8 +297,8 @@ class APMAEModel(PreTrainedModel):
             raise ValueError(f"expected [B, 1, {c.image_size}, {c.image_size}] images, got {tuple(images.shape)}")
         g, p = c.grid, c.patch_size
         x = images.to(self.patch_embed.weight.dtype).reshape(-1, g, p, g, p)  # [B, row, y, col, x]
-        # grid row r holds patches (r, 0..r): one strided slice each, copied once by the cat
-        # (1.8x the speed of indexing all 36 (row, col) pairs)
+        # grid row r holds patches (r, 0..r): one strided slice each, copied once by the cat,
+        # rather than a gather of every (row, col) pair
         return torch.cat([x[:, r, :, : r + 1].transpose(1, 2) for r in range(g)], dim=1).flatten(2)
 
     def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:

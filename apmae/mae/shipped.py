@@ -1,7 +1,7 @@
 """The AP-MAE shipped with apmae (``apmae/default_mae``), trained on the default model's patterns.
 
-The ``cpu`` preset trains in ~5 minutes on 2 cores and reconstructs ~0.47x the best baseline's
-masked MSE; reaching a third of it took ~1 hour (28,000 steps, bench/RESULTS.md). Like the
+A short training of the ``cpu`` preset reconstructs far worse than a long one (RESULTS.md
+`mae-cpu-preset`, `mae-shipped`), and a long one is too slow for a first start. Like the
 default target model, that AP-MAE is trained once and shipped: ``apmae mae ship --run R`` copies
 a run's trained AP-MAE and its evaluation into ``default_mae/`` with a card, and the default run
 installs it instead of training a weaker one, but only where its patterns come from the very

@@ -56,7 +56,7 @@ class MAETrainConfig:
     head_fraction: float = 0.25  # heads per layer drawn per inference and epoch (the paper's)
     batch_size: int = 64  # patterns per step, over all ranks
     steps: int = 1500
-    lr: float = 2e-3  # 0.577x the head-mean baseline on the default run, 1e-3: 0.624x (bench/RESULTS.md)
+    lr: float = 2e-3  # beat 1e-3 on the default run's patterns (RESULTS.md, steps and learning rate)
     min_lr: float = 1e-5
     warmup: int = 100
     weight_decay: float = 0.05
@@ -64,8 +64,8 @@ class MAETrainConfig:
     checkpoint_every: int = 250
     threads: int = 0  # torch threads per rank; 0 = the cores shared among ranks
     device: str = "cpu"  # cpu | cuda (under torchrun: the rank's own GPU) | auto (cuda if there is one)
-    # bf16 autocast for forward and backward (weights, optimizer and loss stay fp32): 1.3x the
-    # images/s of fp32 on this AVX-512 CPU (bench/RESULTS.md), as the LM trains and encode runs
+    # bf16 autocast for forward and backward (weights, optimizer and loss stay fp32): faster
+    # than fp32 on CPUs with bf16 instructions, as the LM trains and encode runs
     bf16: bool = True
 
     def pattern_filter(self) -> PatternFilter:
@@ -97,9 +97,8 @@ class MAEState:
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW (0.9, 0.95), weight decay on matrices but not on biases, norms and position
-    embeddings; ``fused``: one kernel per parameter for the whole update (on the CPU the
-    ``foreach`` path still runs ~10 ops per tensor: 14 of a ~160 ms step; fused, the step is
-    ~6% faster, bench/RESULTS.md)."""
+    embeddings; ``fused``: one kernel per parameter for the whole update, where the CPU's
+    ``foreach`` path still runs several ops per tensor."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and "pos" not in name else no_decay).append(p)
@@ -110,8 +109,7 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
 
 def attention_kernels(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
     """The SDPA kernels AP-MAE trains with: on CPU in bf16 the math kernel, whose backward is
-    twice as fast there as the flash kernel's (151 vs 302 ms per step, bench/RESULTS.md);
-    elsewhere PyTorch's own choice."""
+    faster there than the flash kernel's at these small sizes; elsewhere PyTorch's own choice."""
     if device.type == "cpu" and bf16:
         return sdpa_kernel([SDPBackend.MATH])
     return contextlib.nullcontext()
