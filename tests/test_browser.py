@@ -385,12 +385,12 @@ def test_script_in_code_is_text_and_never_runs(page, base_url, shots):
 
 
 def _visible(s: str) -> str:
-    """app.js's visible(): whitespace made visible, as token names show it."""
+    """format.js's visible(): whitespace made visible, as token names show it."""
     return s.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·")
 
 
 def _token_name(tokens: list[str], i: int) -> str:
-    """app.js's tokenName() (tokens short enough not to be shortened)."""
+    """tokens.js's tokenName() (tokens short enough not to be shortened)."""
     t = tokens[i]
     return f"{i} {t}" if t.startswith("<fim_") else f'{i} "{_visible(t)}"'
 

@@ -1,0 +1,116 @@
+/* Attention on the code: the prompt laid out as its text, each token shaded by a head's
+ * attention (used on the cluster, scenario and /try pages). */
+import { append, clear, el } from "./dom.js";
+import { pct } from "./format.js";
+import { isControl, promptParts, tokenName } from "./tokens.js";
+
+export const ATT_HINT = "Shaded by what the predicting position attends to. Hover a token for what it attends to, click to pin it (or click a heatmap cell to pin its query).";
+
+/** The prompt laid out as its code, one span per token, each shaded by a head's attention:
+ * by default what the predicting position attends to (its row). Hovering a token shows its
+ * row, clicking pins it, and a toggle shows its column instead (what attends to it).
+ * ``sources``: [{label, pattern}] of the same prompt (a select switches between them);
+ * ``hole``: the masked span's text, shown where it was cut out (it is not in the prompt).
+ * The returned element's ``pin(i)`` pins token ``i`` (e.g. from a heatmap click). */
+export function attentionCode(sources, { hole = null } = {}) {
+  const first = sources[0].pattern;
+  if (!first.tokens || first.tokens.length !== first.z.length) {
+    return Object.assign(el("p", { class: "hint", text: "The prompt's tokens are not available, so its attention cannot be shown on the code." }), { pin: () => {} });
+  }
+  const tokens = first.tokens;
+  const T = tokens.length;
+  const parts = promptParts(tokens);
+  const control = tokens.map(isControl);
+  const st = { source: 0, column: false, scale: "linear", pinned: null, hover: null };
+  const box = el("figure", { class: "attcode" });
+
+  const which = sources.length > 1 ? el("select", { class: "att-source", "aria-label": "which run" },
+    sources.map((s, i) => el("option", { value: i, text: s.label }))) : null;
+  const column = el("input", { type: "checkbox", class: "att-column" });
+  const scale = el("select", { class: "att-scale", "aria-label": "shading" },
+    el("option", { value: "linear", text: "linear" }), el("option", { value: "log", text: "log (3 decades)" }));
+  const back = el("button", { type: "button", class: "link att-back", text: "back to the predicting position", hidden: true });
+  const controls = el("div", { class: "att-controls" },
+    which ? el("label", null, "run ", which) : null,
+    el("label", { title: "shade the tokens that attend to the chosen token (its column) instead of those it attends to (its row)" },
+      column, " what attends to it (column)"),
+    el("label", null, "shading ", scale), back);
+
+  const spans = tokens.map((t, i) => el("span", {
+    class: control[i] ? "tok ctl" : "tok", dataset: { i },
+    title: control[i] ? `${i} ${t}` : null,
+  }, t));
+  const holeMark = el("mark", { class: "target hole", title: "the masked span: cut out of the prompt, the model predicts it" }, hole ? hole : "⎀");
+  const pre = el("pre", { class: "code attcode-text" });
+  spans.forEach((s, i) => {
+    if (i === parts.hole) pre.append(holeMark);
+    pre.append(s);
+  });
+  if (parts.hole == null) pre.append(holeMark);  // left to right: the span follows the prompt
+  const readout = el("figcaption", { class: "readout" });
+  box.append(controls, pre, readout);
+
+  const render = () => {
+    const q = st.hover ?? st.pinned ?? parts.predicting;
+    const z = sources[st.source].pattern.z;
+    const logs = st.column ? z.map((r) => r[q]) : z[q];
+    const w = logs.map((v) => (v == null ? 0 : 10 ** v));
+    // shading relative to the strongest code token: control tokens (often an attention sink) clip at full
+    let ref = 0;
+    for (let i = 0; i < T; i++) if (!control[i] && w[i] > ref) ref = w[i];
+    if (!ref) ref = Math.max(0, ...w) || 1;
+    const lref = Math.log10(ref);
+    const rgb = st.column ? "44,127,184" : "255,127,14";
+    spans.forEach((s, i) => {
+      const a = w[i] <= 0 ? 0 : st.scale === "log" ? Math.min(1, Math.max(0, (Math.log10(w[i]) - lref) / 3 + 1)) : Math.min(1, w[i] / ref);
+      s.style.backgroundColor = a >= 0.02 ? `rgba(${rgb},${(0.85 * a).toFixed(3)})` : "";
+      s.classList.toggle("att", a >= 0.1 && i !== q);
+      s.classList.toggle("focus", i === q);
+      s.classList.toggle("pinned", i === st.pinned);
+      s.classList.toggle("predicting", i === parts.predicting);
+    });
+    const top = w.map((x, i) => [x, i]).filter(([x]) => x > 0).sort((a, b) => b[0] - a[0]).slice(0, 6);
+    append(clear(readout), [el("code", { text: tokenName(tokens, q, 40) }),
+      q === parts.predicting ? " (the predicting position)" : "", st.pinned === q && st.hover == null ? " (pinned: click it again to unpin)" : "",
+      st.column ? " is attended to most by " : " attends to ",
+      top.map(([x, i], k) => [k ? ", " : "", el("code", { text: tokenName(tokens, i, 24) }), ` ${pct(x)}`])]);
+    back.hidden = st.pinned == null;
+  };
+
+  const tokenAt = (ev) => { const s = ev.target.closest && ev.target.closest(".tok"); return s ? Number(s.dataset.i) : null; };
+  pre.addEventListener("mouseover", (ev) => { const i = tokenAt(ev); if (i != null && i !== st.hover) { st.hover = i; render(); } });
+  pre.addEventListener("mouseleave", () => { if (st.hover != null) { st.hover = null; render(); } });
+  pre.addEventListener("click", (ev) => {
+    const i = tokenAt(ev);
+    if (i == null) return;
+    st.pinned = st.pinned === i ? null : i;
+    render();
+  });
+  column.addEventListener("change", () => { st.column = column.checked; render(); });
+  scale.addEventListener("change", () => { st.scale = scale.value; render(); });
+  if (which) which.addEventListener("change", () => { st.source = Number(which.value); render(); });
+  back.addEventListener("click", () => { st.pinned = null; st.hover = null; render(); });
+
+  box.pin = (i) => {
+    if (!(i >= 0 && i < T)) return;
+    st.pinned = i; st.hover = null; render();
+    // into view inside the code box only (not the page)
+    const top = spans[i].offsetTop;
+    if (top < pre.scrollTop || top > pre.scrollTop + pre.clientHeight - 20) pre.scrollTop = Math.max(0, top - pre.clientHeight / 2);
+  };
+  // keyboard: arrows move the pinned token, Escape goes back to the predicting position
+  pre.tabIndex = 0;
+  pre.setAttribute("aria-label", "the prompt's tokens shaded by attention: left and right arrows move the pinned token, Escape unpins it");
+  pre.addEventListener("keydown", (ev) => {
+    const cur = st.pinned ?? parts.predicting;
+    if (ev.key === "Escape") { st.pinned = null; render(); }
+    else if (ev.key === "ArrowRight") box.pin(Math.min(T - 1, cur + 1));
+    else if (ev.key === "ArrowLeft") box.pin(Math.max(0, cur - 1));
+    else return;
+    ev.preventDefault();
+  });
+  render();
+  // the masked span (where the prediction goes) in view
+  requestAnimationFrame(() => { pre.scrollTop = Math.max(0, holeMark.offsetTop - pre.clientHeight / 2); });
+  return box;
+}
