@@ -217,6 +217,27 @@ def test_overview_shows_heldout_comparison_and_intervention(page, base_url, shot
     _shoot(page, shots, "overview-heldout-made-up")
 
 
+def test_overview_renders_the_model_card_from_its_facts(page, base_url, shots):
+    """The tiny run's model has no card: /api/run here names the shipped default model's."""
+    run = _get(base_url, "/api/run")
+    run["model_card"] = "/api/model-card"
+    page.route("**/api/run", lambda route: route.fulfill(json=run))
+    card = _get(base_url, "/api/model-card/facts")
+    _open(page, base_url, "/")
+    page.wait_for_selector("#model-card:not([hidden])")
+    page.click("#model-card summary")
+    body = page.inner_text("#model-card-body")
+    tables = page.locator("#model-card-body table")
+    assert tables.count() == 3  # stages, per task, learning curve
+    assert tables.nth(0).locator("tbody tr").count() == len(card["stages"])
+    assert tables.nth(1).locator("tbody tr").count() == len(card["heldout"]["by_task"]) + 1
+    assert tables.nth(2).locator("tbody tr").count() == len(card["curve"])
+    first = card["heldout"]["overall_non_noise"]["accuracy_first_token"]
+    assert f"{100 * first:.1f}% first token" in body and card["data"]["sha256"][:16] in body
+    assert page.get_attribute("#model-card-body a", "href") == "/api/model-card"
+    page.locator("#model-card").screenshot(path=str(shots / "overview-model-card.png"))
+
+
 def _interventions(iv: dict, cluster: int) -> dict:
     """The tiny run's interventions with a helpful pooled result and a conditional pair."""
     iv = json.loads(json.dumps(iv))

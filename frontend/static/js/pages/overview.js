@@ -1,80 +1,11 @@
 /* The page of the overview: the head grid, the held-out predictor, the selective intervention, per-task charts and the run's facts. */
-import { $, clear, csv, download, el, errorBox, href, params, setParams, status } from "../dom.js";
+import { $, append, clear, csv, download, el, errorBox, href, params, setParams, status } from "../dom.js";
 import { api } from "../api.js";
 import { deltaCi, headName, interval, num, pct, plotText, versus, withCi } from "../format.js";
 import { plot } from "../plots.js";
 import { facts } from "../views.js";
 import { interventionView } from "../intervention.js";
 import { start } from "../start.js";
-
-function inline(text) {
-  const out = [];
-  const re = /(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*|\[[^\]]+\]\([^)\s]+\))/g;
-  let last = 0, m;
-  while ((m = re.exec(text))) {
-    if (m.index > last) out.push(text.slice(last, m.index));
-    const t = m[0];
-    if (t.startsWith("`")) out.push(el("code", { text: t.slice(1, -1) }));
-    else if (t.startsWith("**")) out.push(el("strong", { text: t.slice(2, -2) }));
-    else if (t.startsWith("*")) out.push(el("em", { text: t.slice(1, -1) }));
-    else {
-      const [, label, url] = t.match(/^\[([^\]]+)\]\(([^)\s]+)\)$/);
-      out.push(/^https?:\/\//i.test(url) ? el("a", { href: url, rel: "noopener", text: label }) : label);
-    }
-    last = m.index + t.length;
-  }
-  if (last < text.length) out.push(text.slice(last));
-  return out;
-}
-
-/** A small Markdown subset (headings, paragraphs, lists, tables, fenced code) as DOM. */
-function markdown(md) {
-  const root = el("div");
-  const lines = md.replace(/\r\n/g, "\n").split("\n");
-  let i = 0;
-  while (i < lines.length) {
-    const line = lines[i];
-    if (/^```/.test(line)) {
-      const body = [];
-      for (i++; i < lines.length && !/^```/.test(lines[i]); i++) body.push(lines[i]);
-      i++;
-      root.append(el("pre", { class: "code" }, body.join("\n")));
-    } else if (/^#{1,6}\s/.test(line)) {
-      const level = Math.min(6, line.match(/^#+/)[0].length + 2);
-      root.append(el(`h${level}`, null, inline(line.replace(/^#+\s*/, ""))));
-      i++;
-    } else if (/^\s*\|/.test(line)) {
-      const rows = [];
-      for (; i < lines.length && /^\s*\|/.test(lines[i]); i++) rows.push(lines[i]);
-      const cells = (r) => r.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
-      const table = el("table", { class: "data compact" });
-      const body = el("tbody");
-      rows.forEach((r, k) => {
-        if (k === 1 && /^[\s|:-]+$/.test(r)) return;
-        const tag = k === 0 ? "th" : "td";
-        const tr = el("tr", null, cells(r).map((c) => el(tag, null, inline(c))));
-        if (k === 0) table.append(el("thead", null, tr)); else body.append(tr);
-      });
-      table.append(body);
-      root.append(table);
-    } else if (/^\s*[-*]\s/.test(line)) {
-      const ul = el("ul");
-      while (i < lines.length && /^\s*[-*]\s/.test(lines[i])) {
-        let item = lines[i].replace(/^\s*[-*]\s/, "");
-        for (i++; i < lines.length && /^\s{2,}\S/.test(lines[i]) && !/^\s*[-*]\s/.test(lines[i]); i++) item += ` ${lines[i].trim()}`;
-        ul.append(el("li", null, inline(item)));
-      }
-      root.append(ul);
-    } else if (!line.trim()) {
-      i++;
-    } else {
-      const para = [];
-      for (; i < lines.length && lines[i].trim() && !/^(```|#{1,6}\s|\s*\||\s*[-*]\s)/.test(lines[i]); i++) para.push(lines[i].trim());
-      root.append(el("p", null, inline(para.join(" "))));
-    }
-  }
-  return root;
-}
 
 const GRID_COLOURS = {
   n_clusters: { title: "clusters", colorscale: [[0, "#eef4fb"], [1, "#08306b"]], text: "%{z}" },
@@ -397,16 +328,40 @@ function reconstructionChart(report) {
   }
 }
 
+/** The default model's card, from its facts (/api/model-card/facts): what it is, the corpus,
+ * its training stages, and held-out accuracy at the end and along training. The card's full
+ * text (with the reproducing commands and the loss curve) stays one link away. */
 async function modelCard(run) {
   if (!run.model_card) return;
-  const details = $("#model-card");
-  try {
-    const res = await fetch(run.model_card);
-    if (!res.ok) return;
-    const text = await res.text();
-    $("#model-card-body").append(markdown(text));
-    details.hidden = false;
-  } catch (_e) { /* no card: nothing to show */ }
+  let card;
+  try { card = await api("/api/model-card/facts"); } catch (_e) { return; }  // no card: nothing to show
+  const a = card.architecture, last = card.stages[card.stages.length - 1];
+  const table = (head, rows) => el("table", { class: "data compact" },
+    el("thead", null, el("tr", null, head.map((t, i) => el("th", { class: i ? "num" : null, text: t })))),
+    el("tbody", null, rows.map((r) => el("tr", null, r.map((c, i) => el("td", { class: i ? "num" : null }, c))))));
+  const all = card.heldout.overall_non_noise;
+  const lr = (c) => `${c.lr} (${c.warmup} warm-up steps, cosine to ${c.min_lr})`;
+  append(clear($("#model-card-body")), [
+    el("p", { text: `A ${a.model_type} of ${a.num_hidden_layers} layers × ${a.num_attention_heads} heads (${a.num_key_value_heads} KV heads), ` +
+      `hidden ${a.hidden_size}, MLP ${a.intermediate_size}; ${(last.parameters / 1e6).toFixed(1)}M parameters in ${a.dtype}, ` +
+      `its own tokenizer of ${a.vocab_size} tokens. Trained from scratch with a fill-in-the-middle objective: a research fixture, not a code assistant.` }),
+    el("dl", { class: "facts" },
+      el("dt", { text: "corpus" }), el("dd", null, el("code", { text: card.data.path }), ` (${Number(card.data.bytes).toLocaleString("en")} bytes, SHA-256 `,
+        el("code", { text: `${card.data.sha256.slice(0, 16)}…` }), "), its train split"),
+      el("dt", { text: "held-out accuracy" }), el("dd", { text: `${pct(all.accuracy_first_token)} first token, ${pct(all.accuracy_exact)} exact (${all.n} scenarios, all tasks but noise)` })),
+    el("h4", { text: "Training stages" }),
+    table(["stage", "steps", "batch × window", "learning rate", "middle share", "plain windows", "task spans", "seed"],
+      card.stages.map((c, i) => [`${i + 1}${c.init_from ? " (from the previous)" : ""}`, c.steps, `${c.batch_size} × ${c.window}${c.short_windows ? ` (also ${c.short_windows})` : ""}`,
+        lr(c), c.middle_share, pct(c.plain_share, 0), pct(c.task_share || 0, 0), c.seed])),
+    el("h4", { text: "Held-out accuracy per task" }),
+    table(["task", "n", "first token", "exact"], [...Object.entries(card.heldout.by_task).map(([t, r]) => [t, r.n, pct(r.accuracy_first_token), pct(r.accuracy_exact)]),
+      [el("b", { text: "all but noise" }), all.n, el("b", { text: pct(all.accuracy_first_token) }), el("b", { text: pct(all.accuracy_exact) })]]),
+    el("h4", { text: "Learning curve (the same held-out scenarios, all tasks but noise)" }),
+    table(["step", "first token", "exact"], Object.entries(card.curve).sort((x, y) => Number(x[0]) - Number(y[0]))
+      .map(([step, c]) => [step, pct(c.overall_non_noise.accuracy_first_token), pct(c.overall_non_noise.accuracy_exact)])),
+    el("p", { class: "hint" }, el("a", { href: run.model_card, text: "The card as text" }), " (Markdown), with the commands that reproduce the model and its loss curve."),
+  ]);
+  $("#model-card").hidden = false;
 }
 
 start(overview);
