@@ -511,3 +511,50 @@ def test_code_view_shows_what_a_token_attends_to(page, base_url, shots):
     _open(page, base_url, f"/cluster?id={cluster['id']}")
     page.wait_for_selector("#exemplar-detail .main-svg")
     page.wait_for_selector("#exemplar-detail .attcode .tok.focus")
+
+
+def test_code_view_averages_a_layer_head_by_head_and_opens_for_each_member(page, base_url, shots):
+    key = _get(base_url, "/api/scenarios?limit=1")["items"][0]["key"]
+    heads = _get(base_url, "/api/run")["heads"]
+    rows = [_get(base_url, f"/api/scenarios/{key}/heads/1/{h}/pattern")["z"][-1] for h in range(heads)]
+    tokens = _get(base_url, f"/api/scenarios/{key}/heads/1/0/pattern")["tokens"]
+    mean = [sum(10 ** r[k] for r in rows) / heads for k in range(len(tokens))]
+    top = sorted(range(len(mean)), key=lambda k: -mean[k])
+    _open(page, base_url, f"/scenario?key={key}&layer=1&head=0")
+    page.wait_for_selector("#att-code .tok")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/pattern" in r.url else None)
+    page.select_option("#att-code select.att-over", "layer")
+    page.wait_for_function("() => document.querySelector('#att-code .readout').textContent.startsWith('the mean of layer L1')")
+    # one request per head of the layer, none for the whole model
+    assert sorted(u.split("/heads/")[1] for u in asked) == [f"1/{h}/pattern" for h in range(heads)]
+    readout = page.inner_text("#att-code .readout")
+    assert f"the mean of layer L1's {heads} heads" in readout
+    if mean[top[0]] > 1.05 * mean[top[1]]:  # the strongest key of the predicting row, averaged
+        assert readout.split(" attends to ")[1].startswith(_token_name(tokens, top[0])), readout
+    # a hovered token still shows its row, of the mean
+    i = _plain(tokens, len(tokens) // 2, len(tokens) - 1)
+    page.hover(f"#att-code .tok[data-i='{i}']")
+    page.wait_for_selector(f"#att-code .tok.focus[data-i='{i}']")
+    assert page.inner_text("#att-code .readout").startswith("the mean of layer L1")
+    page.locator("#att-panel").screenshot(path=str(shots / "scenario-code-layer.png"))
+
+    # each member of a cluster opens its own attention view
+    cluster = next(c for c in _get(base_url, "/api/heads/1/0")["clusters"] if c["size"])
+    _open(page, base_url, f"/cluster?id={cluster['id']}")
+    button = page.locator("#members article.member .att-open").first
+    page.wait_for_selector("#members article.member .att-open:not([disabled])")
+    button.click()
+    member = page.locator("#members article.member").first
+    member.locator(".member-att .tok.focus").wait_for()
+    first = _get(base_url, f"/api/clusters/{cluster['id']}?limit=1")["members"][0]["key"]
+    assert member.locator("header a").first.inner_text() == first
+    assert member.locator(".member-att .tok").count() == len(_get(base_url, f"/api/scenarios/{first}/heads/1/0/pattern")["tokens"])
+    before = member.locator(".member-att .readout").inner_text()
+    member.locator(".member-att .tok").nth(2).hover()
+    member.locator(".member-att .tok.focus[data-i='2']").wait_for()
+    assert member.locator(".member-att .readout").inner_text() != before
+    assert member.locator(".member-att .tok.att").count() >= 1
+    member.screenshot(path=str(shots / "cluster-member-attention.png"))
+    button.click()  # closes it again
+    assert member.locator(".member-att").is_hidden()

@@ -1,15 +1,36 @@
 /* Attention on the code: the prompt laid out as its text, each token shaded by a head's
  * attention (used on the cluster, scenario and /try pages). */
-import { append, clear, el } from "./dom.js";
+import { append, clear, el, errorBox } from "./dom.js";
+import { api } from "./api.js";
 import { pct } from "./format.js";
 import { isControl, promptParts, tokenName } from "./tokens.js";
 
-export const ATT_HINT = "Shaded by what the predicting position attends to. Hover a token for what it attends to, click to pin it (or click a heatmap cell to pin its query).";
+/** How to read the view; ``heatmap``: whether a heatmap beside it pins a query on click. */
+export const attHint = (heatmap = true) => "Shaded by what the predicting position attends to. Hover a token for what it attends to, click to pin it" +
+  `${heatmap ? " (or click a heatmap cell to pin its query)" : ""}; “attention of” switches to the mean of the head's layer.`;
+
+/** The mean of patterns of one prompt, weight by weight: what a layer's heads attend to on
+ * average (log10 weights again, the lowest floor where every head is at its floor). */
+export function meanPattern(patterns) {
+  const n = patterns.length, floor = Math.min(...patterns.map((p) => p.floor));
+  const z = patterns[0].z.map((row, q) => row.map((v0, k) => {
+    if (v0 == null) return null;
+    let sum = 0;
+    for (const p of patterns) sum += p.z[q][k] == null ? 0 : 10 ** p.z[q][k];
+    return sum > 0 ? Math.max(floor, Math.log10(sum / n)) : floor;
+  }));
+  return { ...patterns[0], head: null, z, floor };
+}
+
+/** The ``layer`` option of attentionCode: every head of layer ``l`` by its pattern URL. */
+export const layerMean = (l, urls) => ({ label: `the mean of layer L${l}'s ${urls.length} heads`, urls });
 
 /** The prompt laid out as its code, one span per token, each shaded by a head's attention:
  * by default what the predicting position attends to (its row). Hovering a token shows its
  * row, clicking pins it, and a toggle shows its column instead (what attends to it).
- * ``sources``: [{label, pattern}] of the same prompt (a select switches between them);
+ * ``sources``: [{label, pattern, layer}] of the same prompt (a select switches between them);
+ * ``layer``, when given: {label, urls}, the pattern URLs of every head of the pattern's layer,
+ * fetched (one request per head) and averaged when the reader asks for the layer's mean.
  * ``hole``: the masked span's text, shown where it was cut out (it is not in the prompt).
  * The returned element's ``pin(i)`` pins token ``i`` (e.g. from a heatmap click). */
 export function attentionCode(sources, { hole = null } = {}) {
@@ -21,17 +42,22 @@ export function attentionCode(sources, { hole = null } = {}) {
   const T = tokens.length;
   const parts = promptParts(tokens);
   const control = tokens.map(isControl);
-  const st = { source: 0, column: false, scale: "linear", pinned: null, hover: null };
+  const st = { source: 0, layer: false, column: false, scale: "linear", pinned: null, hover: null };
+  const means = new Map();  // source index -> its layer's mean pattern (a promise)
   const box = el("figure", { class: "attcode" });
 
   const which = sources.length > 1 ? el("select", { class: "att-source", "aria-label": "which run" },
     sources.map((s, i) => el("option", { value: i, text: s.label }))) : null;
+  const layer = sources[0].layer;
+  const over = layer ? el("select", { class: "att-over", "aria-label": "whose attention" },
+    el("option", { value: "head", text: "this head" }), el("option", { value: "layer", text: layer.label })) : null;
   const column = el("input", { type: "checkbox", class: "att-column" });
   const scale = el("select", { class: "att-scale", "aria-label": "shading" },
     el("option", { value: "linear", text: "linear" }), el("option", { value: "log", text: "log (3 decades)" }));
   const back = el("button", { type: "button", class: "link att-back", text: "back to the predicting position", hidden: true });
   const controls = el("div", { class: "att-controls" },
     which ? el("label", null, "run ", which) : null,
+    over ? el("label", { title: "one head's attention, or the mean over every head of its layer" }, "attention of ", over) : null,
     el("label", { title: "shade the tokens that attend to the chosen token (its column) instead of those it attends to (its row)" },
       column, " what attends to it (column)"),
     el("label", null, "shading ", scale), back);
@@ -50,9 +76,10 @@ export function attentionCode(sources, { hole = null } = {}) {
   const readout = el("figcaption", { class: "readout" });
   box.append(controls, pre, readout);
 
+  let shown = first;  // the pattern drawn: the chosen source's, or its layer's mean
   const render = () => {
     const q = st.hover ?? st.pinned ?? parts.predicting;
-    const z = sources[st.source].pattern.z;
+    const z = shown.z;
     const logs = st.column ? z.map((r) => r[q]) : z[q];
     const w = logs.map((v) => (v == null ? 0 : 10 ** v));
     // shading relative to the strongest code token: control tokens (often an attention sink) clip at full
@@ -70,7 +97,7 @@ export function attentionCode(sources, { hole = null } = {}) {
       s.classList.toggle("predicting", i === parts.predicting);
     });
     const top = w.map((x, i) => [x, i]).filter(([x]) => x > 0).sort((a, b) => b[0] - a[0]).slice(0, 6);
-    append(clear(readout), [el("code", { text: tokenName(tokens, q, 40) }),
+    append(clear(readout), [st.layer ? `${layer.label}: ` : "", el("code", { text: tokenName(tokens, q, 40) }),
       q === parts.predicting ? " (the predicting position)" : "", st.pinned === q && st.hover == null ? " (pinned: click it again to unpin)" : "",
       st.column ? " is attended to most by " : " attends to ",
       top.map(([x, i], k) => [k ? ", " : "", el("code", { text: tokenName(tokens, i, 24) }), ` ${pct(x)}`])]);
@@ -88,7 +115,29 @@ export function attentionCode(sources, { hole = null } = {}) {
   });
   column.addEventListener("change", () => { st.column = column.checked; render(); });
   scale.addEventListener("change", () => { st.scale = scale.value; render(); });
-  if (which) which.addEventListener("change", () => { st.source = Number(which.value); render(); });
+
+  /** Draw the chosen source, or its layer's mean (fetched once per source, head by head). */
+  const choose = async () => {
+    const i = st.source, src = sources[i];
+    if (!st.layer || !src.layer) { shown = src.pattern; render(); return; }
+    if (!means.has(i)) means.set(i, Promise.all(src.layer.urls.map((u) => api(u))).then(meanPattern));
+    over.disabled = true;
+    clear(readout).append(`Loading the ${src.layer.urls.length} patterns of the layer…`);
+    try {
+      const mean = await means.get(i);
+      if (i === st.source && st.layer) shown = mean;
+      render();
+    } catch (e) {
+      means.delete(i);
+      st.layer = false; over.value = "head"; shown = src.pattern;
+      render();
+      readout.prepend(errorBox(e, "The layer's patterns"));
+    } finally {
+      over.disabled = false;
+    }
+  };
+  if (which) which.addEventListener("change", () => { st.source = Number(which.value); choose(); });
+  if (over) over.addEventListener("change", () => { st.layer = over.value === "layer"; choose(); });
   back.addEventListener("click", () => { st.pinned = null; st.hover = null; render(); });
 
   box.pin = (i) => {

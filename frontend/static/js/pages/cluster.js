@@ -3,11 +3,24 @@ import { $, clear, el, enc, errorBox, href, intParam, params, setParams } from "
 import { api } from "../api.js";
 import { headName, visible } from "../format.js";
 import { fetchPattern, patternView } from "../heatmap.js";
-import { ATT_HINT, attentionCode } from "../attention.js";
+import { attHint, attentionCode, layerMean } from "../attention.js";
 import { codeView, correctBar, mark, pager, scenarioPattern, scenarioThumb, taskMix, thumb } from "../views.js";
 import { start } from "../start.js";
 
 const MEMBERS_PER_PAGE = 10;
+
+/** The layer-mean option of a scenario's attention view: every head of layer ``l`` it has a
+ * pattern of (those the scenario's detail lists). */
+const scenarioLayer = (key, sc, l) => layerMean(l, sc.heads.filter((h) => h.layer === l).sort((a, b) => a.head - b.head)
+  .map((h) => scenarioPattern(key, l, h.head)));
+
+/** A member's attention on the code at the cluster's head (opened by its button), under its code. */
+async function memberAttention(box, key, sc, c) {
+  const pattern = await fetchPattern(box, scenarioPattern(key, c.layer, c.head));
+  if (!pattern || !box.isConnected) return;
+  clear(box).append(el("p", { class: "hint", text: `Attention on the code · head ${headName(c.layer, c.head)}. ${attHint(false)}` }),
+    attentionCode([{ label: key, pattern, layer: scenarioLayer(key, sc, c.layer) }], { hole: sc.target }));
+}
 
 async function clusterPage() {
   const p = params();
@@ -42,9 +55,9 @@ async function clusterPage() {
     Promise.all([fetchPattern(plotBox, scenarioPattern(key, c.layer, c.head)), api(`/api/scenarios/${enc(key)}`).catch(() => null)])
       .then(([pattern, sc]) => {
         if (!pattern || mine !== shown) return;
-        const code = attentionCode([{ label: key, pattern }], { hole: sc ? sc.target : null });
+        const code = attentionCode([{ label: key, pattern, layer: sc ? scenarioLayer(key, sc, c.layer) : null }], { hole: sc ? sc.target : null });
         clear(plotBox).append(patternView(pattern, { filename: `pattern-${key}-L${c.layer}-H${c.head}`, onPick: (q) => code.pin(q) }));
-        clear(codeBox).append(el("h3", { text: "Attention on the code" }), el("p", { class: "hint", text: ATT_HINT }), code);
+        clear(codeBox).append(el("h3", { text: "Attention on the code" }), el("p", { class: "hint", text: attHint() }), code);
       });
   };
   exemplars.forEach((key, i) => {
@@ -63,21 +76,33 @@ async function clusterPage() {
   $("#members-count").textContent = c.size ? `${offset + 1}–${Math.min(offset + c.members.length, c.size)} of ${c.size}` : "";
   pager($("#members-pager"), offset, MEMBERS_PER_PAGE, c.size, (o) => href("/cluster", { id, offset: o || null, ex: p.get("ex") }));
   const list = $("#members");
-  for (const m of c.members) {
+  const articles = c.members.map((m) => {
+    const att = el("div", { class: "member-att", hidden: true });
+    const open = el("button", { type: "button", class: "att-open", disabled: true, "aria-expanded": "false",
+      title: `what each token attends to at head ${headName(c.layer, c.head)}`, text: "attention on the code" });
     const article = el("article", { class: "member" },
       el("header", null,
         el("a", { href: href("/scenario", { key: m.key, layer: c.layer, head: c.head }), text: m.key }),
         el("span", { class: "tag", text: m.task }), el("span", { class: "path", text: m.path }),
-        el("span", { class: "hint", text: m.split }), mark(m.correct_first_token)),
+        el("span", { class: "hint", text: m.split }), mark(m.correct_first_token), open),
       el("div", { class: "member-code" }, el("p", { class: "hint", text: "Loading the code…" })),
+      att,
       el("p", { class: "completion" }, "target ", el("code", { text: visible(m.target) }), "  completion ", el("code", { text: visible(m.completion) })));
     list.append(article);
-  }
-  await Promise.all(c.members.map(async (m, i) => {
-    const box = list.children[i].querySelector(".member-code");
+    return { m, article, att, open };
+  });
+  await Promise.all(articles.map(async ({ m, article, att, open }) => {
+    const box = article.querySelector(".member-code");
     try {
       const s = await api(`/api/scenarios/${enc(m.key)}`);
       clear(box).append(s.prefix == null ? el("p", { class: "hint", text: "The prompt's text is not available." }) : codeView(s.prefix, s.target, s.suffix, { context: 4 }));
+      open.disabled = false;
+      open.addEventListener("click", () => {
+        att.hidden = !att.hidden;
+        open.setAttribute("aria-expanded", String(!att.hidden));
+        open.classList.toggle("selected", !att.hidden);
+        if (!att.hidden && !att.children.length) memberAttention(att, m.key, s, c);
+      });
     } catch (e) {
       clear(box).append(errorBox(e, "Code"));
     }

@@ -3,7 +3,7 @@ import { $, clear, el, enc, href, intParam, params, setParams } from "../dom.js"
 import { api } from "../api.js";
 import { clusterName, headName, prob, visible } from "../format.js";
 import { fetchPattern, patternView } from "../heatmap.js";
-import { attentionCode } from "../attention.js";
+import { attentionCode, layerMean } from "../attention.js";
 import { codeView, facts, headGrid, mark, scenarioPattern, scenarioThumb, thumb } from "../views.js";
 import { start } from "../start.js";
 
@@ -55,7 +55,8 @@ async function scenarioPage() {
     fetchPattern(plotBox, scenarioPattern(key, l, h)).then((pattern) => {
       if (mine !== shown) return;
       if (!pattern) { clear(attBox).append(el("p", { class: "hint", text: "No pattern to show (see the error above)." })); return; }
-      const code = attentionCode([{ label: key, pattern }], { hole: s.target });
+      const layer = layerMean(l, Array.from({ length: nheads }, (_, x) => scenarioPattern(key, l, x)));
+      const code = attentionCode([{ label: key, pattern, layer }], { hole: s.target });
       clear(plotBox).append(patternView(pattern, { filename: `pattern-${key}-L${l}-H${h}`, onPick: (q) => code.pin(q) }));
       clear(attBox).append(code);
     });

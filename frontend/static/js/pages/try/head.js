@@ -3,7 +3,7 @@
 import { $, clear, el, errorBox, href } from "../../dom.js";
 import { api } from "../../api.js";
 import { clusterName, headName } from "../../format.js";
-import { ATT_HINT, attentionCode } from "../../attention.js";
+import { attHint, attentionCode, layerMean } from "../../attention.js";
 import { fetchPattern, patternView } from "../../heatmap.js";
 import { scenarioThumb, thumb } from "../../views.js";
 
@@ -22,7 +22,7 @@ export async function showHead(st, l, h, writeHash) {
   const plots = el("div", { class: st.intervention ? "cols two" : "cols pattern-and-exemplars" });
   const base = el("div", null, el("h3", { text: st.intervention ? "baseline" : "this prompt" }), el("div"));
   plots.append(base);
-  const attBox = el("div", { class: "att-box" }, el("h3", { text: `Attention on the code · ${headName(l, h)}` }), el("p", { class: "hint", text: ATT_HINT }),
+  const attBox = el("div", { class: "att-box" }, el("h3", { text: `Attention on the code · ${headName(l, h)}` }), el("p", { class: "hint", text: attHint() }),
     el("p", { class: "hint loading", text: "Loading the pattern…" }));
   const loads = [fetchPattern(base.lastChild, entry.pattern_url)];
   if (st.intervention) {
@@ -36,7 +36,9 @@ export async function showHead(st, l, h, writeHash) {
   const target = st.result.target;
   Promise.all(loads).then((patterns) => {
     if (!plots.isConnected) return;  // another head (or run) was shown meanwhile
-    const sources = patterns.map((pattern, i) => ({ label: i ? "ablated run" : "baseline", pattern })).filter((x) => x.pattern);
+    const urls = r.heads.filter((x) => x.layer === l).sort((a, b) => a.head - b.head).map((x) => x.pattern_url);
+    const sources = patterns.map((pattern, i) => ({ label: i ? "ablated run" : "baseline", pattern,
+      layer: layerMean(l, i ? urls.map((u) => `${u}?which=ablated`) : urls) })).filter((x) => x.pattern);
     const code = sources.length ? attentionCode(sources, { hole: target }) : null;
     patterns.forEach((pattern, i) => {
       if (pattern) clear(boxes[i]).append(patternView(pattern, { filename: `try-L${l}-H${h}${i ? "-ablated" : ""}`, onPick: (q) => code.pin(q) }));
