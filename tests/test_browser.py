@@ -348,6 +348,14 @@ def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
     page.wait_for_selector("#head-panel-body .main-svg")
     assert page.locator("#head-panel-body .plot-pattern").count() == 2  # before and after
     _shoot(page, shots, "try-ablated")
+    # the ablated run's attention on the code, averaged over the layer: its heads fetched one by one
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/pattern" in r.url else None)
+    page.select_option("#head-panel-body select.att-source", "1")
+    page.select_option("#head-panel-body select.att-over", "layer")
+    page.wait_for_function("() => document.querySelector('#head-panel-body .attcode .readout').textContent.startsWith('the mean of layer L0')")
+    per_layer = sum(h["layer"] == 0 for h in heads)
+    assert len(asked) == per_layer and all(u.endswith("?which=ablated") and "/heads/0/" in u for u in asked), asked
 
     assert "ablate=0.1" in page.url and "code=" in page.url and "head=0.1" in page.url
     page.reload()
