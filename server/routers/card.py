@@ -45,7 +45,8 @@ def model_card_facts() -> dict:
     (configs), the corpus's identity, and held-out accuracy at the end and along training."""
     from apmae.paths import DEFAULT_MODEL_DIR
 
-    files = {name: DEFAULT_MODEL_DIR / f"{name}.json" for name in ("config", "train_config", "data", "heldout")}
+    files = {name: DEFAULT_MODEL_DIR / f"{name}.json"
+             for name in ("config", "train_config", "data", "heldout")}
     if not all(p.exists() for p in files.values()):
         raise HTTPException(404, "the embedded model has no card")
     read = {name: json.loads(p.read_text(encoding="utf-8")) for name, p in files.items()}
