@@ -2,7 +2,7 @@
 import { clear, el, errorBox } from "./dom.js";
 import { api } from "./api.js";
 import { plotText, prob, shorten, visible } from "./format.js";
-import { MONO, plot } from "./plots.js";
+import { MONO, plot, relayout } from "./plots.js";
 import { PREDICTING, REGION_RGB, isControl, patternTokens, promptParts, tokenName } from "./tokens.js";
 
 function niceStep(x) {
@@ -108,7 +108,7 @@ export function patternView(pattern, { filename, caption, onPick } = {}) {
       const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
       if (same(x.tickvals, fl.xaxis.tickvals || []) && same(y.tickvals, fl.yaxis.tickvals || [])) return;
       busy = true;
-      Plotly.relayout(div, { "xaxis.tickvals": x.tickvals, "xaxis.ticktext": x.ticktext, "yaxis.tickvals": y.tickvals, "yaxis.ticktext": y.ticktext })
+      relayout(div, { "xaxis.tickvals": x.tickvals, "xaxis.ticktext": x.ticktext, "yaxis.tickvals": y.tickvals, "yaxis.ticktext": y.ticktext })
         .then(() => { busy = false; if (again) { again = false; retick(); } }, () => { busy = false; });
     };
     div.on("plotly_relayout", (ev) => {

@@ -7,6 +7,10 @@ export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "
 export const NOISE = "#b0b0b0";
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
+/** Whether plotly.js loaded (a page without it can still say why its charts are missing). */
+export const plotlyLoaded = () => typeof Plotly !== "undefined";
+
+/** Draw ``data`` into ``div`` with the explorer's look; ``filename``: the PNG export's name. */
 export function plot(div, data, layout, filename) {
   const base = {
     margin: { l: 56, r: 16, t: 12, b: 48 },
@@ -18,3 +22,6 @@ export function plot(div, data, layout, filename) {
   const config = { ...PLOT_CONFIG, toImageButtonOptions: { format: "png", scale: 2, filename: filename || "apmae" } };
   return Plotly.newPlot(div, data, { ...base, ...layout }, config);
 }
+
+/** Change a drawn plot's layout (``update``: plotly's "axis.key" paths). */
+export const relayout = (div, update) => Plotly.relayout(div, update);

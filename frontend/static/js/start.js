@@ -2,10 +2,11 @@
  * (module scripts run deferred). Errors end up in the status line; data-ready marks the end
  * either way, so tests and screenshots know when a page is done. */
 import { status } from "./dom.js";
+import { plotlyLoaded } from "./plots.js";
 
 /** Run a page's ``init``; ``plots``: whether the page draws charts (then plotly.js must have loaded). */
 export async function start(init, { plots = true } = {}) {
-  if (plots && typeof Plotly === "undefined") {
+  if (plots && !plotlyLoaded()) {
     status("plotly.js did not load (/static/plotly.min.js): charts cannot be drawn.");
     document.body.dataset.ready = "1";
     return;
