@@ -502,9 +502,16 @@ def test_code_view_shows_what_a_token_attends_to(page, base_url, shots):
     page.click(f"#att-code .tok[data-i='{i}']")
     page.mouse.move(1, 1)
     assert page.get_attribute("#att-code .tok.pinned", "data-i") == str(i)
+    # the heatmap outlines the pinned token's row, then its column
+    pinned = """() => document.querySelector('#head-detail .js-plotly-plot').layout.shapes
+        .filter((s) => s.line && s.line.color === '#2463b3').map((s) => [s.xref, s.x0, s.y0])"""
+    page.wait_for_function(f"() => ({pinned})().length === 1")
+    assert page.evaluate(pinned) == [["x domain", 0, i - 0.5]]
     page.check("#att-code input.att-column")
     column = attended()
     assert column and min(column) >= i
+    page.wait_for_function(f"() => ({pinned})().length === 1 && ({pinned})()[0][0] === 'x'")
+    assert page.evaluate(pinned) == [["x", i - 0.5, 0]]
     page.uncheck("#att-code input.att-column")
     page.focus("#att-code pre")
     page.keyboard.press("ArrowLeft")  # the keyboard moves the pinned token

@@ -3,6 +3,7 @@
 import { append, clear, el, errorBox } from "./dom.js";
 import { api } from "./api.js";
 import { pct } from "./format.js";
+import { patternView } from "./heatmap.js";
 import { isControl, promptParts, tokenName } from "./tokens.js";
 
 /** How to read the view; ``heatmap``: whether a heatmap beside it pins a query on click. */
@@ -31,9 +32,11 @@ export const layerMean = (l, urls) => ({ label: `the mean of layer L${l}'s ${url
  * ``sources``: [{label, pattern, layer}] of the same prompt (a select switches between them);
  * ``layer``, when given: {label, urls}, the pattern URLs of every head of the pattern's layer,
  * fetched (one request per head) and averaged when the reader asks for the layer's mean.
- * ``hole``: the masked span's text, shown where it was cut out (it is not in the prompt).
- * The returned element's ``pin(i)`` pins token ``i`` (e.g. from a heatmap click). */
-export function attentionCode(sources, { hole = null } = {}) {
+ * ``hole``: the masked span's text, shown where it was cut out (it is not in the prompt);
+ * ``onPin(i, column)``: the pinned token (null: none) and whether its column is shown, on every
+ * change (e.g. to outline it in a heatmap). The returned element's ``pin(i)`` pins token ``i``
+ * (e.g. from a heatmap click). */
+export function attentionCode(sources, { hole = null, onPin = null } = {}) {
   const first = sources[0].pattern;
   if (!first.tokens || first.tokens.length !== first.z.length) {
     return Object.assign(el("p", { class: "hint", text: "The prompt's tokens are not available, so its attention cannot be shown on the code." }), { pin: () => {} });
@@ -77,7 +80,12 @@ export function attentionCode(sources, { hole = null } = {}) {
   box.append(controls, pre, readout);
 
   let shown = first;  // the pattern drawn: the chosen source's, or its layer's mean
+  let told = [null, false];  // what onPin last heard
   const render = () => {
+    if (onPin && (told[0] !== st.pinned || told[1] !== st.column)) {
+      told = [st.pinned, st.column];
+      onPin(st.pinned, st.column);
+    }
     const q = st.hover ?? st.pinned ?? parts.predicting;
     const z = shown.z;
     const logs = st.column ? z.map((r) => r[q]) : z[q];
@@ -162,4 +170,14 @@ export function attentionCode(sources, { hole = null } = {}) {
   // the masked span (where the prediction goes) in view
   requestAnimationFrame(() => { pre.scrollTop = Math.max(0, holeMark.offsetTop - pre.clientHeight / 2); });
   return box;
+}
+
+/** A heatmap per source and one attention-on-the-code view over them, linked both ways: a click
+ * on a heatmap cell pins its query in the code, and the token pinned in the code is outlined in
+ * every heatmap. ``sources``: attentionCode's, each with the ``filename`` of its PNG export. */
+export function linkedViews(sources, { hole = null } = {}) {
+  const heatmaps = [];
+  const code = attentionCode(sources, { hole, onPin: (i, column) => heatmaps.forEach((v) => v.mark(i, column)) });
+  for (const s of sources) heatmaps.push(patternView(s.pattern, { filename: s.filename, onPick: (q) => code.pin(q) }));
+  return { code, heatmaps };
 }

@@ -14,12 +14,15 @@ function niceStep(x) {
 
 /** Pixels per tick label (9 px monospace, rotated on the key axis). */
 const TICK_PITCH = 10;
+/** The outline of the row (or column) pinned in the attention on the code: its pinned colour. */
+const PINNED = "#2463b3";
 
 /** A full heatmap of one pattern (log10 weights). Hovering a cell names its query and key
  * tokens (plotly's hover label and a readout under the plot); the axes label as many tokens
  * as fit, every one once zoomed in; the FIM markers are guide lines, the prefix and suffix
  * shaded bands, and the predicting row (``<fim_middle>``) is outlined in red. ``onPick(q, k)``:
- * a click on a cell. */
+ * a click on a cell. The returned element's ``mark(i, column)`` outlines token ``i``'s row (or
+ * column; null: none), e.g. the token pinned in the attention on the code beside it. */
 export function patternView(pattern, { filename, caption, onPick } = {}) {
   const T = pattern.z.length;
   const tokens = patternTokens(pattern);
@@ -85,6 +88,15 @@ export function patternView(pattern, { filename, caption, onPick } = {}) {
   annotations.push({ xref: "x domain", yref: "y", x: 1.023, y: q + 0.5, xanchor: "center", yanchor: "top", yshift: -2, showarrow: false,
     textangle: -90, text: "predicting ▶", font: { size: 10, color: PREDICTING } });
 
+  let drawn = false, marked = null;
+  const markShapes = () => (marked == null ? [] : [marked.column
+    ? { type: "rect", xref: "x", yref: "y domain", x0: marked.i - 0.5, x1: marked.i + 0.5, y0: 0, y1: 1, line: { color: PINNED, width: 2 } }
+    : { type: "rect", xref: "x domain", yref: "y", x0: 0, x1: 1, y0: marked.i - 0.5, y1: marked.i + 0.5, line: { color: PINNED, width: 2 } }]);
+  box.mark = (i, column = false) => {
+    marked = i == null ? null : { i, column };
+    if (drawn) relayout(div, { shapes: [...shapes, ...markShapes()] });
+  };
+
   const axis = { tickfont: { family: MONO, size: 9 }, showgrid: false, zeroline: false, ticks: "", tickmode: "array" };
   const full = [-0.5, T - 0.5];
   const draw = () => plot(div, [{
@@ -96,8 +108,9 @@ export function patternView(pattern, { filename, caption, onPick } = {}) {
     hoverlabel: { font: { family: MONO, size: 12 }, align: "left" },
     xaxis: { ...axis, ...ticks(full, 520, "x"), tickangle: -90, title: { text: "key", standoff: 4 }, constrain: "domain" },
     yaxis: { ...axis, ...ticks(full, 520, "y"), autorange: "reversed", scaleanchor: "x", title: { text: "query", standoff: 4 }, constrain: "domain" },
-    shapes, annotations,
+    shapes: [...shapes, ...markShapes()], annotations,
   }, filename).then(() => {
+    drawn = true;
     // label as many tokens as the visible range allows, again after every zoom or resize
     let busy = false, again = false;
     const retick = () => {

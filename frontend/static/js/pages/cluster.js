@@ -2,8 +2,8 @@
 import { $, clear, el, enc, errorBox, href, intParam, params, setParams } from "../dom.js";
 import { api } from "../api.js";
 import { headName, visible } from "../format.js";
-import { fetchPattern, patternView } from "../heatmap.js";
-import { attHint, attentionCode, layerMean } from "../attention.js";
+import { fetchPattern } from "../heatmap.js";
+import { attHint, attentionCode, layerMean, linkedViews } from "../attention.js";
 import { codeView, correctBar, mark, pager, scenarioPattern, scenarioThumb, taskMix, thumb } from "../views.js";
 import { start } from "../start.js";
 
@@ -55,8 +55,9 @@ async function clusterPage() {
     Promise.all([fetchPattern(plotBox, scenarioPattern(key, c.layer, c.head)), api(`/api/scenarios/${enc(key)}`).catch(() => null)])
       .then(([pattern, sc]) => {
         if (!pattern || mine !== shown) return;
-        const code = attentionCode([{ label: key, pattern, layer: sc ? scenarioLayer(key, sc, c.layer) : null }], { hole: sc ? sc.target : null });
-        clear(plotBox).append(patternView(pattern, { filename: `pattern-${key}-L${c.layer}-H${c.head}`, onPick: (q) => code.pin(q) }));
+        const { code, heatmaps } = linkedViews([{ label: key, pattern, layer: sc ? scenarioLayer(key, sc, c.layer) : null,
+          filename: `pattern-${key}-L${c.layer}-H${c.head}` }], { hole: sc ? sc.target : null });
+        clear(plotBox).append(heatmaps[0]);
         clear(codeBox).append(el("h3", { text: "Attention on the code" }), el("p", { class: "hint", text: attHint() }), code);
       });
   };

@@ -2,8 +2,8 @@
 import { $, clear, el, enc, href, intParam, params, setParams } from "../dom.js";
 import { api } from "../api.js";
 import { clusterName, headName, prob, visible } from "../format.js";
-import { fetchPattern, patternView } from "../heatmap.js";
-import { attentionCode, layerMean } from "../attention.js";
+import { fetchPattern } from "../heatmap.js";
+import { layerMean, linkedViews } from "../attention.js";
 import { codeView, facts, headGrid, mark, scenarioPattern, scenarioThumb, thumb } from "../views.js";
 import { start } from "../start.js";
 
@@ -56,8 +56,8 @@ async function scenarioPage() {
       if (mine !== shown) return;
       if (!pattern) { clear(attBox).append(el("p", { class: "hint", text: "No pattern to show (see the error above)." })); return; }
       const layer = layerMean(l, Array.from({ length: nheads }, (_, x) => scenarioPattern(key, l, x)));
-      const code = attentionCode([{ label: key, pattern, layer }], { hole: s.target });
-      clear(plotBox).append(patternView(pattern, { filename: `pattern-${key}-L${l}-H${h}`, onPick: (q) => code.pin(q) }));
+      const { code, heatmaps } = linkedViews([{ label: key, pattern, layer, filename: `pattern-${key}-L${l}-H${h}` }], { hole: s.target });
+      clear(plotBox).append(heatmaps[0]);
       clear(attBox).append(code);
     });
     if (label != null) {

@@ -3,8 +3,8 @@
 import { $, clear, el, errorBox, href } from "../../dom.js";
 import { api } from "../../api.js";
 import { clusterName, headName } from "../../format.js";
-import { attHint, attentionCode, layerMean } from "../../attention.js";
-import { fetchPattern, patternView } from "../../heatmap.js";
+import { attHint, layerMean, linkedViews } from "../../attention.js";
+import { fetchPattern } from "../../heatmap.js";
 import { scenarioThumb, thumb } from "../../views.js";
 
 /** Open head (l, h) of ``st``'s run in the panel; ``writeHash()`` records it in the link. */
@@ -37,13 +37,13 @@ export async function showHead(st, l, h, writeHash) {
   Promise.all(loads).then((patterns) => {
     if (!plots.isConnected) return;  // another head (or run) was shown meanwhile
     const urls = r.heads.filter((x) => x.layer === l).sort((a, b) => a.head - b.head).map((x) => x.pattern_url);
-    const sources = patterns.map((pattern, i) => ({ label: i ? "ablated run" : "baseline", pattern,
-      layer: layerMean(l, i ? urls.map((u) => `${u}?which=ablated`) : urls) })).filter((x) => x.pattern);
-    const code = sources.length ? attentionCode(sources, { hole: target }) : null;
-    patterns.forEach((pattern, i) => {
-      if (pattern) clear(boxes[i]).append(patternView(pattern, { filename: `try-L${l}-H${h}${i ? "-ablated" : ""}`, onPick: (q) => code.pin(q) }));
-    });
-    attBox.lastChild.replaceWith(code || el("p", { class: "hint", text: "No pattern to show." }));
+    const sources = patterns.map((pattern, i) => ({ label: i ? "ablated run" : "baseline", pattern, box: boxes[i],
+      layer: layerMean(l, i ? urls.map((u) => `${u}?which=ablated`) : urls), filename: `try-L${l}-H${h}${i ? "-ablated" : ""}` }))
+      .filter((x) => x.pattern);
+    if (!sources.length) { attBox.lastChild.replaceWith(el("p", { class: "hint", text: "No pattern to show." })); return; }
+    const { code, heatmaps } = linkedViews(sources, { hole: target });
+    sources.forEach((x, i) => clear(x.box).append(heatmaps[i]));
+    attBox.lastChild.replaceWith(code);
   });
   const exemplars = el("div", { class: "exemplars" }, el("h3", { text: `Exemplars of ${clusterName(entry.cluster)}` }), el("p", { class: "hint", text: "Loading…" }));
   body.append(plots, attBox, exemplars);
