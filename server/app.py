@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .routers import atlas, live, pages
+from .routers import atlas, card, live, pages
 from .settings import Settings
 from .state import Busy, Explorer
 
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, state: Explorer | None = None) 
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, 422)
 
     app.include_router(atlas.router)
+    app.include_router(card.router)
     app.include_router(live.router)
     app.include_router(pages.router)
 

@@ -217,6 +217,27 @@ def test_overview_shows_heldout_comparison_and_intervention(page, base_url, shot
     _shoot(page, shots, "overview-heldout-made-up")
 
 
+def test_overview_renders_the_model_card_from_its_facts(page, base_url, shots):
+    """The tiny run's model has no card: /api/run here names the shipped default model's."""
+    run = _get(base_url, "/api/run")
+    run["model_card"] = "/api/model-card"
+    page.route("**/api/run", lambda route: route.fulfill(json=run))
+    card = _get(base_url, "/api/model-card/facts")
+    _open(page, base_url, "/")
+    page.wait_for_selector("#model-card:not([hidden])")
+    page.click("#model-card summary")
+    body = page.inner_text("#model-card-body")
+    tables = page.locator("#model-card-body table")
+    assert tables.count() == 3  # stages, per task, learning curve
+    assert tables.nth(0).locator("tbody tr").count() == len(card["stages"])
+    assert tables.nth(1).locator("tbody tr").count() == len(card["heldout"]["by_task"]) + 1
+    assert tables.nth(2).locator("tbody tr").count() == len(card["curve"])
+    first = card["heldout"]["overall_non_noise"]["accuracy_first_token"]
+    assert f"{100 * first:.1f}% first token" in body and card["data"]["sha256"][:16] in body
+    assert page.get_attribute("#model-card-body a", "href") == "/api/model-card"
+    page.locator("#model-card").screenshot(path=str(shots / "overview-model-card.png"))
+
+
 def _interventions(iv: dict, cluster: int) -> dict:
     """The tiny run's interventions with a helpful pooled result and a conditional pair."""
     iv = json.loads(json.dumps(iv))
@@ -327,6 +348,14 @@ def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
     page.wait_for_selector("#head-panel-body .main-svg")
     assert page.locator("#head-panel-body .plot-pattern").count() == 2  # before and after
     _shoot(page, shots, "try-ablated")
+    # the ablated run's attention on the code, averaged over the layer: its heads fetched one by one
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/pattern" in r.url else None)
+    page.select_option("#head-panel-body select.att-source", "1")
+    page.select_option("#head-panel-body select.att-over", "layer")
+    page.wait_for_function("() => document.querySelector('#head-panel-body .attcode .readout').textContent.startsWith('the mean of layer L0')")
+    per_layer = sum(h["layer"] == 0 for h in heads)
+    assert len(asked) == per_layer and all(u.endswith("?which=ablated") and "/heads/0/" in u for u in asked), asked
 
     assert "ablate=0.1" in page.url and "code=" in page.url and "head=0.1" in page.url
     page.reload()
@@ -385,12 +414,12 @@ def test_script_in_code_is_text_and_never_runs(page, base_url, shots):
 
 
 def _visible(s: str) -> str:
-    """app.js's visible(): whitespace made visible, as token names show it."""
+    """format.js's visible(): whitespace made visible, as token names show it."""
     return s.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·")
 
 
 def _token_name(tokens: list[str], i: int) -> str:
-    """app.js's tokenName() (tokens short enough not to be shortened)."""
+    """tokens.js's tokenName() (tokens short enough not to be shortened)."""
     t = tokens[i]
     return f"{i} {t}" if t.startswith("<fim_") else f'{i} "{_visible(t)}"'
 
@@ -473,9 +502,16 @@ def test_code_view_shows_what_a_token_attends_to(page, base_url, shots):
     page.click(f"#att-code .tok[data-i='{i}']")
     page.mouse.move(1, 1)
     assert page.get_attribute("#att-code .tok.pinned", "data-i") == str(i)
+    # the heatmap outlines the pinned token's row, then its column
+    pinned = """() => document.querySelector('#head-detail .js-plotly-plot').layout.shapes
+        .filter((s) => s.line && s.line.color === '#2463b3').map((s) => [s.xref, s.x0, s.y0])"""
+    page.wait_for_function(f"() => ({pinned})().length === 1")
+    assert page.evaluate(pinned) == [["x domain", 0, i - 0.5]]
     page.check("#att-code input.att-column")
     column = attended()
     assert column and min(column) >= i
+    page.wait_for_function(f"() => ({pinned})().length === 1 && ({pinned})()[0][0] === 'x'")
+    assert page.evaluate(pinned) == [["x", i - 0.5, 0]]
     page.uncheck("#att-code input.att-column")
     page.focus("#att-code pre")
     page.keyboard.press("ArrowLeft")  # the keyboard moves the pinned token
@@ -490,3 +526,50 @@ def test_code_view_shows_what_a_token_attends_to(page, base_url, shots):
     _open(page, base_url, f"/cluster?id={cluster['id']}")
     page.wait_for_selector("#exemplar-detail .main-svg")
     page.wait_for_selector("#exemplar-detail .attcode .tok.focus")
+
+
+def test_code_view_averages_a_layer_head_by_head_and_opens_for_each_member(page, base_url, shots):
+    key = _get(base_url, "/api/scenarios?limit=1")["items"][0]["key"]
+    heads = _get(base_url, "/api/run")["heads"]
+    rows = [_get(base_url, f"/api/scenarios/{key}/heads/1/{h}/pattern")["z"][-1] for h in range(heads)]
+    tokens = _get(base_url, f"/api/scenarios/{key}/heads/1/0/pattern")["tokens"]
+    mean = [sum(10 ** r[k] for r in rows) / heads for k in range(len(tokens))]
+    top = sorted(range(len(mean)), key=lambda k: -mean[k])
+    _open(page, base_url, f"/scenario?key={key}&layer=1&head=0")
+    page.wait_for_selector("#att-code .tok")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/pattern" in r.url else None)
+    page.select_option("#att-code select.att-over", "layer")
+    page.wait_for_function("() => document.querySelector('#att-code .readout').textContent.startsWith('the mean of layer L1')")
+    # one request per head of the layer, none for the whole model
+    assert sorted(u.split("/heads/")[1] for u in asked) == [f"1/{h}/pattern" for h in range(heads)]
+    readout = page.inner_text("#att-code .readout")
+    assert f"the mean of layer L1's {heads} heads" in readout
+    if mean[top[0]] > 1.05 * mean[top[1]]:  # the strongest key of the predicting row, averaged
+        assert readout.split(" attends to ")[1].startswith(_token_name(tokens, top[0])), readout
+    # a hovered token still shows its row, of the mean
+    i = _plain(tokens, len(tokens) // 2, len(tokens) - 1)
+    page.hover(f"#att-code .tok[data-i='{i}']")
+    page.wait_for_selector(f"#att-code .tok.focus[data-i='{i}']")
+    assert page.inner_text("#att-code .readout").startswith("the mean of layer L1")
+    page.locator("#att-panel").screenshot(path=str(shots / "scenario-code-layer.png"))
+
+    # each member of a cluster opens its own attention view
+    cluster = next(c for c in _get(base_url, "/api/heads/1/0")["clusters"] if c["size"])
+    _open(page, base_url, f"/cluster?id={cluster['id']}")
+    button = page.locator("#members article.member .att-open").first
+    page.wait_for_selector("#members article.member .att-open:not([disabled])")
+    button.click()
+    member = page.locator("#members article.member").first
+    member.locator(".member-att .tok.focus").wait_for()
+    first = _get(base_url, f"/api/clusters/{cluster['id']}?limit=1")["members"][0]["key"]
+    assert member.locator("header a").first.inner_text() == first
+    assert member.locator(".member-att .tok").count() == len(_get(base_url, f"/api/scenarios/{first}/heads/1/0/pattern")["tokens"])
+    before = member.locator(".member-att .readout").inner_text()
+    member.locator(".member-att .tok").nth(2).hover()
+    member.locator(".member-att .tok.focus[data-i='2']").wait_for()
+    assert member.locator(".member-att .readout").inner_text() != before
+    assert member.locator(".member-att .tok.att").count() >= 1
+    member.screenshot(path=str(shots / "cluster-member-attention.png"))
+    button.click()  # closes it again
+    assert member.locator(".member-att").is_hidden()

@@ -43,7 +43,7 @@ def test_static_files_stay_in_their_folder(tmp_path, path):
         response = client.get(path)
         assert response.status_code == 404 or "create_app" not in response.text
         assert "root:" not in response.text
-        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/static/js/dom.js").status_code == 200
 
 
 def test_serving_beyond_loopback_warns(monkeypatch, capsys):
