@@ -199,14 +199,6 @@ def code_log_probs(logp: torch.Tensor, log_range: float) -> torch.Tensor:
     return _finish(logp.mul_(gain).add_(bias), 0.0, log_range)
 
 
-def compact_log_probs(logp: torch.Tensor, floor: float = LOG_FLOOR, log_range: float = 0.0) -> torch.Tensor:
-    """``[..., T, T]`` float32 log-probabilities -> ``[..., T*(T+1)/2]`` float16 ``max(log p,
-    floor)``, or with ``log_range`` the uint8 codes of :func:`code_log_probs`. Packs first:
-    half the elements to convert, and the upper triangle (which may hold anything) is gone."""
-    packed = lower_triangle(logp)
-    return code_log_probs(packed, log_range) if log_range else _finish(packed, floor, 0.0)
-
-
 # --- finding the attention modules -----------------------------------------------------------
 
 

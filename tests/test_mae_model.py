@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from apmae.capture import LOG_FLOOR, compact_log_probs, lower_triangle
+from apmae.capture import LOG_FLOOR, lower_triangle
 from apmae.mae.model import PRESETS, APMAEConfig, APMAEModel, APMAEOutput, config_from_preset
 from apmae.mae.scaling import GAP, SCALINGS, to_images
 
@@ -207,7 +207,7 @@ def packed_patterns(n: int = 4, T: int = 16) -> torch.Tensor:
     """Causal softmax patterns, stored like apmae.capture does (float16 log-probs, floored)."""
     torch.manual_seed(1)
     scores = (3 * torch.randn(n, T, T)).masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
-    return compact_log_probs(scores.log_softmax(-1))
+    return lower_triangle(scores.log_softmax(-1)).clamp_min(LOG_FLOOR).half()
 
 
 @pytest.mark.parametrize("scaling", SCALINGS)
