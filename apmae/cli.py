@@ -208,9 +208,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def _atlas_engine():
-    from .atlas.build import engine_for
+    from .db.session import migrated_engine
 
-    return engine_for()
+    return migrated_engine()
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:

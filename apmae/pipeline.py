@@ -182,7 +182,8 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
                 times: StageTimes | None = None) -> None:
     """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
     clusters, predictor and sweep."""
-    from .atlas.build import cluster_run, engine_for, predictor_run, settled, sweep_run
+    from .atlas.build import cluster_run, predictor_run, settled, sweep_run
+    from .db.session import migrated_engine
     from .atlas.cluster import ClusterConfig
     from .atlas.encode import EncodeConfig, encode_run
     from .atlas.intervention import InterventionConfig
@@ -205,7 +206,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
             evaluate(run, MAEEvalConfig(seed=cfg.seed))
     with times.stage("encode"):
         encode_run(run, EncodeConfig(), target=lambda: target)
-    engine = engine_for(url)
+    engine = migrated_engine(url)
     with times.stage("cluster"):
         changed = cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed),
                               engine) > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections import defaultdict
 from typing import Iterable
 
@@ -62,15 +61,16 @@ def build_report(run: Run, url: str | None = None) -> dict:
 def atlas_sections(run: Run, url: str | None = None) -> dict:
     """``clusters``, ``predictor``, ``sweep`` and ``intervention`` from the SQL store, for the
     stages that ran."""
-    from .db.session import database_url
+    from .db.session import database_url, sqlite_file
 
     url = url or database_url()
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
         return {}  # no atlas yet: do not create an empty database just to report on it
-    from .atlas.build import (cluster_summary, engine_for, intervention_summary, predictor_summary,
-                              sweep_summary)
+    from .atlas.build import cluster_summary, intervention_summary, predictor_summary, sweep_summary
+    from .db.session import reading_engine
 
-    engine = engine_for(url)
+    engine = reading_engine(url)
     sections = {"clusters": cluster_summary(engine, run.name),
                 "predictor": predictor_summary(engine, run.name),
                 "sweep": sweep_summary(engine, run.name),

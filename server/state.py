@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from apmae.atlas.build import engine_for
+from apmae.db.session import migrated_engine
 from apmae.db import models as m
 from apmae.db.session import session_scope
 from apmae.extract import recompute_patterns
@@ -148,7 +148,7 @@ class Explorer:
     def load(cls, settings: Settings, run: Run | None = None) -> Explorer:
         """Open the run (``run`` overrides ``settings.run``'s folder) and load its models."""
         run = run or Run(settings.run)
-        engine = engine_for(settings.database_url)
+        engine = migrated_engine(settings.database_url)
         source = Path(run.meta().get("scenarios", run.scenarios_path))
         state = cls(settings, run, engine,
                     InferencePool(settings.workers, settings.queue, settings.timeout_s),

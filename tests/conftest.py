@@ -179,16 +179,17 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
     """A tiny run with its whole atlas built (clusters, predictor, sweep) in its own SQLite
     database: what the explorer serves in the server and browser tests. Returns
     ``(run, database_url)``; read-only."""
-    from apmae.atlas.build import cluster_run, engine_for, predictor_run, sweep_run
+    from apmae.atlas.build import cluster_run, predictor_run, sweep_run
     from apmae.atlas.cluster import ClusterConfig
     from apmae.atlas.intervention import InterventionConfig
     from apmae.atlas.predictor import PredictorConfig
     from apmae.atlas.sweep import SweepConfig
+    from apmae.db.session import migrated_engine
 
     root = tmp_path_factory.mktemp("explorer")
     run = build_atlas_run(root / "explore", pattern_run)
     url = f"sqlite:///{root / 'explore.db'}"
-    engine = engine_for(url)
+    engine = migrated_engine(url)
     cluster_run(run, ClusterConfig(), engine)
     predictor_run(run, PredictorConfig(max_iter=20, min_per_class=3, folds=3),
                   engine)

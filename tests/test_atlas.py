@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from apmae.atlas.build import (assignment_path, cluster_run, cluster_summary, engine_for,
-                               intervention_summary, predictor_run, sweep_run)
+from apmae.atlas.build import (assignment_path, cluster_run, cluster_summary, intervention_summary,
+                               predictor_run, sweep_run)
 from apmae.atlas.cluster import ClusterConfig
 from apmae.atlas.intervention import InterventionConfig
 from apmae.atlas.predictor import PredictorConfig
+from apmae.db.session import migrated_engine
 from apmae.atlas.sweep import SweepConfig
 from apmae.db import models as m
 from apmae.db.session import session_scope
@@ -27,7 +28,7 @@ def _counts(engine) -> dict[str, int]:
 
 
 def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_target):
-    engine = engine_for(f"sqlite:///{tmp_path / 'atlas.db'}")
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'atlas.db'}")
     heads = atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
     assert cluster_run(atlas_run, ClusterConfig(), engine) == heads
     after_cluster = _counts(engine)
@@ -76,7 +77,7 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
 
 
 def test_stages_in_the_wrong_order_say_what_to_run(tmp_path, atlas_run, tiny_target):
-    engine = engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(ValueError, match="apmae cluster"):
         predictor_run(atlas_run, PredictorConfig(), engine)
     with pytest.raises(ValueError, match="apmae predictor train"):
@@ -104,7 +105,7 @@ def test_cli_runs_the_stages_and_the_report_shows_them(tmp_path, atlas_run, monk
 
 def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):
     def rows(workers: int) -> tuple[list, list, bytes]:
-        engine = engine_for(f"sqlite:///{tmp_path / f'w{workers}.db'}")
+        engine = migrated_engine(f"sqlite:///{tmp_path / f'w{workers}.db'}")
         cluster_run(atlas_run, ClusterConfig(workers=workers), engine)
         with session_scope(engine) as s:
             # by (layer, head): heads finish, and get their ids, in any order
@@ -131,7 +132,7 @@ def test_heads_are_chosen_on_the_train_split_and_tested_on_held_out_only(tmp_pat
     search (which choose heads), or a train-split one reaching the evaluation."""
     from apmae.atlas import build
 
-    engine = engine_for(f"sqlite:///{tmp_path / 'leak.db'}")
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'leak.db'}")
     cluster_run(atlas_run, ClusterConfig(), engine)
     predictor_run(atlas_run, PredictorConfig(max_iter=20, min_per_class=3, folds=3), engine)
     seen: dict[str, set] = {"choose": set(), "test": set()}

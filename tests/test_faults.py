@@ -37,7 +37,6 @@ from sqlalchemy import select
 from apmae.atlas.build import (
     assignment_path,
     cluster_run,
-    engine_for,
     predictor_run,
     sweep_run,
 )
@@ -48,6 +47,7 @@ from apmae.atlas.predictor import PredictorConfig
 from apmae.atlas.sweep import SweepConfig
 from apmae.cli import main
 from apmae.db import models as m
+from apmae.db.session import migrated_engine
 from apmae.db.session import make_engine, session_scope
 from apmae.mae.model import APMAEModel
 from apmae.run import Run
@@ -494,7 +494,7 @@ def test_cluster_interrupted_under_new_settings_keeps_no_stale_head(tmp_path, at
     built = ("mae", "embeddings", "pattern_stats")
     run = copy_run(atlas_run, tmp_path / "a", "cl", keep=built)
     url = f"sqlite:///{tmp_path / 'a' / 'atlas.db'}"
-    engine = engine_for(url)
+    engine = migrated_engine(url)
     meta = atlas_run.meta()
     total = meta["layers"] * meta["heads"]
     assert cluster_run(run, old, engine) == total
@@ -515,7 +515,7 @@ def test_cluster_interrupted_under_new_settings_keeps_no_stale_head(tmp_path, at
 
     straight = copy_run(atlas_run, tmp_path / "b", "cl", keep=built)
     straight_url = f"sqlite:///{tmp_path / 'b' / 'atlas.db'}"
-    assert cluster_run(straight, new, engine_for(straight_url)) == total
+    assert cluster_run(straight, new, migrated_engine(straight_url)) == total
     after, reference = sql_rows(url), sql_rows(straight_url)
     assert reference["memberships"] != before["memberships"]  # the settings make a difference
     assert after == reference
@@ -538,7 +538,7 @@ def _sweep_ready(source: Run, home: Path, target) -> str:
     its database URL."""
     run = copy_run(source, home, "sw", keep=("embeddings", "pattern_stats"))
     url = f"sqlite:///{home / 'atlas.db'}"
-    engine = engine_for(url)
+    engine = migrated_engine(url)
     cluster_run(run, ClusterConfig(), engine)
     predictor_run(run, PredictorConfig(max_iter=10, min_per_class=3, folds=3), engine)
     sweep_run(run, SweepConfig(scenarios=4, repeats=1, batch_size=8), engine, target,

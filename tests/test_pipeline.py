@@ -110,7 +110,7 @@ def test_a_rebuild_skips_the_atlas_stages_that_ran_with_the_same_settings(tmp_pa
     from apmae.atlas import build
     from apmae.atlas.intervention import InterventionConfig
     from apmae.atlas.predictor import PredictorConfig
-    from apmae.db.session import session_scope
+    from apmae.db.session import migrated_engine, session_scope
     from apmae.pipeline import StageTimes
 
     monkeypatch.setenv("APMAE_HOME", str(tmp_path / "home"))
@@ -122,7 +122,7 @@ def test_a_rebuild_skips_the_atlas_stages_that_ran_with_the_same_settings(tmp_pa
     build_default_run(run, cfg, source=str(split_corpus), model=str(tiny_model_dir), times=times)
     assert "predictor" not in times.seconds and times.seconds["cluster"] < 5
 
-    engine = build.engine_for()
+    engine = migrated_engine()
     assert build.settled(engine, run.name, predictor=asdict(PredictorConfig(seed=cfg.seed)))
     assert not build.settled(engine, run.name, predictor=asdict(PredictorConfig(seed=1)))
     selective = InterventionConfig()

@@ -250,3 +250,32 @@ def test_unbuilt_run_says_what_to_run(tmp_path):
         response = c.post("/api/predict", json={"code": CODE, "cursor": 3})
         assert response.status_code == 503 and "apmae demo" in response.json()["detail"]
         assert c.get("/api/heads").status_code == 404
+
+
+def _copy_database(url: str, dest: Path) -> None:
+    """A consistent copy of a SQLite database in WAL mode (the backup API, not a file copy)."""
+    import sqlite3
+
+    with sqlite3.connect(url[len("sqlite:///"):]) as src, sqlite3.connect(dest) as out:
+        src.backup(out)
+
+
+def test_reads_never_write_or_migrate_the_database(explorer_run, tmp_path):
+    from apmae.db.session import current_revision, downgrade
+    from apmae.report import atlas_sections
+
+    run, url = explorer_run
+    _copy_database(url, tmp_path / "ro.db")
+    read_only = f"sqlite:///file:{tmp_path / 'ro.db'}?mode=ro&uri=true"  # any write would raise
+    assert {"clusters", "predictor", "sweep", "intervention"} <= set(atlas_sections(run, read_only))
+    settings = Settings(run=run.name, database_url=read_only)
+    with TestClient(create_app(settings, Explorer.load(settings, run=run))) as c:
+        for path in ("/api/run", "/api/heads", "/api/sweep", "/api/interventions", "/api/heads/0/0"):
+            assert c.get(path).status_code == 200, path
+
+    behind = tmp_path / "behind.db"
+    _copy_database(url, behind)
+    assert downgrade(f"sqlite:///{behind}", "0002") == "0002"
+    with pytest.raises(ValueError, match="apmae db upgrade"):  # refused, not migrated on a read
+        atlas_sections(run, f"sqlite:///{behind}")
+    assert current_revision(f"sqlite:///{behind}") == "0002"  # still where it was

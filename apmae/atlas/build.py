@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ..db import models as m
-from ..db.session import get_or_create_run, make_engine, session_scope, upgrade, upsert_rows
+from ..db.session import get_or_create_run, session_scope, upsert_rows
 from ..paths import atomic_path
 from ..run import Run
 from .cluster import ClusterConfig, HeadClusters, cluster_head
@@ -36,12 +36,6 @@ from .importance import HeadEffects, causal_effects, per_head, shap_effects, sin
 from .intervention import (InterventionConfig, enriched_pairs, evaluate, greedy, ranked,
                            sample_per_task)
 from .sweep import FirstTokenScorer, SweepConfig, collapse_points, sweep
-
-
-def engine_for(url: str | None = None) -> Engine:
-    """The database, migrated to the latest schema (every stage upgrades on start)."""
-    upgrade(url)
-    return make_engine(url)
 
 
 def sync_run(engine: Engine, run: Run) -> int:

@@ -49,6 +49,16 @@ def masked_url(url: str) -> str:
         return "<unparsable database URL>"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (plain or ``file:`` URI form); None for another database or
+    an in-memory one."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return Path(path[len("file:"):] if path.startswith("file:") else path)
+
+
 def make_engine(url: str | None = None, *, foreign_keys: bool = True) -> Engine:
     """An engine for ``url`` (default :func:`database_url`).
 
@@ -101,6 +111,31 @@ def upgrade(url: str | None = None, revision: str = "head") -> str | None:
     url = url or database_url()
     command.upgrade(_alembic_config(url), revision)
     return current_revision(url)
+
+
+def head_revision() -> str:
+    """The latest schema revision this code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+
+
+def migrated_engine(url: str | None = None) -> Engine:
+    """The database, migrated to the latest schema: for the commands that write it and for the
+    server's start, never for a read (a report or a page must not change a shared database)."""
+    upgrade(url)
+    return make_engine(url)
+
+
+def reading_engine(url: str | None = None) -> Engine:
+    """The database as it is, for reading: one whose schema is not the latest is refused with
+    the command that migrates it, since reading it with this code's models could fail anywhere."""
+    url = url or database_url()
+    have, want = current_revision(url), head_revision()
+    if have != want:
+        raise ValueError(f"the atlas database {masked_url(url)} is at schema revision {have}, this "
+                         f"apmae reads {want}: run `apmae db upgrade` (a read never migrates)")
+    return make_engine(url)
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> str | None:
