@@ -70,6 +70,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -77,6 +78,10 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+if TYPE_CHECKING:
+    from .lm.load import Target
+    from .scenarios import Scenario
 
 #: Floor of the stored log-probabilities (see the module docstring for why -60).
 LOG_FLOOR = -60.0
@@ -380,3 +385,13 @@ def record_attention(model: nn.Module, floor: float = LOG_FLOOR,
         yield recording
     finally:
         _ACTIVE.reset(token)
+
+
+@torch.inference_mode()
+def recompute_patterns(target: Target, batch: list[Scenario], log_range: float = 0.0) -> torch.Tensor:
+    """``[batch, layers, heads, tri]`` patterns of scenarios whose patterns were not kept: the
+    same prefill pass that extraction captured them from (``log_range``: as uint8 codes)."""
+    input_ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)
+    with record_attention(target.model, log_range=log_range) as rec:
+        target.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+    return rec.take()

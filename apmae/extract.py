@@ -161,16 +161,6 @@ def confidence(logprobs: torch.Tensor) -> dict[str, float]:
             "entropy": round(-(logprobs.exp() * logprobs).nansum().item(), 5)}
 
 
-@torch.inference_mode()
-def recompute_patterns(target: Target, batch: list[Scenario], log_range: float = 0.0) -> torch.Tensor:
-    """``[batch, layers, heads, tri]`` patterns of scenarios whose patterns were not kept: the
-    same prefill pass that extraction captured them from (``log_range``: as uint8 codes)."""
-    input_ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)
-    with record_attention(target.model, log_range=log_range) as rec:
-        target.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
-    return rec.take()
-
-
 def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
             sink: Sink | None = None) -> int:
     """Extract every unfinished scenario of the file into ``run``; returns how many this

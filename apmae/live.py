@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from .atlas.build import assignment_path
 from .atlas.cluster import assign
 from .atlas.encode import EncodeConfig, embed
 from .atlas.live_predictor import LivePredictor, fit_live_predictor, live_features, out_of_distribution
@@ -35,7 +33,6 @@ from .lm.fim import Window, build_prompt
 from .lm.load import ModelLoadError, Target, load_target
 from .lm.score import greedy_continue, judge, to_completion
 from .mae.model import APMAEModel
-from .mae.train import mae_dir
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
 from .spans import TASKS as SPAN_TASKS, find_spans, parse_java, syntax_tree
@@ -188,11 +185,11 @@ class LiveAtlas:
                             "(build it with `apmae demo` or `apmae extract`)")
         target = target or load_target(meta["model"])
         window = _window_of(run)
-        model_dir = mae_dir(run) / "model"
+        model_dir = run.mae_model_path
         mae = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval() if (model_dir / "config.json").exists() else None
         centers = {}
-        if assignment_path(run).exists():
-            arrays = np.load(assignment_path(run))
+        if run.assignments_path.exists():
+            arrays = np.load(run.assignments_path)
             centers = {(l, h): (arrays[f"L{l}H{h}_centers"], arrays[f"L{l}H{h}_labels"],
                                 arrays[f"L{l}H{h}_radii"])
                        for l in range(target.layers) for h in range(target.heads)
@@ -320,7 +317,7 @@ def _budget(window: Window, span: Span) -> int:
 
 def _window_of(run: Run) -> int:
     """The run's prompt length: its first scenario's."""
-    source = Path(run.meta().get("scenarios", run.scenarios_path))
+    source = run.scenarios_source
     first = next(read_scenarios(source), None)
     if first is None:
         raise LiveError(f"run {run.name} has no scenarios at {source}")

@@ -167,9 +167,8 @@ def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
     else None, and :func:`build_atlas` encodes afterwards."""
     from .atlas.encode import EncodeConfig, Encoder
     from .mae.shipped import install, shipped_fits
-    from .mae.train import mae_dir
 
-    model = mae_dir(run) / "model"
+    model = run.mae_model_path
     if not (model / "config.json").exists():
         shipped = None if cfg.train_mae else shipped_fits(target.name, cfg.window)
         if shipped is None:
@@ -191,17 +190,17 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
     from .atlas.sweep import SweepConfig
     from .mae.evaluate import MAEEvalConfig, evaluate
     from .mae.shipped import install, shipped_for
-    from .mae.train import MAETrainConfig, mae_dir, train_mae
+    from .mae.train import MAETrainConfig, train_mae
 
     times = times or StageTimes()
-    if not (mae_dir(run) / "model" / "config.json").exists():
+    if not (run.mae_model_path / "config.json").exists():
         with times.stage("mae_train"):
             shipped = None if cfg.train_mae else shipped_for(run)
             if shipped is not None:
                 install(run, shipped)
             else:
                 train_mae(run, MAETrainConfig(steps=cfg.mae_steps, seed=cfg.seed), resume=True)
-    if not (mae_dir(run) / "eval.json").exists():
+    if not (run.mae_eval_path).exists():
         with times.stage("mae_eval"):
             evaluate(run, MAEEvalConfig(seed=cfg.seed))
     with times.stage("encode"):

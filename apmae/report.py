@@ -52,7 +52,7 @@ def build_report(run: Run, url: str | None = None) -> dict:
         report["patterns"] = {"stored": len(store), "bytes": store.nbytes(),
                               "bytes_per_pattern": round(store.nbytes() / max(1, len(store) * heads))}
     report.update(atlas_sections(run, url))
-    mae_eval = run.path / "mae" / "eval.json"
+    mae_eval = run.mae_eval_path
     if mae_eval.exists():
         report.update(json.loads(mae_eval.read_text()))
     return report

@@ -1,12 +1,21 @@
 """A run: the folder under ``APMAE_HOME/runs/<name>`` that holds every artifact of one analysis.
 
+Every path under a run is named here and nowhere else; stages ask the run for them.
+
 ```
 runs/<name>/
-  run.json          model, tokenizer fingerprint, window, settings of each stage
-  scenarios.jsonl   mined scenarios (apmae mine)
-  results.jsonl     one line per scenario: completion and both correctness flags (apmae extract)
-  patterns/         the pattern array store (apmae.store.arrays)
-  parts/rank-<r>/   a torchrun rank's share of an extraction, a run of its own until merged
+  run.json            model, tokenizer fingerprint, window, settings of each stage
+  scenarios.jsonl     mined scenarios (apmae mine; run.json's "scenarios" may name another file)
+  results.jsonl       one line per scenario: completion and both correctness flags (apmae extract)
+  patterns/           the kept patterns, an array store (apmae.store.arrays)
+  parts/rank-<r>/     a torchrun rank's share of an extraction, a run of its own until merged
+  mae/model/          the run's AP-MAE (trained, or the shipped one installed; apmae mae train)
+  mae/eval.json       its evaluation (apmae mae eval), which the report includes
+  mae/triptychs/      pattern / reconstruction / error images of the evaluation
+  embeddings/         one AP-MAE embedding per (scenario, layer, head) (apmae encode)
+  pattern_stats/      statistics of each whole pattern (the predictor's no-AP-MAE baseline)
+  row_stats/          statistics of each head's predicting row (apmae.atlas.rows)
+  atlas/assign.npz    per head: cluster medoids, labels and radii, to place new patterns
 ```
 """
 
@@ -15,10 +24,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .paths import atomic_path, run_dir
 from .store.arrays import PatternStore, StoreMeta
+
+if TYPE_CHECKING:
+    from .scenarios import Scenario
 
 
 class Run:
@@ -31,6 +43,25 @@ class Run:
     patterns_path = property(lambda self: self.path / "patterns")
     meta_path = property(lambda self: self.path / "run.json")
     parts_path = property(lambda self: self.path / "parts")
+    mae_path = property(lambda self: self.path / "mae")
+    mae_model_path = property(lambda self: self.path / "mae" / "model")
+    mae_eval_path = property(lambda self: self.path / "mae" / "eval.json")
+    embeddings_path = property(lambda self: self.path / "embeddings")
+    pattern_stats_path = property(lambda self: self.path / "pattern_stats")
+    row_stats_path = property(lambda self: self.path / "row_stats")
+    assignments_path = property(lambda self: self.path / "atlas" / "assign.npz")
+
+    @property
+    def scenarios_source(self) -> Path:
+        """The scenarios file the run was extracted from (its own, unless run.json names another)."""
+        return Path(self.meta().get("scenarios", self.scenarios_path))
+
+    def scenarios(self) -> list[Scenario]:
+        """The run's scenarios that have results, in results order."""
+        from .scenarios import read_scenarios
+
+        by_id = {s.id: s for s in read_scenarios(self.scenarios_source)}
+        return [by_id[r["id"]] for r in self.results() if r["id"] in by_id]
 
     def part(self, rank: int) -> Run:
         """Where torchrun rank ``rank`` extracts its share: results and patterns of their own,
@@ -78,6 +109,15 @@ class Run:
             fh.write("".join(json.dumps(r) + "\n" for r in rows).encode())
             fh.flush()
             os.fsync(fh.fileno())
+
+    def embeddings(self, meta: StoreMeta | None = None) -> PatternStore:
+        return PatternStore(self.embeddings_path, meta)
+
+    def pattern_stats(self, meta: StoreMeta | None = None) -> PatternStore:
+        return PatternStore(self.pattern_stats_path, meta)
+
+    def row_stats(self, meta: StoreMeta | None = None) -> PatternStore:
+        return PatternStore(self.row_stats_path, meta)
 
     def pattern_store(self, meta: StoreMeta | None = None) -> PatternStore | None:
         """The run's pattern store: created with ``meta``, else opened if it exists."""

@@ -32,7 +32,6 @@ import torch
 from apmae.mae.data import load_packed
 from apmae.mae.evaluate import MAEEvalConfig, eval_items, head_mean_patches
 from apmae.mae.model import APMAEModel
-from apmae.mae.train import mae_dir
 from apmae.run import Run
 
 RANKS = (8, 16, 33, 64)
@@ -91,7 +90,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     run = Run(args.run)
-    model = APMAEModel.from_pretrained(mae_dir(run) / "model").eval()
+    model = APMAEModel.from_pretrained(run.mae_model_path).eval()
     cfg = MAEEvalConfig()
     ids, items = eval_items(run, cfg)
     means = head_mean_patches(model, run, cfg)

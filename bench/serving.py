@@ -14,7 +14,6 @@ from typing import Callable
 import httpx
 import uvicorn
 
-from apmae.atlas.encode import scenarios_of
 from apmae.run import Run
 
 
@@ -62,4 +61,4 @@ def held_out_bodies(run: Run) -> list[tuple[str, dict]]:
     text pasted as code, the target masked by its offsets."""
     return [(s.task, {"code": s.prefix + s.target + s.suffix, "start": len(s.prefix),
                       "end": len(s.prefix) + len(s.target)})
-            for s in scenarios_of(run) if s.split == "test" and s.task != "noise"]
+            for s in run.scenarios() if s.split == "test" and s.task != "noise"]

@@ -19,10 +19,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from apmae.db.session import migrated_engine
+from apmae.capture import recompute_patterns
 from apmae.db import models as m
-from apmae.db.session import session_scope
-from apmae.extract import recompute_patterns
+from apmae.db.session import migrated_engine, session_scope
 from apmae.live import LiveAtlas, LiveError
 from apmae.run import Run
 from apmae.scenarios import Scenario
@@ -149,7 +148,7 @@ class Explorer:
         """Open the run (``run`` overrides ``settings.run``'s folder) and load its models."""
         run = run or Run(settings.run)
         engine = migrated_engine(settings.database_url)
-        source = Path(run.meta().get("scenarios", run.scenarios_path))
+        source = run.scenarios_source
         state = cls(settings, run, engine,
                     InferencePool(settings.workers, settings.queue, settings.timeout_s),
                     PatternCache(settings.cache_bytes), ScenarioIndex(source),

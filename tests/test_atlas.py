@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from apmae.atlas.build import (assignment_path, cluster_run, cluster_summary, intervention_summary,
-                               predictor_run, sweep_run)
+from apmae.atlas.build import cluster_run, cluster_summary, intervention_summary, predictor_run, sweep_run
 from apmae.atlas.cluster import ClusterConfig
 from apmae.atlas.intervention import InterventionConfig
 from apmae.atlas.predictor import PredictorConfig
@@ -34,7 +33,7 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     after_cluster = _counts(engine)
     n = len(list(atlas_run.results()))
     assert after_cluster["heads"] == heads and after_cluster["memberships"] == n * heads
-    assert assignment_path(atlas_run).exists()
+    assert atlas_run.assignments_path.exists()
     assert cluster_run(atlas_run, ClusterConfig(), engine) == 0  # every head done: skipped
     assert _counts(engine) == after_cluster
     summary = cluster_summary(engine, "atlas")
@@ -117,7 +116,7 @@ def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):
             clusters = s.execute(select(m.Head.layer, m.Head.head, m.Cluster.label, m.Cluster.size,
                                         m.Cluster.exemplars).join(m.Head, m.Head.id == m.Cluster.head_id)
                                  .order_by(m.Head.layer, m.Head.head, m.Cluster.label)).all()
-        arrays = np.load(assignment_path(atlas_run))
+        arrays = np.load(atlas_run.assignments_path)
         return members, clusters, {k: arrays[k].tolist() for k in sorted(arrays.files)}
 
     parallel, inline = rows(2), rows(1)

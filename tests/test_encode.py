@@ -7,8 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from apmae.atlas.encode import (EncodeConfig, Encoder, encode_run, open_embeddings, open_row_stats,
-                                open_stats)
+from apmae.atlas.encode import EncodeConfig, Encoder, encode_run
 from apmae.extract import ExtractConfig, extract
 from apmae.mae.train import MAETrainConfig, train_mae
 from apmae.run import Run
@@ -25,7 +24,7 @@ def test_every_scenario_gets_every_heads_embedding(tmp_path, pattern_run, mae_mo
     run = Run("copy", path=tmp_path / "copy")
     shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
     n = encode_run(run, EncodeConfig(batch_size=4), model_dir=mae_model)
-    store = open_embeddings(run)
+    store = run.embeddings()
     results = list(run.results())
     assert n == len(results) == len(store)
     meta = run.meta()
@@ -40,13 +39,13 @@ def test_an_ap_mae_retrained_in_place_encodes_afresh(tmp_path, pattern_run, mae_
     shutil.copytree(mae_model, model_dir)
     n = encode_run(run, EncodeConfig(), model_dir=model_dir)
     key = next(run.results())["id"]
-    first = np.array(open_embeddings(run).get(key))
+    first = np.array(run.embeddings().get(key))
     retrained = train_mae(pattern_run, MAETrainConfig(batch_size=8, steps=2, warmup=1, head_fraction=0.5,
                                                       threads=1, seed=1), out=tmp_path / "mae1")
     shutil.rmtree(model_dir)
     shutil.copytree(retrained, model_dir)  # same folder, other weights
     assert encode_run(run, EncodeConfig(), model_dir=model_dir) == n  # every scenario again
-    assert not np.array_equal(np.array(open_embeddings(run).get(key)), first)
+    assert not np.array_equal(np.array(run.embeddings().get(key)), first)
     assert encode_run(run, EncodeConfig(), model_dir=model_dir) == 0
 
 
@@ -59,7 +58,7 @@ def test_unkept_patterns_are_recomputed_to_the_same_embeddings(tmp_path, pattern
     extract(sparse, pattern_run.scenarios_path, tiny_target, ExtractConfig(keep="sample:3"))
     assert len(sparse.pattern_store()) == 3
     encode_run(sparse, EncodeConfig(bf16=False), model_dir=mae_model, target=lambda: tiny_target)
-    a, b = open_embeddings(full), open_embeddings(sparse)
+    a, b = full.embeddings(), sparse.embeddings()
     for sid in a.ids():
         np.testing.assert_allclose(a.get(sid), b.get(sid), atol=2e-3, rtol=1e-2)
 
@@ -76,8 +75,8 @@ def test_extraction_that_encodes_as_it_goes_writes_what_encode_would(tmp_path, p
             sink=encoder.write)
     assert encode_run(fused, EncodeConfig(bf16=False), model_dir=mae_model,
                       target=lambda: pytest.fail("nothing left to recompute")) == 0
-    for open_ in (open_embeddings, open_stats, open_row_stats):
-        a, b = open_(after), open_(fused)
+    for store in ("embeddings", "pattern_stats", "row_stats"):
+        a, b = getattr(after, store)(), getattr(fused, store)()
         assert sorted(a.ids()) == sorted(b.ids()) and len(a) == len(list(after.results()))
         for sid in a.ids():
             np.testing.assert_allclose(a.get(sid), b.get(sid), atol=2e-3, rtol=1e-2)

@@ -35,13 +35,11 @@ import torch
 from sqlalchemy import select
 
 from apmae.atlas.build import (
-    assignment_path,
     cluster_run,
     predictor_run,
     sweep_run,
 )
 from apmae.atlas.cluster import ClusterConfig
-from apmae.atlas.encode import embeddings_path, open_embeddings, open_stats
 from apmae.atlas.intervention import InterventionConfig
 from apmae.atlas.predictor import PredictorConfig
 from apmae.atlas.sweep import SweepConfig
@@ -376,11 +374,11 @@ def test_encode_killed_mid_run_resumes_to_the_same_embeddings(tmp_path, atlas_ru
         home, straight_home = tmp_path / f"killed{name}", tmp_path / f"straight{name}"
         run = copy_run(atlas_run, home, "en", keep=("mae",))
         straight = copy_run(atlas_run, straight_home, "en", keep=("mae",))
-        shards = embeddings_path(run) / "shards"
+        shards = run.embeddings_path / "shards"
         use_home(monkeypatch, straight_home)
         killed = kill_when(args, home, None, lambda shards=shards: any(shards.glob("*.ids.json")),
                            meanwhile=succeeds(args))
-        done = len(open_embeddings(run)) if shards.exists() else 0
+        done = len(run.embeddings()) if shards.exists() else 0
         if killed.by_sigkill and done < total:
             break
         print(not_midway(killed, f"{done} of {total} embedded"))
@@ -388,17 +386,17 @@ def test_encode_killed_mid_run_resumes_to_the_same_embeddings(tmp_path, atlas_ru
         pytest.fail(f"encode finished before every kill: {killed}")
 
     assert_whole_files(run.path)
-    embedded = assert_store_committed(embeddings_path(run))
-    stats = assert_store_committed(run.path / "pattern_stats")
+    embedded = assert_store_committed(run.embeddings_path)
+    stats = assert_store_committed(run.pattern_stats_path)
     assert 1 <= len(embedded) < total
     print(f"encode killed after {len(embedded)} of {total} scenarios")
     assert set(embedded.ids()) <= set(stats.ids())
 
     use_home(monkeypatch, home)
     assert main(args) == 0
-    assert len(open_embeddings(run)) == total
-    assert_same_store(assert_store_committed(embeddings_path(run)), open_embeddings(straight))
-    assert_same_store(assert_store_committed(run.path / "pattern_stats"), open_stats(straight))
+    assert len(run.embeddings()) == total
+    assert_same_store(assert_store_committed(run.embeddings_path), straight.embeddings())
+    assert_same_store(assert_store_committed(run.pattern_stats_path), straight.pattern_stats())
     assert_whole_files(run.path)
 
 
@@ -451,13 +449,13 @@ def test_cluster_killed_mid_run_resumes_without_duplicate_or_partial_rows(tmp_pa
     in_sql = {(l, h) for l, h, *_ in rows["heads"]}
     assert 1 <= len(in_sql) < total
     where = (f"cluster killed after {len(in_sql)} of {total} heads, the file holding "
-             f"{len(_heads_of(assignment_path(run)))}")
+             f"{len(_heads_of(run.assignments_path))}")
     assert len(rows["memberships"]) == scenarios * len(in_sql)
     for layer, head in in_sql:
         sizes = [r[3] for r in rows["clusters"] if r[:2] == (layer, head)]
         assert sum(sizes) == scenarios, f"head {layer},{head} is partial"
     assert len(rows["scenarios"]) == scenarios
-    npz = assignment_path(run)
+    npz = run.assignments_path
     last = max(in_sql)  # one process clusters the heads in order
     assert _heads_of(npz) in (in_sql, in_sql - {last})
     if npz.exists():
@@ -473,7 +471,7 @@ def test_cluster_killed_mid_run_resumes_without_duplicate_or_partial_rows(tmp_pa
     print(where)
     assert clustered == total - len(in_sql) + 1  # resumed: the heads done are not redone
     assert sql_rows(url) == sql_rows(straight_url)
-    reference = _arrays(assignment_path(straight))
+    reference = _arrays(straight.assignments_path)
     got = _arrays(npz)
     assert sorted(got) == sorted(reference) and len(_heads_of(npz)) == total
     for k, v in reference.items():
@@ -519,7 +517,7 @@ def test_cluster_interrupted_under_new_settings_keeps_no_stale_head(tmp_path, at
     after, reference = sql_rows(url), sql_rows(straight_url)
     assert reference["memberships"] != before["memberships"]  # the settings make a difference
     assert after == reference
-    got, want = _arrays(assignment_path(run)), _arrays(assignment_path(straight))
+    got, want = _arrays(run.assignments_path), _arrays(straight.assignments_path)
     assert sorted(got) == sorted(want)
     for k, v in want.items():
         np.testing.assert_array_equal(got[k], v, err_msg=k)

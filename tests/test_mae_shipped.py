@@ -10,7 +10,7 @@ from apmae.capture import lower_triangle
 from apmae.mae.evaluate import MAEEvalConfig, evaluate
 from apmae.mae.model import APMAEModel
 from apmae.mae.shipped import CARD, install, ship, shipped_for
-from apmae.mae.train import MAETrainConfig, mae_dir, train_mae
+from apmae.mae.train import MAETrainConfig, train_mae
 from apmae.paths import DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, home_relative, weights_digest
 from apmae.run import Run
 
@@ -38,7 +38,7 @@ def shipped(tmp_path_factory, trained_run):
 
 
 def test_ship_copies_the_model_and_writes_its_card(trained_run, shipped):
-    assert weights_digest(shipped) == weights_digest(mae_dir(trained_run) / "model")
+    assert weights_digest(shipped) == weights_digest(trained_run.mae_model_path)
     card = json.loads((shipped / CARD).read_text())
     assert card["steps"] == 2 and card["image_size"] == 64  # the cpu preset's, which fits the window
     ratio = card["eval"]["reconstruction"]["ratio_to_best_baseline"]
@@ -69,7 +69,7 @@ def test_install_makes_it_the_runs_own(tmp_path, trained_run, shipped):
     shutil.copytree(trained_run.path, run.path, ignore=shutil.ignore_patterns("mae"))
     model_dir = install(run, shipped)
     assert weights_digest(model_dir) == weights_digest(shipped)
-    assert json.loads((mae_dir(run) / "shipped.json").read_text()) == json.loads((shipped / CARD).read_text())
+    assert json.loads((run.mae_path / "shipped.json").read_text()) == json.loads((shipped / CARD).read_text())
     assert evaluate(run, MAEEvalConfig(max_patterns=16, triptychs=0, mean_scenarios=4))["reconstruction"]["mse"] > 0
 
 

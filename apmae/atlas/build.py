@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -29,7 +28,6 @@ from ..db.session import get_or_create_run, session_scope, upsert_rows
 from ..paths import atomic_path
 from ..run import Run
 from .cluster import ClusterConfig, HeadClusters, cluster_head
-from .encode import open_embeddings, open_row_stats, open_stats, scenarios_of
 from .heldout import Classifier, Features, HeldoutConfig, evaluate_heldout
 from .predictor import FEATURES, PredictorConfig, balanced, categorical, cross_validate
 from .importance import HeadEffects, causal_effects, per_head, shap_effects, single_head_scores
@@ -43,7 +41,7 @@ def sync_run(engine: Engine, run: Run) -> int:
     meta = run.meta()
     if "layers" not in meta:
         raise ValueError(f"run {run.name} has no extraction results (run `apmae extract` first)")
-    scenarios = {s.id: s for s in scenarios_of(run)}
+    scenarios = {s.id: s for s in run.scenarios()}
     with session_scope(engine) as session:
         known = session.scalar(select(m.Run.settings).where(m.Run.name == run.name))
         db_run = get_or_create_run(session, run.name, model=meta["model"], tokenizer=meta["tokenizer"],
@@ -88,18 +86,13 @@ def _scenario_ids(engine: Engine, run_id: int) -> dict[str, int]:
                                     .where(m.Scenario.run_id == run_id)).all())
 
 
-def assignment_path(run: Run) -> Path:
-    """Per head: medoid directions, their labels and radii, to place new patterns."""
-    return run.path / "atlas" / "assign.npz"
-
-
 # --- cluster ----------------------------------------------------------------------------------
 
 
 def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
     """Cluster every head of the run; returns how many heads were (re)clustered."""
     run_id = sync_run(engine, run)
-    emb = open_embeddings(run)
+    emb = run.embeddings()
     keys = emb.ids()
     if not keys:
         raise ValueError(f"run {run.name} has no embeddings (run `apmae encode` first)")
@@ -117,7 +110,7 @@ def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
             session.execute(delete(m.Head).where(m.Head.run_id == run_id))
             db_run.settings = {**(db_run.settings or {}), "cluster": fingerprint}
             done = set()
-    arrays = dict(np.load(assignment_path(run))) if assignment_path(run).exists() and done else {}
+    arrays = dict(np.load(run.assignments_path)) if run.assignments_path.exists() and done else {}
     # a head committed, then killed before the file with its arrays was renamed: cluster it again
     done = {(l, h) for l, h in done if f"L{l}H{h}_centers" in arrays}
     heads = [(l, h) for l in range(x.shape[1]) for h in range(x.shape[2]) if (l, h) not in done]
@@ -127,7 +120,7 @@ def cluster_run(run: Run, cfg: ClusterConfig, engine: Engine) -> int:
         arrays[f"L{layer}H{head}_centers"] = hc.centers
         arrays[f"L{layer}H{head}_labels"] = hc.center_labels
         arrays[f"L{layer}H{head}_radii"] = hc.radii
-        with atomic_path(assignment_path(run)) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(run.assignments_path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     return len(heads)
 
@@ -222,7 +215,7 @@ def _cluster_features(engine: Engine, run: Run, run_id: int, keys: list[str]) ->
 
 def _feature_matrices(run: Run, engine: Engine, run_id: int, keys: list[str]) -> dict[str, np.ndarray]:
     """Per scenario (rows in ``keys`` order): cluster-label codes, embeddings, raw statistics."""
-    emb, stats = open_embeddings(run), open_stats(run)
+    emb, stats = run.embeddings(), run.pattern_stats()
     return {"clusters": _cluster_features(engine, run, run_id, keys),
             "embeddings": np.stack([np.asarray(emb.get(k), np.float32).reshape(-1) for k in keys]),
             "baseline": np.stack([np.asarray(stats.get(k), np.float32).reshape(-1) for k in keys])}
@@ -233,7 +226,7 @@ def _heldout_features(run: Run, feats: dict[str, np.ndarray], keys: list[str],
     """Every held-out feature kind the run has: the model's confidence (where extraction
     recorded it), whole-pattern and predicting-row statistics, cluster labels, embeddings, and
     the row statistics beside each AP-MAE kind."""
-    rows = open_row_stats(run)
+    rows = run.row_stats()
     out: dict[str, Features] = {}
     if all("top1_prob" in results[k] for k in keys):
         out["lm_confidence"] = Features(np.array([[results[k]["top1_prob"], results[k]["entropy"]]
@@ -273,7 +266,7 @@ class TrainingData:
 def training_data(run: Run, engine: Engine, run_id: int) -> TrainingData:
     """What :func:`predictor_run` scores and the live predictor refits, read (never written)
     from the run's folder and the atlas of SQL run ``run_id``."""
-    keys = open_embeddings(run).ids()
+    keys = run.embeddings().ids()
     tasks, y = _labels_of(engine, run_id, keys)
     results = {r["id"]: r for r in run.results()}
     split = np.array([results[k]["split"] or "" for k in keys])
@@ -447,7 +440,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
         raise ValueError(f"run {run.name} has no head importance (run `apmae predictor train` first)")
     meta = run.meta()
     n_layers, n_heads = meta["layers"], meta["heads"]
-    every = [s for s in scenarios_of(run) if s.task != "noise"]
+    every = [s for s in run.scenarios() if s.task != "noise"]
     train_pool = [s for s in every if s.split == "train"]
     pool = [s for s in every if s.split == "test"]
     if not pool or not train_pool:

@@ -21,15 +21,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..capture import packed_positions, tril_window
-from ..extract import recompute_patterns
+from ..capture import packed_positions, recompute_patterns, tril_window
 from ..lm.fim import special_ids
 from ..lm.load import Target, load_target, load_tokenizer
 from ..mae.model import APMAEModel
-from ..mae.train import mae_dir
 from ..paths import weights_digest
 from ..run import Run
-from ..scenarios import Scenario, read_scenarios
+from ..scenarios import Scenario
 from ..store.arrays import PatternStore, StoreMeta
 from .rows import ROW_STATS, hole_of, row_stats
 
@@ -39,31 +37,6 @@ class EncodeConfig:
     batch_size: int = 8  # scenarios per batch (each is layers x heads patterns)
     pooling: str = "cls"  # cls (the paper's) | mean
     bf16: bool = True  # bf16 autocast for the encoder (much faster on CPUs with bf16); stored in fp16
-
-
-def embeddings_path(run: Run) -> Path:
-    return run.path / "embeddings"
-
-
-def open_embeddings(run: Run, meta: StoreMeta | None = None) -> PatternStore:
-    return PatternStore(embeddings_path(run), meta)
-
-
-def open_stats(run: Run, meta: StoreMeta | None = None) -> PatternStore:
-    """Raw-pattern statistics (:data:`STATS`) per head, written beside the embeddings."""
-    return PatternStore(run.path / "pattern_stats", meta)
-
-
-def open_row_stats(run: Run, meta: StoreMeta | None = None) -> PatternStore:
-    """Statistics of each head's predicting row (:data:`apmae.atlas.rows.ROW_STATS`)."""
-    return PatternStore(run.path / "row_stats", meta)
-
-
-def scenarios_of(run: Run) -> list[Scenario]:
-    """The run's scenarios that have results, in results order."""
-    source = Path(run.meta().get("scenarios", run.scenarios_path))
-    by_id = {s.id: s for s in read_scenarios(source)}
-    return [by_id[r["id"]] for r in run.results() if r["id"] in by_id]
 
 
 #: Per-head statistics of a raw pattern, the features of the predictor's no-AP-MAE baseline.
@@ -121,20 +94,20 @@ class Encoder:
         self.model = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval()
         wanted = StoreMeta(layers=layers, heads=heads, window=0, model=model_identity(model_dir),
                            width=self.model.config.hidden_size)
-        old = embeddings_path(run) / "meta.json"
-        if old.exists() and PatternStore(embeddings_path(run)).meta != wanted:
+        old = run.embeddings_path / "meta.json"
+        if old.exists() and PatternStore(run.embeddings_path).meta != wanted:
             # embeddings of another AP-MAE (retrained in place): start over, or clusters built
             # on them would pass for this model's
-            print(f"encode: {embeddings_path(run)} holds another AP-MAE's embeddings; encoding afresh",
+            print(f"encode: {run.embeddings_path} holds another AP-MAE's embeddings; encoding afresh",
                   file=sys.stderr)
-            shutil.rmtree(embeddings_path(run))
-        self.embeddings = open_embeddings(run, wanted)
+            shutil.rmtree(run.embeddings_path)
+        self.embeddings = run.embeddings(wanted)
 
-        def side(open_: Callable[[Run, StoreMeta], PatternStore], width: int) -> PatternStore:
-            return open_(run, StoreMeta(layers=layers, heads=heads, window=0, model=target_name,
+        def side(open_: Callable[[StoreMeta], PatternStore], width: int) -> PatternStore:
+            return open_(StoreMeta(layers=layers, heads=heads, window=0, model=target_name,
                                         dtype="float32", width=width))
 
-        self.stats, self.rows = side(open_stats, len(STATS)), side(open_row_stats, len(ROW_STATS))
+        self.stats, self.rows = side(run.pattern_stats, len(STATS)), side(run.row_stats, len(ROW_STATS))
         self.suffix_id = special_ids(load_tokenizer(target_name)).suffix
 
     def done(self, scenario_id: str) -> bool:
@@ -164,10 +137,10 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
     meta = run.meta()
     if "layers" not in meta:
         raise ValueError(f"run {run.name} has no extraction results (run `apmae extract` first)")
-    encoder = Encoder(run, cfg, model_dir or mae_dir(run) / "model", meta["layers"], meta["heads"],
+    encoder = Encoder(run, cfg, model_dir or run.mae_model_path, meta["layers"], meta["heads"],
                       meta["model"])
     patterns = run.pattern_store()
-    todo = [s for s in scenarios_of(run) if not encoder.done(s.id)]
+    todo = [s for s in run.scenarios() if not encoder.done(s.id)]
     loaded: Target | None = None
     bar = tqdm(total=len(todo), desc="encode", unit="scenario")
     for start in range(0, len(todo), cfg.batch_size):

@@ -26,7 +26,6 @@ from ..paths import atomic_path
 from ..run import Run
 from .data import PatternFilter, all_items, load_packed, select
 from .model import APMAEModel
-from .train import mae_dir
 
 BASELINES = ("head_mean", "visible_mean", "nearest_visible")
 
@@ -177,12 +176,12 @@ def evaluate(run: Run, cfg: MAEEvalConfig, other: Run | None = None,
              model_dir: Path | None = None) -> dict:
     """Evaluate the run's AP-MAE; with ``other``, also on that run's (another model's)
     patterns. Writes ``mae/eval.json``, which the run report includes."""
-    model_dir = model_dir or mae_dir(run) / "model"
+    model_dir = model_dir or run.mae_model_path
     if not (model_dir / "config.json").exists():
         raise ValueError(f"{model_dir}: no trained AP-MAE (run `apmae mae train` first)")
     model = APMAEModel.from_pretrained(model_dir)
     result = {"reconstruction": reconstruction(model, run, cfg,
-                                               triptych_dir=mae_dir(run) / "triptychs")}
+                                               triptych_dir=run.mae_path / "triptychs")}
     if other is not None:
         window = other.pattern_store().meta.window if other.pattern_store() else None
         if not window or window % model.config.image_size:
@@ -200,6 +199,6 @@ def evaluate(run: Run, cfg: MAEEvalConfig, other: Run | None = None,
             result["generalization"].update(
                 ratio_to_best_baseline_same_model=result["reconstruction"]["ratio_to_best_baseline"],
                 ratio_to_best_baseline_other_model=theirs["ratio_to_best_baseline"])
-    with atomic_path(mae_dir(run) / "eval.json") as tmp:
+    with atomic_path(run.mae_eval_path) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result

@@ -18,7 +18,6 @@ from ..paths import (DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, atomic_dir, atomic_path
                      weights_digest)
 from ..run import Run
 from .model import APMAEConfig
-from .train import mae_dir
 
 FILES = ("config.json", "model.safetensors")
 CARD = "card.json"  # what it was trained on and how; what it measured
@@ -27,7 +26,7 @@ CARD = "card.json"  # what it was trained on and how; what it measured
 def ship(run: Run, dest: Path = DEFAULT_MAE_DIR) -> dict:
     """Copy ``run``'s trained and evaluated AP-MAE into ``dest`` with its card; returns the card.
     Only an AP-MAE of the default model's patterns: the card pins those weights."""
-    src = mae_dir(run)
+    src = run.mae_path
     if not (src / "model" / "model.safetensors").exists() or not (src / "eval.json").exists():
         raise ValueError(f"run {run.name}: ship a trained and evaluated AP-MAE "
                          "(`apmae mae train`, then `apmae mae eval`)")
@@ -114,7 +113,7 @@ def shipped_fits(model: str | None, window: int | None, source: Path = DEFAULT_M
 
 def install(run: Run, source: Path) -> Path:
     """Put the shipped AP-MAE in ``run`` as its own (``mae/model``, and its card beside it)."""
-    out = mae_dir(run)
+    out = run.mae_path
     with atomic_dir(out / "model") as tmp:
         for name in FILES:
             shutil.copy2(source / name, tmp / name)

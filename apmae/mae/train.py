@@ -122,10 +122,6 @@ def lr_at(step: int, cfg: MAETrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def mae_dir(run: Run) -> Path:
-    return run.path / "mae"
-
-
 def step_items(cfg: MAETrainConfig, step: int, n_scenarios: int, layers: int, heads: int,
                rank: int, world: int):
     """This rank's items of ``step``: the global batch is consecutive items of the epoch
@@ -165,7 +161,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} ranks")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
-    out = out or mae_dir(run)
+    out = out or run.mae_path
     ids = select(run, cfg.pattern_filter())
     if not ids:
         raise ValueError(f"run {run.name}: no stored train-split patterns match tasks={cfg.tasks} "
