@@ -71,7 +71,10 @@ def test_summary_and_description():
     line = describe(s)
     assert line.startswith("attends to the previous token (0.7") and "sink 0.3" in line
     head = {**s, "previous": 0.4}
-    assert "previous +0.3" in describe(s, head)
+    assert describe(s, head).endswith(f"previous {s['previous']:.2f} vs 0.40 in the head")
+    assert "in the head" not in describe(s, {**s, "previous": s["previous"] - 0.01})
+    farther = {**s, "distance": s["distance"] * 2}
+    assert describe(s, farther).endswith(f"distance {s['distance']:.0f} vs {2 * s['distance']:.0f} in the head")
     assert describe(summarize(np.empty((0, len(METRICS))))) == "no kept patterns"
 
 

@@ -46,6 +46,12 @@ LOCAL = 8
 CHUNK = 32
 #: Corrected p-value thresholds of the significance marks.
 MARKS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
+#: Metrics that are shares of attention (the others: distance in tokens, entropy in nats).
+SHARES = ("sink", "previous", "self", "local", "induction")
+#: A share below this counts as this much when a cluster is compared with its head.
+SHARE_FLOOR = 0.1
+#: Relative difference from the head that a description mentions.
+DISTINCT = 0.2
 #: The share metrics a description names, with their phrases.
 PHRASES = {"sink": "attends to the first token", "previous": "attends to the previous token",
            "self": "attends to itself", "induction": "attends after earlier copies of its token"}
@@ -96,8 +102,9 @@ def summarize(metrics: np.ndarray) -> dict:
 def describe(metrics: Mapping[str, float | None], reference: Mapping[str, float | None] | None = None
              ) -> str:
     """One line naming what a set of patterns mostly does, e.g. "attends to the previous token
-    (0.62); sink 0.21"; with ``reference`` (the head's metrics) it adds the share that sets it
-    apart most from the head, e.g. "previous +0.22 vs head"."""
+    (0.62); sink 0.21"; with ``reference`` (the head's metrics) it adds the metric that sets it
+    apart most from the head, by relative difference, e.g. "local 0.41 vs 0.35 in the head"
+    (clusters of one head often share their dominant behaviour and differ in degree)."""
     if not metrics.get("n"):
         return "no kept patterns"
     shares = {k: metrics[k] for k in PHRASES if metrics.get(k) is not None}
@@ -111,12 +118,14 @@ def describe(metrics: Mapping[str, float | None], reference: Mapping[str, float 
     others = sorted((k for k in shares if k != top and shares[k] >= 0.1), key=shares.get, reverse=True)
     line += "".join(f"; {k} {shares[k]:.2f}" for k in others[:2])
     if reference and reference.get("n"):
-        diffs = {k: metrics[k] - reference[k] for k in (*PHRASES, "local")
-                 if metrics.get(k) is not None and reference.get(k) is not None}
-        if diffs:
-            k = max(diffs, key=lambda d: abs(diffs[d]))
-            if abs(diffs[k]) >= 0.05:
-                line += f"; {k} {diffs[k]:+.2f} vs head"
+        # shares are compared on a floor of SHARE_FLOOR, so a tiny share doubling is no news
+        rel = {k: (metrics[k] - reference[k]) / max(abs(reference[k]), SHARE_FLOOR if k in SHARES else 1e-9)
+               for k in METRICS if metrics.get(k) is not None and reference.get(k) is not None}
+        if rel:
+            k = max(rel, key=lambda d: abs(rel[d]))
+            if abs(rel[k]) >= DISTINCT:
+                fmt = ".0f" if k == "distance" else ".2f"
+                line += f"; {k} {metrics[k]:{fmt}} vs {reference[k]:{fmt}} in the head"
     return line
 
 
