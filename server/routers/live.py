@@ -9,8 +9,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
-from apmae.capture import tril_window
 from apmae.heatmap import FLOOR, difference_matrix, log10_matrix, thumbnail_png
+from apmae.intervene import pattern_change
 from apmae.live import Analysis, LiveError, Outcome, locate
 
 from ..deps import explorer, ready_atlas
@@ -115,14 +115,6 @@ async def intervene(body: InterveneRequest, state: Explorer = Depends(explorer))
             "ablated": {**_outcome(a.ablated), "changed_heads": changed},
             "target_logprob_change": None if b is None or c is None else c - b,
             "heads": heads}
-
-
-def pattern_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """``[layers, heads]``: per head, the mean over query rows of the total variation distance
-    between two runs' attention rows (packed log-probabilities ``[layers, heads, L]``)."""
-    T = tril_window(before.shape[-1])
-    moved = np.abs(np.exp(after.astype(np.float32)) - np.exp(before.astype(np.float32)))
-    return moved.sum(-1) / (2 * T)
 
 
 def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) -> tuple[np.ndarray, list[str]]:
