@@ -324,6 +324,8 @@ class ScenarioOut(BaseModel):
     correct_exact: bool
     correct_first_token: bool
     logprob_target_first: float | None
+    predicted_correct: float | None = Field(description="the held-out predictor's probability "
+                                            "of a right first token; held-out scenarios only")
 
 
 class ClusterDetailOut(ClusterOut):

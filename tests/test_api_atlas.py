@@ -251,6 +251,11 @@ def test_export_carries_every_row_and_asked_clusters(client):
     detail = client.get(f"/api/scenarios/{rows[0]['key']}").json()
     labels = {(h["layer"], h["head"]): h["cluster"] for h in detail["heads"]}
     assert int(rows[0]["L0H1"]) == labels[(0, 1)] and int(rows[0]["L1H2"]) == labels[(1, 2)]
+    heldout = [r for r in rows if r["split"] == "test" and r["task"] != "noise"]
+    assert heldout and all(0 <= float(r["predicted_correct"]) <= 1 for r in heldout)
+    assert all(r["predicted_correct"] == "" for r in rows if r not in heldout)
+    scored = client.get("/api/scenarios", params={"sort": "predicted_correct", "order": "desc"}).json()
+    assert scored["items"][0]["predicted_correct"] == max(float(r["predicted_correct"]) for r in heldout)
     task = rows[0]["task"]
     as_json = client.get("/api/scenarios/export", params={"format": "json", "task": task}).json()
     assert len(as_json) == sum(r["task"] == task for r in rows) and all(r["task"] == task for r in as_json)

@@ -383,7 +383,7 @@ def _scenario_out(s: m.Scenario) -> dict:
     return {"key": s.key, "task": s.task, "path": s.path, "split": s.split, "start": s.start,
             "end": s.end, "target": s.target, "completion": s.completion,
             "correct_exact": s.correct_exact, "correct_first_token": s.correct_first_token,
-            "logprob_target_first": s.logprob_target_first}
+            "logprob_target_first": s.logprob_target_first, "predicted_correct": s.predicted_correct}
 
 
 #: Columns the scenario list sorts by (ties broken by key).
@@ -458,8 +458,8 @@ def export_scenarios(filters: ScenarioFilters = Depends(),
                      state: Explorer = Depends(explorer), session: Session = Depends(db)
                      ) -> StreamingResponse:
     """Every scenario that passes the filters (not a page), streamed, with its cluster at each
-    head in ``heads`` (a column per head, -1 noise). The held-out predictor's per-scenario
-    score is not stored by the run, so it is not exported."""
+    head in ``heads`` (a column per head, -1 noise) and the held-out predictor's score
+    (``predicted_correct``, held-out scenarios only)."""
     rid = run_id(state)
     query = filters.select(state, session, rid)
     names = [n.strip() for n in heads.split(",") if n.strip()] if heads else []
