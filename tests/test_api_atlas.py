@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from apmae.atlas.describe import METRICS, pattern_metrics
 from apmae.capture import unpack_lower_triangle
 from apmae.db import models as m
-from apmae.db.session import session_scope
+from apmae.db.session import migrated_engine, session_scope
 from apmae.store.arrays import PatternStore, StoreMeta
 from server.app import create_app
 from server.settings import Settings
@@ -266,10 +266,8 @@ def test_export_carries_every_row_and_asked_clusters(client):
 def test_export_of_2000_filtered_scenarios_returns_them_all(tmp_path):
     """Scenario rows inserted straight into a fresh database: an export filtered to 2,000 of
     2,500 scenarios streams all 2,000, as CSV and as JSON."""
-    from apmae.atlas.build import engine_for
-
     url = f"sqlite:///{tmp_path / 'bulk.db'}"
-    engine = engine_for(url)
+    engine = migrated_engine(url)
     with session_scope(engine) as session:
         run = m.Run(name="bulk", model="x", tokenizer="x", window=64, layers=1, heads=1, settings={})
         session.add(run)
