@@ -75,3 +75,11 @@ def _colour(t: np.ndarray) -> np.ndarray:
     lo = np.floor(x).astype(int).clip(0, len(stops) - 2)
     frac = (x - lo)[..., None]
     return (stops[lo] * (1 - frac) + stops[lo + 1] * frac).round().astype(np.uint8)
+
+
+def difference_matrix(a: np.ndarray, b: np.ndarray, decimals: int = 3) -> list[list[float | None]]:
+    """Packed attention *weights* ``a - b`` (``[T*(T+1)/2]`` each) -> ``T x T`` rows, ``None``
+    above the diagonal: where one pattern attends more (positive) or less than another."""
+    full = unpack_lower_triangle(np.asarray(a, np.float64) - np.asarray(b, np.float64), fill=0.0)
+    return [row[:q + 1] + [None] * (len(row) - q - 1)
+            for q, row in enumerate(np.round(full, decimals).tolist())]

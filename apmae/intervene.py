@@ -33,10 +33,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from apmae.capture import attention_modules
+from apmae.capture import attention_modules, tril_window
 
 #: Attribute names of an attention module's output projection, tried in order.
 PROJECTION_NAMES: tuple[str, ...] = ("o_proj", "out_proj", "c_proj", "dense", "wo")
@@ -215,3 +216,13 @@ def ablate_heads(model: nn.Module, heads: Iterable[tuple[int, int]]) -> Iterator
             _ABLATED.reset(token)
     finally:
         _release(hooked)
+
+
+def pattern_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """How far an ablation moved each head's attention: ``[layers, heads]``, the mean over query
+    rows of the total variation distance between the two runs' rows (0: unchanged, 1: disjoint),
+    from packed log-probabilities ``[layers, heads, T*(T+1)/2]``. Heads up to the first
+    ablated layer stay at 0: switching a head off changes only what later layers see."""
+    T = tril_window(before.shape[-1])
+    moved = np.abs(np.exp(after.astype(np.float32)) - np.exp(before.astype(np.float32)))
+    return moved.sum(-1) / (2 * T)

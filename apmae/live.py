@@ -15,6 +15,7 @@ calls on one model do not see each other's hooks.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ from .store.arrays import PatternStore
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
 EXTRA_TOKENS = 4
 OPEN_TOKENS = 16
+#: Most probable next tokens reported at the predicting position.
+TOP_K = 10
 
 
 class LiveError(ValueError):
@@ -140,6 +143,8 @@ class Outcome:
     correct_exact: bool | None  # None without ground truth
     correct_first_token: bool | None
     target_first_prob: float | None  # probability of the target's first token
+    target_first_logprob: float | None  # its natural log
+    top_k: list[dict]  # the TOP_K most probable next tokens: token, token_id, prob, logprob
     predicted_correct: float | None  # the predictor's probability; None without one, or withheld
     labels: np.ndarray | None  # [layers, heads] cluster per head (-1 noise); None without an atlas
     confidence: dict  # the model's top-1 probability and entropy (from its output, not attention)
@@ -265,13 +270,17 @@ class LiveAtlas:
             last = out.logits[:, -1].float()
             row = greedy_continue(model, out.past_key_values, last, budget, stops)[0]
         c = to_completion(self.target.tokenizer, row, stops)
-        exact = first = prob = None
+        exact = first = logprob = None
+        logp = last[0].log_softmax(-1)
         if span.target is not None:
             exact, first = judge(c, span.target, window.target_ids, fim=ids.fim)
-            prob = float(last.softmax(-1)[0, window.target_ids[0]]) if window.target_ids else None
+            logprob = float(logp[window.target_ids[0]]) if window.target_ids else None
+        best = logp.topk(min(TOP_K, logp.numel()))
+        top = [{"token": self.target.tokenizer.decode([i]), "token_id": i, "prob": math.exp(v),
+                "logprob": v} for v, i in zip(best.values.tolist(), best.indices.tolist())]
         coded = self._coded(patterns)
         labels, embeddings = self.labels(coded)
-        conf = confidence(last[0].log_softmax(-1))
+        conf = confidence(logp)
         ood = out_of_distribution(code, len(window.input_ids), self.window, labels,
                                   self.predictor.max_noise_share if self.predictor else None)
         predicted = conf_predicted = None
@@ -284,7 +293,9 @@ class LiveAtlas:
         return Outcome(
             completion=c.text, finished=c.finished,
             first_token=self.target.tokenizer.decode([c.first_token]) if c.first_token >= 0 else "",
-            correct_exact=exact, correct_first_token=first, target_first_prob=prob,
+            correct_exact=exact, correct_first_token=first,
+            target_first_prob=None if logprob is None else math.exp(logprob),
+            target_first_logprob=logprob, top_k=top,
             predicted_correct=predicted, labels=labels, confidence=conf,
             confidence_predicted=conf_predicted, out_of_distribution=ood, patterns=patterns)
 

@@ -19,6 +19,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from apmae.atlas.describe import pattern_metrics
+from apmae.atlas.similar import HeadVectors
 from apmae.capture import recompute_patterns
 from apmae.db import models as m
 from apmae.db.session import migrated_engine, session_scope
@@ -105,6 +107,7 @@ class ScenarioIndex:
 
     def __init__(self, path: Path) -> None:
         self.path, self._offsets = path, {}
+        self._code: dict[str, str] | None = None
         if path.exists():
             with open(path, "rb") as fh:
                 offset = 0
@@ -116,6 +119,21 @@ class ScenarioIndex:
 
     def __contains__(self, key: str) -> bool:
         return key in self._offsets
+
+    def code_matches(self, text: str) -> list[str]:
+        """Keys of the scenarios whose prompt code (prefix or suffix) contains ``text``, ignoring
+        case. The code is read on the first search and kept, lowercased, for the next ones."""
+        if self._code is None:
+            code = {}
+            if self.path.exists():
+                with open(self.path, encoding="utf-8") as fh:
+                    for line in fh:
+                        if line.strip():
+                            row = json.loads(line)
+                            code[row["id"]] = f"{row.get('prefix', '')}\x00{row.get('suffix', '')}".casefold()
+            self._code = code
+        needle = text.casefold()
+        return [key for key, code in self._code.items() if needle in code]
 
     def get(self, key: str) -> Scenario | None:
         if key not in self._offsets:
@@ -142,6 +160,7 @@ class Explorer:
     tasks: list[str] = field(default_factory=list)
     report: dict | None = None  # built on first request
     patterns: PatternStore | None = None  # the run's kept patterns, opened once
+    similar: dict[tuple[str, str], HeadVectors] = field(default_factory=dict)  # (run, measure)
 
     @classmethod
     def load(cls, settings: Settings, run: Run | None = None) -> Explorer:
@@ -178,3 +197,30 @@ class Explorer:
         patterns = recompute_patterns(self.atlas.target, [scenario])[0].numpy()
         self.cache.put({"baseline": patterns}, f"scenario:{key}")
         return patterns
+
+    def head_patterns(self, layer: int, head: int, labels: dict[str, int]) -> dict[str, np.ndarray]:
+        """One head's kept patterns, summarised (cached): ``keys`` and ``labels`` of the kept
+        scenarios among ``labels`` (scenario key -> cluster), their per-pattern ``metrics``
+        (:func:`apmae.atlas.describe.pattern_metrics`), the head's mean attention weights
+        ``mean`` and each cluster's (``cluster_labels``, ``cluster_means``, ``cluster_n``), all
+        packed. The store keeps a sample of scenarios, so these rest on that sample only."""
+        name = f"head:{layer}:{head}"
+        cached = self.cache.get(name)
+        if cached is not None:
+            return cached
+        keys = [k for k in self.patterns.ids() if k in labels] if self.patterns is not None else []
+        size = self.patterns.meta.length if self.patterns is not None else 0
+        packed = np.stack([self.patterns.get(k, layer, head) for k in keys]) if keys \
+            else np.empty((0, size), np.float32)
+        own = np.array([labels[k] for k in keys], int)
+        p = np.exp(packed)
+        groups = np.unique(own)
+        entry = {"keys": np.array(keys, dtype=object), "labels": own,
+                 "metrics": pattern_metrics(packed, [self.scenarios.get(k).input_ids for k in keys]),
+                 "mean": p.mean(0) if keys else np.empty(0),
+                 "cluster_labels": groups,
+                 "cluster_means": np.stack([p[own == g].mean(0) for g in groups]) if keys
+                 else np.empty((0, size)),
+                 "cluster_n": np.array([(own == g).sum() for g in groups], int)}
+        self.cache.put(entry, name)
+        return entry

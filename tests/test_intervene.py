@@ -12,8 +12,8 @@ import torch
 
 from conftest import TINY_VOCAB, tiny_gpt2, tiny_llama, tiny_starcoder2
 
-from apmae.capture import record_attention
-from apmae.intervene import ablate_heads, num_attention_heads, output_projections
+from apmae.capture import lower_triangle, record_attention
+from apmae.intervene import ablate_heads, num_attention_heads, output_projections, pattern_change
 
 T = 12
 
@@ -248,3 +248,13 @@ def test_composes_with_record_attention(build, layer) -> None:
     for later in range(layer + 1, plain.shape[1]):
         assert not torch.equal(ablated[:, later], plain[:, later])
     assert pre_hook_count(model) == 0
+
+
+def test_pattern_change_is_the_mean_total_variation_per_row():
+    first = torch.zeros(4, 4)  # every row on key 0
+    first[:, 0] = 1
+    diagonal = torch.eye(4)  # every row on itself: rows 1..3 move entirely, row 0 stays
+    packed = [lower_triangle(w.clamp_min(1e-12).log())[None, None].numpy() for w in (first, diagonal)]
+    moved = pattern_change(packed[0], packed[1])
+    assert moved.shape == (1, 1) and moved[0, 0] == pytest.approx(3 / 4, abs=1e-5)
+    assert pattern_change(packed[0], packed[0])[0, 0] == 0

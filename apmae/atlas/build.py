@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
@@ -251,6 +251,7 @@ class TrainingData:
     """Every encoded scenario of a run, rows in one order: what the predictors are fitted on."""
 
     run_id: int
+    keys: list[str]  # the scenarios, in row order
     tasks: np.ndarray
     y: np.ndarray  # first-token correctness
     split: np.ndarray  # "train" | "test" | "" (noise)
@@ -271,7 +272,7 @@ def training_data(run: Run, engine: Engine, run_id: int) -> TrainingData:
     results = {r["id"]: r for r in run.results()}
     split = np.array([results[k]["split"] or "" for k in keys])
     feats = _feature_matrices(run, engine, run_id, keys)
-    return TrainingData(run_id, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
+    return TrainingData(run_id, keys, tasks, y, split, feats, _heldout_features(run, feats, keys, results))
 
 
 def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
@@ -298,8 +299,21 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
             session.execute(m.Head.__table__.update().where(
                 m.Head.run_id == run_id, m.Head.layer == i // run.meta()["heads"],
                 m.Head.head == i % run.meta()["heads"]).values(importance=float(pooled.value[i])))
+        _store_scores(session, run_id, data.keys, held)
         _set_settings(session, run_id, predictor=asdict(cfg), predictor_heldout=asdict(heldout))
     return predictor_summary(engine, run.name)
+
+
+def _store_scores(session: Session, run_id: int, keys: list[str], held: dict) -> None:
+    """Each held-out scenario's probability from the chosen (live) predictor kind; every other
+    scenario's is cleared, so a rerun leaves no stale score."""
+    session.execute(update(m.Scenario).where(m.Scenario.run_id == run_id).values(predicted_correct=None))
+    if not held.get("best"):
+        return
+    table = m.Scenario.__table__
+    session.execute(update(table).where(table.c.run_id == run_id, table.c.key == bindparam("k"))
+                    .values(predicted_correct=bindparam("p")),
+                    [{"k": keys[i], "p": float(p)} for i, p in zip(held["test"], held["scores"][held["best"]])])
 
 
 def head_shap(data: TrainingData, cfg: HeldoutConfig) -> list[HeadEffects]:

@@ -271,7 +271,8 @@ def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.nda
                      split: np.ndarray, cfg: HeldoutConfig) -> dict:
     """Every kind in ``features`` (plus ``task_prior``) fitted on ``split == "train"`` and
     scored on ``split == "test"``; noise scenarios take no part. Returns the report's
-    ``predictor.heldout`` section: ``{kinds: {kind: score_table | skipped}, best, ...}``."""
+    ``predictor.heldout`` section: ``{kinds: {kind: score_table | skipped}, best, ...}``, and
+    each kind's held-out probabilities ``scores[kind]`` of the rows ``test``."""
     y = y.astype(bool)
     real = tasks != "noise"
     train, test = np.flatnonzero(real & (split == "train")), np.flatnonzero(real & (split == "test"))
@@ -288,9 +289,10 @@ def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.nda
         **score_table(y[test], np.array([test_prior[t] for t in tasks[test]]), tasks[test],
                       test_prior, cfg), "attention": False}}
     known = sorted(set(tasks[train].tolist()))
+    scores: dict[str, np.ndarray] = {}
     for kind, f in features.items():
         model = Classifier(kind, cfg, known).fit(f.rows(train), tasks[train], y[train])
-        p = model.predict(f.rows(test), tasks[test])
+        p = scores[kind] = model.predict(f.rows(test), tasks[test])
         kinds[kind] = {**score_table(y[test], p, tasks[test], test_prior, cfg),
                        "attention": kind in ATTENTION}
     candidates = {k: cv_within_task_auc(k, features[k].rows(train), tasks[train], y[train], cfg)
@@ -302,4 +304,5 @@ def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.nda
             "selection": {"rule": f"highest within-task AUC of {cfg.cv_folds}-fold out-of-fold "
                                   "scores on the train split (the held-out split is not looked at)",
                           "train_cv_within_task_auc": {k: round(v, 4) for k, v in candidates.items()}},
-            "n_train": int(len(train)), "n_test": int(len(test)), "train_prior": prior}
+            "n_train": int(len(train)), "n_test": int(len(test)), "train_prior": prior,
+            "test": test, "scores": scores}

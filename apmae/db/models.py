@@ -81,6 +81,9 @@ class Scenario(Base):
     correct_exact: Mapped[bool] = mapped_column(Boolean)
     correct_first_token: Mapped[bool] = mapped_column(Boolean)
     logprob_target_first: Mapped[float | None] = mapped_column(Float)
+    # the held-out predictor's probability of a right first token (apmae.atlas.heldout): only
+    # for held-out scenarios, which its fit never saw; null on the train split and the noise
+    predicted_correct: Mapped[float | None] = mapped_column(Float)
 
 
 class Head(Base):

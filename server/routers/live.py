@@ -9,7 +9,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
-from apmae.heatmap import FLOOR, log10_matrix, thumbnail_png
+from apmae.heatmap import FLOOR, difference_matrix, log10_matrix, thumbnail_png
+from apmae.intervene import pattern_change
 from apmae.live import Analysis, LiveError, Outcome, locate
 
 from ..deps import explorer, ready_atlas
@@ -43,7 +44,8 @@ def _analyze(state: Explorer, body: PredictRequest, ablate: list[list[int]]) -> 
 def _outcome(o: Outcome) -> dict:
     return {"completion": o.completion, "finished": o.finished, "first_token": o.first_token,
             "correct_exact": o.correct_exact, "correct_first_token": o.correct_first_token,
-            "target_first_prob": o.target_first_prob, "predicted_correct": o.predicted_correct,
+            "target_first_prob": o.target_first_prob, "target_first_logprob": o.target_first_logprob,
+            "top_k": o.top_k, "predicted_correct": o.predicted_correct,
             "out_of_distribution": o.out_of_distribution,
             "lm_confidence": {**o.confidence, "predicted_correct": o.confidence_predicted}}
 
@@ -99,10 +101,20 @@ async def intervene(body: InterveneRequest, state: Explorer = Depends(explorer))
     changed = [] if before is None else [
         {"layer": int(l), "head": int(h), "before": int(before[l, h]), "after": int(after[l, h])}
         for l, h in zip(*np.nonzero(before != after))]
+    moved = pattern_change(a.baseline.patterns.numpy(), a.ablated.patterns.numpy())
+    off = set(a.ablate)
+    heads = [{**entry, "ablated": (entry["layer"], entry["head"]) in off,
+              "ablated_pattern_url": f"{entry['pattern_url']}?which=ablated",
+              "ablated_thumb_url": f"{entry['thumb_url']}?which=ablated",
+              "difference_pattern_url": f"{entry['pattern_url']}?which=difference",
+              "pattern_change": float(moved[entry["layer"], entry["head"]])}
+             for entry in _heads(state, rid, before)]
+    b, c = a.baseline.target_first_logprob, a.ablated.target_first_logprob
     return {**out, "ablate": [list(h) for h in a.ablate],
             "baseline": _outcome(a.baseline),
             "ablated": {**_outcome(a.ablated), "changed_heads": changed},
-            "heads": _heads(state, rid, before)}
+            "target_logprob_change": None if b is None or c is None else c - b,
+            "heads": heads}
 
 
 def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) -> tuple[np.ndarray, list[str]]:
@@ -110,7 +122,7 @@ def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) 
     if entry is None:
         raise HTTPException(404, f"result {rid} is gone (results are kept while memory allows); run it again")
     if which not in entry:
-        raise HTTPException(404, f"result {rid} has no {which} patterns")
+        raise HTTPException(404, f"result {rid} has no {which} patterns (only an intervene result has)")
     patterns = entry[which]
     if not (0 <= layer < patterns.shape[0] and 0 <= head < patterns.shape[1]):
         raise HTTPException(404, f"no head [{layer}, {head}]")
@@ -120,9 +132,16 @@ def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) 
 @router.get("/live/{rid}/heads/{layer}/{head}/pattern", response_model=PatternOut,
             responses=errors(404, 422))
 def live_pattern(rid: str, layer: int, head: int,
-                 which: Literal["baseline", "ablated"] = Query("baseline"),
+                 which: Literal["baseline", "ablated", "difference"] = Query(
+                     "baseline", description="difference: ablated − baseline attention weights"),
                  state: Explorer = Depends(explorer)) -> dict:
-    """One head's pattern of a live result, as log10 weights with the prompt's tokens."""
+    """One head's pattern of a live result, as log10 weights with the prompt's tokens (or the
+    ablated run's minus the baseline's, in weights)."""
+    if which == "difference":
+        after, tokens = _live_pattern(state, rid, "ablated", layer, head)
+        before, _ = _live_pattern(state, rid, "baseline", layer, head)
+        return {"layer": layer, "head": head, "tokens": tokens, "floor": -1.0, "scale": "difference",
+                "z": difference_matrix(np.exp(after.astype(np.float32)), np.exp(before.astype(np.float32)))}
     packed, tokens = _live_pattern(state, rid, which, layer, head)
     return {"layer": layer, "head": head, "tokens": tokens, "z": log10_matrix(packed), "floor": FLOOR}
 
