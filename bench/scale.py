@@ -1,23 +1,28 @@
 """Cost at the paper's scale: clustering many heads, and a prefill of the StarCoder2 shapes.
 
-    python -m bench.scale [--json] [--points 250,500,1000,2000] [--heads 2,4] [--workers 2]
+    python -m bench.scale [--json] [--points 250,500,1000,2000] [--heads 1,2] [--workers 2]
                           [--shapes starcoder2-3b,starcoder2-7b,starcoder2-15b] [--layers 1,2]
+                          [--parts cluster,prefill]
 
-No weights can be downloaded here, and cost depends on a model's shape, not on its weights, so:
+No weights can be downloaded here, and cost depends on a model's shape, not on its weights.
+Times are CPU seconds (this process's and its workers'), which do not depend on what else runs
+on a shared machine; wall seconds are printed beside them. On ``n`` idle cores a job that keeps
+them all busy takes CPU / ``n``.
 
 - **Clustering** (``apmae.atlas.cluster.cluster_head``, what ``apmae cluster`` runs per head) of
   synthetic embeddings (a mixture of Gaussians, 128 dimensions as the ``cpu`` preset's AP-MAE
-  gives) for every (heads, points) of the grid, in this process after one warm-up (numba's
-  compilation, paid once per worker process, is timed apart). A least-squares fit of
-  ``seconds = a * heads * points**b`` says how it grows with points; a run of ``apmae
-  cluster``'s parallel path (``workers`` processes), each head timed as its result arrives,
-  gives the start-up (processes, compilation) and the marginal cost of a head with every worker
-  busy; together they extrapolate to 720, 1,152 and 1,920 heads x 2,000 points.
+  gives) for every (heads, points) of the grid, in this process after one warm-up (numba
+  compiles UMAP's kernels once per process). A least-squares fit of ``CPU seconds per head = a *
+  points**b`` says how it grows with points, the grid's heads that it grows linearly with heads;
+  one run of ``apmae cluster``'s parallel path (``workers`` processes) measures what starting
+  the workers costs, and writing the largest heads' clusters and memberships to a scratch
+  SQLite database as ``apmae cluster`` does what storing costs. Together they extrapolate to
+  720, 1,152 and 1,920 heads x 2,000 points.
 - **Prefill**: one 256-token prompt through a model of each shape with ``layers`` of its layers
   (random bf16 weights, the checkpoints' 49,152-token vocabulary), every head's pattern
   captured as ``apmae extract`` does, each size in its own process (its own memory peak). The
   difference between two layer counts is the measured cost of a layer; with the rest it
-  extrapolates time and peak memory to the whole model.
+  extrapolates CPU time and peak memory to the whole model.
 - **Storage** per inference follows from the shape: every head's packed lower triangle at one
   byte per value, and the AP-MAE embeddings in float16.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -41,6 +47,7 @@ EMBED_DIM = 128  # the cpu preset's AP-MAE hidden size
 PAPER_EMBED_DIM = 512
 TARGET_POINTS = 2000
 WINDOW = 256
+THREADS = 2  # torch threads of the prefill, as apmae extract uses on this machine's 2 cores
 
 
 def synthetic_embeddings(heads: int, points: int, seed: int = 0, clusters: int = 12) -> np.ndarray:
@@ -53,89 +60,131 @@ def synthetic_embeddings(heads: int, points: int, seed: int = 0, clusters: int =
     return out
 
 
+class Clock:
+    """Wall and CPU seconds of a block: this process's CPU, plus its reaped children's (the
+    parallel path's workers). The machine is shared, so CPU seconds are the figure that does not
+    depend on what else runs; on ``n`` idle cores a perfectly parallel job takes CPU / ``n``."""
+
+    def __enter__(self) -> "Clock":
+        self._wall, self._cpu = time.perf_counter(), self._cpu_now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._wall, self._cpu_now() - self._cpu
+
+    @staticmethod
+    def _cpu_now() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
-    """In-process seconds per (heads, points), the fit, and one parallel run's efficiency."""
+    """CPU and wall seconds per (heads, points) in this process, the fit over points, and what
+    apmae cluster's parallel path adds (process start, imports, compilation per worker)."""
     from apmae.atlas.build import _cluster_heads
     from apmae.atlas.cluster import ClusterConfig, cluster_head
 
     cfg = ClusterConfig(selection="leaf")  # what apmae demo clusters with
-    t0 = time.perf_counter()
-    cluster_head(synthetic_embeddings(1, 200, seed=99)[:, 0], cfg)
-    compile_s = time.perf_counter() - t0
-    grid = []
+    with Clock() as warm:
+        cluster_head(synthetic_embeddings(1, 200, seed=99)[:, 0], cfg)
+    grid, largest = [], []
     for p in points:
         x = synthetic_embeddings(max(heads), p, seed=p)
         for h in heads:
-            t0 = time.perf_counter()
-            labels = [cluster_head(x[:, i], cfg).n_clusters for i in range(h)]
-            grid.append({"heads": h, "points": p, "seconds": time.perf_counter() - t0,
-                         "clusters_per_head": statistics.mean(labels)})
-            print(f"  cluster {h} heads x {p} points: {grid[-1]['seconds']:.1f} s", flush=True)
-    # log(seconds / heads) = log a + b log(points)
-    logp = np.log([g["points"] for g in grid])
-    logt = np.log([g["seconds"] / g["heads"] for g in grid])
-    b, loga = np.polyfit(logp, logt, 1)
-    per_head = {h: statistics.mean(g["seconds"] / h for g in grid if g["heads"] == h) for h in heads}
+            with Clock() as c:
+                largest = [cluster_head(x[:, i], cfg) for i in range(h)]
+            grid.append({"heads": h, "points": p, "cpu_s": c.cpu, "wall_s": c.wall,
+                         "clusters_per_head": statistics.mean(hc.n_clusters for hc in largest)})
+            print(f"  cluster {h} heads x {p} points: {c.cpu:.1f} CPU s ({c.wall:.1f} s wall)", flush=True)
+    store_cpu = store_cost(largest, points[-1])
+    print(f"  storing a head of {points[-1]} points in SQLite: {store_cpu:.2f} CPU s", flush=True)
+    # log(CPU seconds per head) = log a + b log(points)
+    b, loga = np.polyfit(np.log([g["points"] for g in grid]),
+                         np.log([g["cpu_s"] / g["heads"] for g in grid]), 1)
+    a = float(np.exp(loga))
+    per_head = {h: statistics.mean(g["cpu_s"] / h for g in grid if g["heads"] == h) for h in heads}
 
-    # apmae cluster's own parallel path, each head's result timed as it arrives: the first one
-    # per worker carries the start (processes, imports, numba's compilation), the rest arrive
-    # at the marginal rate of a head with every worker busy
-    par_points, par_heads = points[len(points) // 2], 8 * workers
+    par_heads, par_points = 4 * workers, points[min(1, len(points) - 1)]
     x = synthetic_embeddings(par_heads, par_points, seed=7)[:, None]  # [n, 1 layer, heads, d]
-    t0, arrivals = time.perf_counter(), []
-    for _ in _cluster_heads(x, [(0, h) for h in range(par_heads)],
-                            ClusterConfig(selection="leaf", workers=workers)):
-        arrivals.append(time.perf_counter() - t0)
+    with Clock() as par:
+        done = list(_cluster_heads(x, [(0, h) for h in range(par_heads)],
+                                   ClusterConfig(selection="leaf", workers=workers)))
+    assert len(done) == par_heads
+    start_cpu = par.cpu - par_heads * a * par_points ** b  # all workers' start, CPU seconds
+    n_store = points[-1]
     print(f"  apmae cluster's path, {workers} processes, {par_heads} heads x {par_points} points: "
-          f"{arrivals[-1]:.1f} s, first result after {arrivals[0]:.1f} s", flush=True)
-    marginal = (arrivals[-1] - arrivals[workers - 1]) / (par_heads - workers)
-    start_s = arrivals[workers - 1] - workers * marginal
-    efficiency = float(np.exp(loga) * par_points ** b) / (workers * marginal)
+          f"{par.cpu:.1f} CPU s ({par.wall:.1f} s wall), of which start {start_cpu:.1f} CPU s", flush=True)
 
-    def wall(total_heads: int, n: int) -> float:
-        """Seconds for apmae cluster's path over ``total_heads`` heads of ``n`` points."""
-        return start_s + total_heads * marginal * (n / par_points) ** b
+    def idle_wall(total_heads: int, n: int) -> float:
+        """Seconds on ``workers`` idle cores for apmae cluster over ``total_heads`` x ``n``
+        (storing each head, in the parent, scaled linearly from its measured size)."""
+        return (start_cpu + total_heads * (a * n ** b + store_cpu * n / n_store)) / workers
 
-    return {"compile_s": compile_s, "grid": grid, "a": float(np.exp(loga)), "b": float(b),
-            "per_head_s_by_heads": per_head,
+    return {"compile_cpu_s": warm.cpu, "grid": grid, "a": a, "b": float(b), "per_head_cpu_s": per_head,
+            "store_cpu_s": store_cpu, "store_points": n_store,
             "parallel": {"workers": workers, "heads": par_heads, "points": par_points,
-                         "wall_s": arrivals[-1], "start_s": start_s,
-                         "marginal_s_per_head": marginal, "efficiency": efficiency},
-            "wall": wall}
+                         "cpu_s": par.cpu, "wall_s": par.wall, "start_cpu_s": start_cpu},
+            "idle_wall": idle_wall}
 
 
-def _current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def store_cost(clusterings: list, points: int) -> float:
+    """CPU seconds per head of writing a head's clusters and memberships to SQL as apmae
+    cluster does (``_store_head``), into a scratch SQLite database of ``points`` scenarios."""
+    import tempfile
+
+    from sqlalchemy import select
+
+    from apmae.atlas.build import _store_head, engine_for
+    from apmae.db import models as m
+    from apmae.db.session import get_or_create_run, session_scope
+
+    keys = [f"s{i}" for i in range(points)]
+    tasks, correct = np.array(["identifiers"] * points), np.arange(points) % 2 == 0
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = engine_for(f"sqlite:///{tmp}/scale.db")
+        with session_scope(engine) as session:
+            run_id = get_or_create_run(session, "scale", model="-", tokenizer="-", window=WINDOW,
+                                       layers=1, heads=len(clusterings), settings={}).id
+            session.execute(m.Scenario.__table__.insert(), [
+                {"run_id": run_id, "key": k, "task": "identifiers", "path": "", "split": "train",
+                 "target": "", "completion": "", "correct_exact": False,
+                 "correct_first_token": bool(c)} for k, c in zip(keys, correct)])
+            ids = dict(session.execute(select(m.Scenario.key, m.Scenario.id)
+                                       .where(m.Scenario.run_id == run_id)).all())
+        with Clock() as c:
+            for h, hc in enumerate(clusterings):
+                _store_head(engine, run_id, 0, h, hc, keys, ids, tasks, correct)
+        engine.dispose()
+    return c.cpu / len(clusterings)
 
 
 def _prefill(shape_name: str, layers: int, repeats: int, queue) -> None:
     """In a child process: build ``layers`` layers of the shape in bf16, time a captured
-    256-token prefill; reports seconds and the peak memory above the process's start."""
+    256-token prefill; reports its CPU and wall seconds and the peak memory above the start."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from apmae.capture import CAPTURE_ATTENTION, record_attention
     from apmae.lm.shapes import starcoder2_config
 
-    torch.set_num_threads(2)
-    base = _current_rss()
+    torch.set_num_threads(THREADS)
+    with open("/proc/self/statm") as f:
+        base = int(f.read().split()[1]) * resource.getpagesize()
     shape = Shape.named(shape_name)
     config = starcoder2_config(Shape(**{**shape.__dict__, "layers": layers}), STARCODER2_VOCAB)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16,
                                              attn_implementation=CAPTURE_ATTENTION).eval()
     ids = torch.randint(1, 8192, (1, WINDOW), generator=torch.Generator().manual_seed(0))
-    times = []
+    runs = []
     for _ in range(repeats + 1):  # the first is a warm-up
-        t0 = time.perf_counter()
-        with torch.inference_mode(), record_attention(model, log_range=20.0) as rec:
+        with Clock() as c, torch.inference_mode(), record_attention(model, log_range=20.0) as rec:
             model(input_ids=ids, use_cache=False, logits_to_keep=1)
             rec.take()
-        times.append(time.perf_counter() - t0)
+        runs.append(c)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    queue.put({"seconds": statistics.median(times[1:]), "peak_bytes": peak - base,
-               "parameters": sum(p.numel() for p in model.parameters())})
+    queue.put({"cpu_s": statistics.median(c.cpu for c in runs[1:]),
+               "wall_s": statistics.median(c.wall for c in runs[1:]), "peak_bytes": peak - base})
 
 
 def prefill(shape_name: str, layers: int, repeats: int) -> dict:
@@ -145,8 +194,8 @@ def prefill(shape_name: str, layers: int, repeats: int) -> dict:
     proc.start()
     out = queue.get()
     proc.join()
-    print(f"  prefill {shape_name} with {layers} layers: {out['seconds']:.2f} s, "
-          f"{out['peak_bytes'] / 2**30:.2f} GiB", flush=True)
+    print(f"  prefill {shape_name} with {layers} layers: {out['cpu_s']:.2f} CPU s "
+          f"({out['wall_s']:.2f} s wall), peak {out['peak_bytes'] / 2**30:.2f} GiB", flush=True)
     return out
 
 
@@ -162,50 +211,61 @@ def storage(shape: Shape) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", default="250,500,1000,2000", help="points per head (comma-separated)")
-    ap.add_argument("--heads", default="2,4", help="heads per timing (comma-separated)")
+    ap.add_argument("--heads", default="1,2", help="heads per timing (comma-separated)")
     ap.add_argument("--workers", type=int, default=2, help="processes of the parallel run")
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--layers", default="1,2", help="two layer counts per shape")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--parts", default="cluster,prefill", help="which parts to run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    points = [int(v) for v in args.points.split(",")]
-    heads = [int(v) for v in args.heads.split(",")]
+    parts = set(args.parts.split(","))
     lo, hi = (int(v) for v in args.layers.split(","))
-
-    c = cluster_grid(points, heads, args.workers)
-    print(f"clustering: numba compilation {c['compile_s']:.1f} s per process; one head of n points "
-          f"takes {c['a']:.2e} * n^{c['b']:.2f} s; per head by heads per run: "
-          + ", ".join(f"{h}: {s:.2f} s" for h, s in c["per_head_s_by_heads"].items())
-          + f"; {c['parallel']['workers']} processes: start {c['parallel']['start_s']:.1f} s, then "
-          f"{c['parallel']['marginal_s_per_head']:.2f} s per head of {c['parallel']['points']} points "
-          f"(parallel efficiency {c['parallel']['efficiency']:.2f})")
-
-    rows, out = [], {"cluster_compile_s": round(c["compile_s"], 1), "cluster_exponent_points": round(c["b"], 2),
-                     "cluster_parallel_efficiency": round(c["parallel"]["efficiency"], 2)}
-    for name in args.shapes.split(","):
+    out: dict = {"load_average_1min": os.getloadavg()[0]}
+    c = None
+    if "cluster" in parts:
+        c = cluster_grid([int(v) for v in args.points.split(",")],
+                         [int(v) for v in args.heads.split(",")], args.workers)
+        print(f"clustering: first call {c['compile_cpu_s']:.1f} CPU s (numba compiles); one head of "
+              f"n points takes {c['a']:.2e} * n^{c['b']:.2f} CPU s; per head by heads per run: "
+              + ", ".join(f"{h}: {s:.2f}" for h, s in c["per_head_cpu_s"].items())
+              + f" CPU s; storing a head of {c['store_points']} points: {c['store_cpu_s']:.2f} CPU s; "
+              f"the parallel path's start: {c['parallel']['start_cpu_s']:.1f} CPU s")
+        out.update({"cluster_exponent_points": round(c["b"], 2),
+                    "cluster_head_2000_cpu_s": round(c["a"] * TARGET_POINTS ** c["b"], 2),
+                    "cluster_store_head_cpu_s": round(c["store_cpu_s"], 2),
+                    "cluster_start_cpu_s": round(c["parallel"]["start_cpu_s"], 1)})
+    rows = []
+    for name in args.shapes.split(",") if "prefill" in parts else []:
         shape = Shape.named(name)
         a, b = prefill(name, lo, args.repeats), prefill(name, hi, args.repeats)
-        layer_s = (b["seconds"] - a["seconds"]) / (hi - lo)
+        layer_cpu = (b["cpu_s"] - a["cpu_s"]) / (hi - lo)
         layer_bytes = (b["peak_bytes"] - a["peak_bytes"]) / (hi - lo)
-        full_s = a["seconds"] + (shape.layers - lo) * layer_s
+        full_cpu = a["cpu_s"] + (shape.layers - lo) * layer_cpu
         full_bytes = a["peak_bytes"] + (shape.layers - lo) * layer_bytes
-        cluster_min = c["wall"](shape.layers * shape.heads, TARGET_POINTS) / 60
-        rows.append((name, shape, layer_s, layer_bytes, full_s, full_bytes, cluster_min, storage(shape)))
+        rows.append((name, shape, layer_cpu, layer_bytes, full_cpu, full_bytes, storage(shape)))
         key = name.removeprefix("starcoder2-")
-        out.update({f"prefill_layer_s_{key}": round(layer_s, 3), f"prefill_s_{key}": round(full_s, 2),
-                    f"prefill_peak_gib_{key}": round(full_bytes / 2**30, 2),
-                    f"cluster_{TARGET_POINTS}_min_{key}": round(cluster_min, 1)})
+        out.update({f"prefill_layer_cpu_s_{key}": round(layer_cpu, 3),
+                    f"prefill_cpu_s_{key}": round(full_cpu, 1),
+                    f"prefill_peak_gib_{key}": round(full_bytes / 2**30, 2)})
+        if c is not None:
+            out[f"cluster_{TARGET_POINTS}_idle_min_{key}"] = round(
+                c["idle_wall"](shape.layers * shape.heads, TARGET_POINTS) / 60, 1)
 
-    print(f"\n| shape | heads | measured per layer (s / GiB) | 256-token prefill, whole model (s) | "
-          f"peak memory (GiB) | cluster all heads x {TARGET_POINTS:,} points, {args.workers} processes "
-          "(min) | patterns / inference (MB, uint8) | per 10k (GB) | embeddings / 10k (GB, cpu / paper) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, shape, layer_s, layer_bytes, full_s, full_bytes, cluster_min, st in rows:
+    if rows:
+        print(f"\n| shape | heads | per layer: CPU s / GiB (measured) | 256-token prefill: CPU s "
+              f"(>= wall on {THREADS} idle cores: /{THREADS}) | peak memory (GiB) | cluster all heads x "
+              f"{TARGET_POINTS:,} points, {args.workers} idle cores (min) | patterns / inference "
+              "(MB, uint8) | per 10k (GB) | embeddings / 10k (GB, cpu / paper) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for name, shape, layer_cpu, layer_bytes, full_cpu, full_bytes, st in rows:
+        cluster = (f"{c['idle_wall'](shape.layers * shape.heads, TARGET_POINTS) / 60:.0f}"
+                   if c is not None else "")
         print(f"| {name} | {shape.layers} x {shape.heads} = {shape.layers * shape.heads:,} | "
-              f"{layer_s:.3f} / {layer_bytes / 2**30:.3f} | {full_s:.1f} | {full_bytes / 2**30:.1f} | "
-              f"{cluster_min:.0f} | {st['patterns_bytes'] / 1e6:.1f} | {st['patterns_bytes'] * 1e4 / 1e9:.0f} | "
+              f"{layer_cpu:.2f} / {layer_bytes / 2**30:.3f} | {full_cpu:.0f} | {full_bytes / 2**30:.1f} | "
+              f"{cluster} | {st['patterns_bytes'] / 1e6:.1f} | {st['patterns_bytes'] * 1e4 / 1e9:.0f} | "
               f"{st['embeddings_cpu_bytes'] * 1e4 / 1e9:.1f} / {st['embeddings_paper_bytes'] * 1e4 / 1e9:.1f} |")
+    out["load_average_1min_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(out))
 
