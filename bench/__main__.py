@@ -13,8 +13,9 @@ mae_encode_img_s                  bench.mae: encoding images/s                (r
 predict_p50_ms, predict_p95_ms    bench.predict: warm POST /api/predict       <= 300 / 600
 bytes_per_pattern                 bench.storage: at 10,000 inferences         <= 2,621
 matmul_gflops, *_fraction_*       bench.hardware                              (reported)
-cluster_2000_min_3b, prefill_*    bench.scale: 720 heads x 2,000 points; a    (reported)
-                                  StarCoder2 shape's 256-token prefill
+cluster_2000_idle_min_*           bench.scale: every head x 2,000 points,     (reported)
+                                  2 idle cores, per StarCoder2 shape
+prefill_cpu_s_*, prefill_peak_*   bench.scale: a shape's 256-token prefill    (reported)
 ================================  ==========================================  ========
 
 ``predict_*`` and ``bytes_per_pattern`` need a built run (``--run``, default ``default``: what
