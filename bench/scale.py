@@ -134,14 +134,14 @@ def store_cost(clusterings: list, points: int) -> float:
 
     from sqlalchemy import select
 
-    from apmae.atlas.build import _store_head, engine_for
+    from apmae.atlas.build import _store_head
     from apmae.db import models as m
-    from apmae.db.session import get_or_create_run, session_scope
+    from apmae.db.session import get_or_create_run, migrated_engine, session_scope
 
     keys = [f"s{i}" for i in range(points)]
     tasks, correct = np.array(["identifiers"] * points), np.arange(points) % 2 == 0
     with tempfile.TemporaryDirectory() as tmp:
-        engine = engine_for(f"sqlite:///{tmp}/scale.db")
+        engine = migrated_engine(f"sqlite:///{tmp}/scale.db")
         with session_scope(engine) as session:
             run_id = get_or_create_run(session, "scale", model="-", tokenizer="-", window=WINDOW,
                                        layers=1, heads=len(clusterings), settings={}).id

@@ -32,18 +32,15 @@ def wide_run(tmp_path_factory, split_corpus):
 def test_the_pipeline_clusters_every_head_of_a_wide_model(wide_run):
     from sqlalchemy import func, select
 
-    from apmae.atlas.build import engine_for
     from apmae.db import models as m
-    from apmae.db.session import session_scope
+    from apmae.db.session import reading_engine, session_scope
     from apmae.report import build_report
 
     run, url = wide_run
     assert (run.meta()["layers"], run.meta()["heads"]) == (LAYERS, HEADS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("APMAE_DATABASE_URL", url)
-        report = build_report(run)
+    report = build_report(run, url)
     assert report["clusters"]["heads"] == LAYERS * HEADS
-    with session_scope(engine_for(url)) as session:
+    with session_scope(reading_engine(url)) as session:
         per_head = session.execute(select(m.Head.layer, m.Head.head, func.count())
                                    .join(m.Membership, m.Membership.head_id == m.Head.id)
                                    .group_by(m.Head.layer, m.Head.head)).all()
