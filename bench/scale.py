@@ -264,7 +264,8 @@ def main() -> None:
         print(f"| {name} | {shape.layers} x {shape.heads} = {shape.layers * shape.heads:,} | "
               f"{layer_cpu:.2f} / {layer_bytes / 2**30:.3f} | {full_cpu:.0f} | {full_bytes / 2**30:.1f} | "
               f"{cluster} | {st['patterns_bytes'] / 1e6:.1f} | {st['patterns_bytes'] * 1e4 / 1e9:.0f} | "
-              f"{st['embeddings_cpu_bytes'] * 1e4 / 1e9:.1f} / {st['embeddings_paper_bytes'] * 1e4 / 1e9:.1f} |")
+              f"{st['embeddings_cpu_bytes'] * 1e4 / 1e9:.1f} / "
+              f"{st['embeddings_paper_bytes'] * 1e4 / 1e9:.1f} |")
     out["load_average_1min_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(out))
