@@ -125,7 +125,8 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
     remote = trust_remote_code()
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
-        dtype = choose_dtype(dtype, parameter_count(config, remote), rank_device(device))
+        on = "cuda" if device_map and torch.cuda.is_available() else rank_device(device)
+        dtype = choose_dtype(dtype, parameter_count(config, remote), on)
         # safetensors only: a pickled checkpoint (pytorch_model.bin) can run code when loaded
         # device_map ("auto"): a model too big for one device is split over the visible GPUs
         # (and CPU) by accelerate, layer by layer; capture and ablation work on it unchanged
