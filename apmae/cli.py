@@ -58,6 +58,31 @@ def cmd_lm_ship(args: argparse.Namespace) -> None:
     print(json.dumps(final["overall_non_noise"]))
 
 
+def cmd_lm_init(args: argparse.Namespace) -> None:
+    from .lm.shapes import Shape, init_model
+
+    sizes = {k: getattr(args, k) for k in ("layers", "heads", "kv_heads", "hidden", "intermediate")}
+    given = [k for k, v in sizes.items() if v is not None]
+    if args.shape and given:
+        raise UserError(f"--shape {args.shape} fixes every size; drop --{given[0].replace('_', '-')}")
+    if not args.shape and len(given) < len(sizes):
+        raise UserError("give --shape, or all of --layers --heads --kv-heads --hidden --intermediate")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not empty")
+    facts = init_model(Shape.named(args.shape) if args.shape else Shape(**sizes), out,
+                       seed=args.seed, dtype=args.dtype)
+    print(f"{facts['shape']} ({facts['layers']} layers x {facts['heads']} heads, "
+          f"{facts['parameters']:,} parameters, {facts['dtype']}) with RANDOM weights -> {out}; "
+          f"for sizing and testing only: pass --model {out}", file=sys.stderr)
+
+
+def _warn_if_random(target) -> None:
+    if target.random_weights:
+        print(f"apmae: note: {target.name} has random weights (apmae lm init): its figures size "
+              "and test the pipeline, they say nothing about attention", file=sys.stderr)
+
+
 def _load_tokenizer(model: str | None):
     from transformers import AutoTokenizer
 
@@ -113,7 +138,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
     cfg.keep_limit()  # validates --keep before the model loads
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
-    target = load_target(args.model, device=args.device, device_map=args.device_map)
+    target = load_target(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map)
+    _warn_if_random(target)
     n = extract(Run(args.run), Path(args.scenarios), target, cfg)
     print(f"extracted {n} scenarios into run {args.run}", file=sys.stderr)
 
@@ -241,7 +267,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     engine = _atlas_engine()
     cfg = _dataclass_from_args(SweepConfig, args)
     selective = _dataclass_from_args(InterventionConfig, args, seed=cfg.seed)
-    sweep_run(run, cfg, engine, load_target(run.meta().get("model")), selective)
+    sweep_run(run, cfg, engine, load_target(run.meta().get("model"),
+                                            dtype=args.dtype or run.meta().get("model_dtype")),
+              selective)
     print(json.dumps({"collapse": sweep_summary(engine, run.name)["collapse"],
                       "intervention": intervention_summary(engine, run.name)["verdict"]}))
 
@@ -273,6 +301,14 @@ def cmd_db_downgrade(args: argparse.Namespace) -> None:
     _migrate("downgrade", args.revision)
 
 
+def _add_dtype_flag(p: argparse.ArgumentParser, what: str = "the model's weights",
+                    default: str = "auto") -> None:
+    from .lm.load import DTYPES
+
+    p.add_argument("--dtype", choices=["auto", *DTYPES], help=f"{what} (default: {default}); auto "
+                   "is float32 below a billion parameters (the embedded model), bfloat16 above")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apmae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +331,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-curve", action="store_true", help="skip evaluating the snapshots")
     p.add_argument("--step", type=int, help="ship the snapshot of this step, not the final weights")
     p.set_defaults(func=cmd_lm_ship)
+
+    from .lm.shapes import SHAPES
+
+    p = lm.add_parser("init", help="a Starcoder2 of a named shape with RANDOM weights, for sizing "
+                      "and testing (never a model to study)",
+                      description="Save a Starcoder2 with seeded random weights and the default "
+                      "tokenizer as a local Hugging Face model (safetensors) that every command "
+                      "takes with --model DIR. What a run costs depends on the shape, not the "
+                      "weights: use it to size and test runs of real models you cannot download "
+                      "here. Its patterns mean nothing; its config and card say it is random.")
+    p.add_argument("--out", required=True, help="folder to write (new or empty)")
+    p.add_argument("--shape", choices=sorted(SHAPES), help="the released checkpoint's sizes")
+    for flag in ("layers", "heads", "kv-heads", "hidden", "intermediate"):
+        p.add_argument(f"--{flag}", type=int, help="explicit size (all five, without --shape)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_dtype_flag(p, "the weights saved")
+    p.set_defaults(func=cmd_lm_init)
 
     mae = sub.add_parser("mae", help="AP-MAE, the masked autoencoder over attention patterns") \
         .add_subparsers(dest="mae_command", required=True)
@@ -349,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     _add_dataclass_flags(p, SweepConfig)
     _add_dataclass_flags(p, InterventionConfig, skip=("seed",))
+    _add_dtype_flag(p, "the target model's", default="the dtype it was extracted in")
     p.set_defaults(func=cmd_sweep)
 
     db = sub.add_parser("db", help="the SQL store of the pattern atlas (migrations)") \
@@ -386,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda (under torchrun: the rank's own GPU)")
     p.add_argument("--device-map", help="auto: split a model too big for one GPU over all visible "
                                         "ones (needs `pip install accelerate`; one process)")
+    _add_dtype_flag(p)
     p.set_defaults(func=cmd_extract)
 
     from .pipeline import DemoConfig

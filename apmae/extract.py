@@ -174,7 +174,8 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
     store = run.pattern_store(meta) if keep and rank == 0 else None
     if rank == 0:
         run.update_meta(model=target.name, tokenizer=target.tokenizer_sha, layers=target.layers,
-                        heads=target.heads, scenarios=str(scenarios_path), keep=cfg.keep)
+                        heads=target.heads, scenarios=str(scenarios_path), keep=cfg.keep,
+                        model_dtype=str(target.dtype).removeprefix("torch."))
     if world > 1:
         return _extract_share(run, scenarios_path, ids, keep, meta, target, cfg, rank, world)
     done = {r["id"] for r in run.results()}

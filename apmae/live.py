@@ -188,7 +188,7 @@ class LiveAtlas:
         if "layers" not in meta:
             raise LiveError(f"run {run.name} at {run.path} has no extraction results "
                             "(build it with `apmae demo` or `apmae extract`)")
-        target = target or load_target(meta["model"])
+        target = target or load_target(meta["model"], dtype=meta.get("model_dtype"))
         window = _window_of(run)
         model_dir = run.mae_model_path
         mae = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval() if (model_dir / "config.json").exists() else None

@@ -13,11 +13,15 @@ mae_encode_img_s                  bench.mae: encoding images/s                (r
 predict_p50_ms, predict_p95_ms    bench.predict: warm POST /api/predict       <= 300 / 600
 bytes_per_pattern                 bench.storage: at 10,000 inferences         <= 2,621
 matmul_gflops, *_fraction_*       bench.hardware                              (reported)
+cluster_2000_idle_min_*           bench.scale: every head x 2,000 points,     (reported)
+                                  2 idle cores, per StarCoder2 shape
+prefill_cpu_s_*, prefill_peak_*   bench.scale: a shape's 256-token prefill    (reported)
 ================================  ==========================================  ========
 
 ``predict_*`` and ``bytes_per_pattern`` need a built run (``--run``, default ``default``: what
 ``apmae demo`` builds); without one they are null and the reason is printed. Full mode also times
-the default build from nothing and the 1x/2x/4x scaling (bench.pipeline, about an hour).
+the default build from nothing and the 1x/2x/4x scaling (bench.pipeline, about an hour), and the
+cost at StarCoder2 scale (bench.scale: clustering and per-layer prefill, extrapolated; minutes).
 Prints a table, then (``--json``) one JSON object as the last line.
 """
 
@@ -85,6 +89,7 @@ def main() -> None:
                      "predict and storage not measured")
     if not args.quick:
         out.update(run_module("pipeline", "--e2e", "--scaling", "20"))
+        out.update(run_module("scale"))
     out["seconds"] = round(time.perf_counter() - t0, 1)
 
     print(f"{'key':34s} {'value':>10s} {'goal':>8s}  met")

@@ -149,7 +149,7 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
         packed = {s.id: torch.from_numpy(np.array(patterns.get(s.id)))
                   for s in batch if patterns is not None and patterns.has(s.id)}
         if missing:
-            loaded = loaded or (target or (lambda: load_target(meta["model"])))()
+            loaded = loaded or (target or (lambda: load_target(meta["model"], dtype=meta.get("model_dtype"))))()
             # coded as the kept ones are, then read back: one precision for every embedding
             log_range = patterns.meta.log_range if patterns is not None else 0.0
             recomputed = recompute_patterns(loaded, missing, log_range)

@@ -35,6 +35,8 @@ class Target:
     layers: int
     heads: int
     max_context: int | None  # positions the model supports, when its config says
+    dtype: torch.dtype = torch.float32
+    random_weights: bool = False  # made by `apmae lm init`: for sizing and testing only
 
     @property
     def tokenizer_sha(self) -> str:
@@ -76,11 +78,46 @@ def load_tokenizer(name: str | None = None):
     return AutoTokenizer.from_pretrained(resolve_model_name(name), trust_remote_code=trust_remote_code())
 
 
+#: ``--dtype`` names.
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+#: Models of at least this many parameters load in half precision unless told otherwise.
+LARGE_MODEL_PARAMETERS = 1_000_000_000
+
+
+def choose_dtype(dtype: str | torch.dtype | None, parameters: int,
+                 device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype to load a model of ``parameters`` in: ``dtype`` when given (a name of
+    :data:`DTYPES`), else ("auto", None) float32 below :data:`LARGE_MODEL_PARAMETERS` and
+    bfloat16 from there (float16 on a GPU without bfloat16).
+
+    Why a threshold rather than bfloat16 everywhere: bfloat16 changes the embedded default
+    model's greedy completions (its model card, the tests and bench/RESULTS.md were measured in
+    float32), and a small model gains nothing from half the memory; a large one is where
+    float32 does not fit (a 3B model needs twice the memory in float32). bfloat16 runs on every
+    CPU torch supports, natively where the CPU has bfloat16 instructions."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in (None, "auto"):
+        if dtype not in DTYPES:
+            raise ModelLoadError(f"dtype {dtype!r}: one of auto, {', '.join(DTYPES)}")
+        return DTYPES[dtype]
+    if parameters < LARGE_MODEL_PARAMETERS:
+        return torch.float32
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32, device_map: str | None = None) -> Target:
-    """Load a causal LM and its tokenizer with capturing attention, in eval mode; under torchrun a
-    bare ``cuda`` device is this rank's GPU (:func:`apmae.distributed.rank_device`)."""
+                dtype: str | torch.dtype | None = None, device_map: str | None = None) -> Target:
+    """Load a causal LM and its tokenizer with capturing attention, in eval mode, in ``dtype``
+    (:func:`choose_dtype`; None: by the model's size); under torchrun a bare ``cuda`` device is
+    this rank's GPU (:func:`apmae.distributed.rank_device`)."""
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .shapes import parameter_count
 
     path = resolve_model_name(name)
     if Path(path).exists() and not (Path(path) / "config.json").exists():
@@ -88,6 +125,8 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
     remote = trust_remote_code()
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
+        on = "cuda" if device_map and torch.cuda.is_available() else rank_device(device)
+        dtype = choose_dtype(dtype, parameter_count(config, remote), on)
         # safetensors only: a pickled checkpoint (pytorch_model.bin) can run code when loaded
         # device_map ("auto"): a model too big for one device is split over the visible GPUs
         # (and CPU) by accelerate, layer by layer; capture and ablation work on it unchanged
@@ -105,5 +144,6 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         name="default" if path == str(DEFAULT_MODEL_DIR) else path,
         model=model, tokenizer=tokenizer, ids=special_ids(tokenizer),
         layers=text_config.num_hidden_layers, heads=text_config.num_attention_heads,
-        max_context=getattr(text_config, "max_position_embeddings", None),
+        max_context=getattr(text_config, "max_position_embeddings", None), dtype=dtype,
+        random_weights=hasattr(config, "apmae_random_init"),
     )
