@@ -201,7 +201,8 @@ def cmd_mae_import(args: argparse.Namespace) -> None:
     from .mae.convert import import_reference
 
     source = Path(args.path)
-    out = Path(args.out) if args.out else apmae_home() / "mae" / (source if source.is_dir() else source.parent).resolve().name
+    folder = (source if source.is_dir() else source.parent).resolve()
+    out = Path(args.out) if args.out else apmae_home() / "mae" / folder.name
     print(import_reference(source, out))
 
 
@@ -330,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = mae.add_parser("import", help="convert a checkpoint of the paper's reference AP-MAE "
                        "(e.g. AP-MAE-SC2-3B) into a model for `apmae encode --model`")
     p.add_argument("path", help="the checkpoint: its folder (model.safetensors, config.json) or .safetensors file")
-    p.add_argument("--out", help="new folder for the converted model (default: $APMAE_HOME/mae/<checkpoint's folder name>)")
+    p.add_argument("--out", help="new folder for the converted model "
+                   "(default: $APMAE_HOME/mae/<checkpoint's folder name>)")
     p.set_defaults(func=cmd_mae_import)
 
     from .atlas.encode import EncodeConfig

@@ -20,6 +20,9 @@ the tests. What maps onto what:
 
 The converted model scales patterns as the reference did (``log_normalize``, no pixel
 standardisation) and has no decoder profiles or position bias, which the reference lacks.
+``log_normalize`` divides by each image's smallest log-weight, so patterns to encode with it are
+best stored in float16 (floored at -60): uint8 patterns are floored at -20, which moves that
+minimum for sharp heads away from what the reference trained on.
 
 What it inherits from the reference's known flaws (``shared/PAPER.md``):
 
@@ -115,7 +118,8 @@ def _heads(inner: int, config: dict, part: str) -> tuple[int, int]:
     heads = config.get(f"{part}_heads")
     if heads is None:
         if inner % REFERENCE_HEAD_DIM:
-            raise CheckpointError(f"{part} attention is {inner} wide: its head count needs the checkpoint's config.json")
+            raise CheckpointError(f"{part} attention is {inner} wide: "
+                                  "its head count needs the checkpoint's config.json")
         heads = inner // REFERENCE_HEAD_DIM
     if not isinstance(heads, int) or heads <= 0 or inner % heads:
         raise CheckpointError(f"config.json: {part}_heads={heads!r} does not divide the {inner}-wide attention")
@@ -203,7 +207,8 @@ def convert(state: dict[str, torch.Tensor], config: dict) -> APMAEModel:
         names.update(_block_names(f"decoder_blocks.{i}", f"decoder.transformer.layers.{i}", qkv_bias))
     has_enc_to_dec = cfg.hidden_size != cfg.decoder_hidden_size
     if has_enc_to_dec:
-        names.update({"decoder_embed.weight": "decoder.enc_to_dec.weight", "decoder_embed.bias": "decoder.enc_to_dec.bias"})
+        names.update({"decoder_embed.weight": "decoder.enc_to_dec.weight",
+                      "decoder_embed.bias": "decoder.enc_to_dec.bias"})
     reshaped = {"encoder.pos_embedding": "pos_embed", "decoder.pos_embedding": "decoder_pos_embed",
                 "decoder.mask_token": "mask_token"}
 
