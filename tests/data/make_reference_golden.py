@@ -22,16 +22,24 @@ wrong mapping of any of them changes the outputs.
 
 Run from the repository root: ``python tests/data/make_reference_golden.py``. Deterministic
 (fixed seed, CPU); rerunning rewrites the same files.
+
+``--check MODEL_DIR`` (the reference repository's ``Model`` folder, which holds its ``ap_mae``
+package; needs ``einops``) checks this reading against the reference's own code instead: the
+golden state dict loads into it strictly and gives the stored outputs, and a paper-size
+reference model at its own initialisation, converted by :func:`apmae.mae.convert.convert`,
+encodes as the reference's training path does.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 OUT = Path(__file__).parent / "reference_golden"
@@ -180,5 +188,48 @@ def main() -> None:
     (OUT / "config.json").write_text(json.dumps(CONFIG, indent=2, sort_keys=True) + "\n")
 
 
+def check(reference_model_dir: Path) -> None:
+    """Print the largest differences between the reference's code and the golden set, and
+    between a converted paper-size reference model and the reference."""
+    sys.path[:0] = [str(reference_model_dir), str(Path(__file__).parents[2])]
+    from ap_mae import APMAE
+    from ap_mae import APMAEConfig as ReferenceConfig
+
+    from apmae.mae.convert import convert
+
+    def reference_cls(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(training path with nothing masked, analysis-time encode) CLS vectors."""
+        with torch.no_grad():
+            full = model.encoder.encode(images.clone())[:, 0]
+            model.encoder.num_masked = 0
+            return model.encoder(images.clone())[0][:, 0], full
+
+    sizes = {k: v for k, v in CONFIG.items() if k not in ("model_type", "architectures")}
+    reference = APMAE(ReferenceConfig(**sizes)).eval()
+    reference.load_state_dict(load_file(OUT / "model.safetensors"), strict=True)
+    golden = load_file(OUT / "golden.safetensors")
+    tril, full = reference_cls(reference, golden["images"])
+    print(f"golden vs reference code: cls_tril {(tril - golden['cls_tril']).abs().max():.2e}, "
+          f"cls_full {(full - golden['cls_full']).abs().max():.2e}")
+
+    torch.manual_seed(SEED)
+    reference = APMAE(ReferenceConfig()).eval()
+    converted = convert(reference.state_dict(), reference.config.to_dict())
+    images = torch.rand(2, 1, 256, 256, generator=torch.Generator().manual_seed(SEED)).tril()
+    tril, _ = reference_cls(reference, images)
+    with torch.no_grad():
+        ours = converted.encode(images)
+    print(f"paper size: reference {sum(p.numel() for p in reference.parameters()):,} parameters, "
+          f"converted {sum(p.numel() for p in converted.parameters()):,}; CLS max difference "
+          f"{(ours - tril).abs().max():.2e} (largest |CLS| {tril.abs().max():.2f})")
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", type=Path, metavar="MODEL_DIR",
+                        help="the reference repository's Model folder: check against its code")
+    args = parser.parse_args()
+    if args.check:
+        check(args.check)
+    else:
+        main()
