@@ -223,6 +223,15 @@ def cmd_mae_ship(args: argparse.Namespace) -> None:
     print(json.dumps(card["eval"]["reconstruction"]["ratio_to_best_baseline"]))
 
 
+def cmd_mae_import(args: argparse.Namespace) -> None:
+    from .mae.convert import import_reference
+
+    source = Path(args.path)
+    folder = (source if source.is_dir() else source.parent).resolve()
+    out = Path(args.out) if args.out else apmae_home() / "mae" / folder.name
+    print(import_reference(source, out))
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     from .atlas.encode import EncodeConfig, encode_run
 
@@ -371,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     p.add_argument("--dest", help="destination (default: the package's default_mae/)")
     p.set_defaults(func=cmd_mae_ship)
+
+    p = mae.add_parser("import", help="convert a checkpoint of the paper's reference AP-MAE "
+                       "(e.g. AP-MAE-SC2-3B) into a model for `apmae encode --model`")
+    p.add_argument("path", help="the checkpoint: its folder (model.safetensors, config.json) or .safetensors file")
+    p.add_argument("--out", help="new folder for the converted model "
+                   "(default: $APMAE_HOME/mae/<checkpoint's folder name>)")
+    p.set_defaults(func=cmd_mae_import)
 
     from .atlas.encode import EncodeConfig
 

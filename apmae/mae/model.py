@@ -37,7 +37,11 @@ except ImportError:  # transformers 4.x initialises only missing weights itself
 
 
 class APMAEConfig(PretrainedConfig):
-    """Sizes of the AP-MAE encoder/decoder and the image scaling it was trained with."""
+    """Sizes of the AP-MAE encoder/decoder and the image scaling it was trained with.
+
+    ``head_dim`` / ``decoder_head_dim`` (default ``hidden / heads``) and ``patch_embed_norm``
+    (layer norms before and after the patch embedding) exist for the reference's released
+    checkpoints, which have both (:mod:`apmae.mae.convert`)."""
 
     model_type = "apmae"
 
@@ -58,6 +62,9 @@ class APMAEConfig(PretrainedConfig):
         log_floor: float = -20.0,
         relative_position_bias: bool = False,
         decoder_profiles: bool = True,
+        head_dim: int | None = None,
+        decoder_head_dim: int | None = None,
+        patch_embed_norm: bool = False,
         pixel_mean: float = 0.0,
         pixel_std: float = 1.0,
         layer_norm_eps: float = 1e-6,
@@ -66,12 +73,14 @@ class APMAEConfig(PretrainedConfig):
     ) -> None:
         if patch_size <= 0 or image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-        for name, dim, heads in (
-            ("hidden_size", hidden_size, num_attention_heads),
-            ("decoder_hidden_size", decoder_hidden_size, decoder_num_attention_heads),
+        for name, dim, heads, head in (
+            ("hidden_size", hidden_size, num_attention_heads, head_dim),
+            ("decoder_hidden_size", decoder_hidden_size, decoder_num_attention_heads, decoder_head_dim),
         ):
-            if heads <= 0 or dim % heads:
+            if heads <= 0 or (head is None and dim % heads):
                 raise ValueError(f"{name} {dim} is not divisible by its {heads} attention heads")
+            if head is not None and head <= 0:
+                raise ValueError(f"{name}: head dimension must be positive, got {head}")
         if scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {scaling!r}; valid: {', '.join(SCALINGS)}")
         if not 0.0 < mask_ratio < 1.0:
@@ -91,6 +100,9 @@ class APMAEConfig(PretrainedConfig):
         self.log_floor = log_floor
         self.relative_position_bias = relative_position_bias
         self.decoder_profiles = decoder_profiles
+        self.head_dim = head_dim
+        self.decoder_head_dim = decoder_head_dim
+        self.patch_embed_norm = patch_embed_norm
         self.pixel_mean = pixel_mean
         self.pixel_std = pixel_std
         self.layer_norm_eps = layer_norm_eps
@@ -109,7 +121,9 @@ class APMAEConfig(PretrainedConfig):
 
 
 #: Named sizes. "paper": the published AP-MAE as the paper describes it; it counts
-#: ~102M parameters, not the 127M the paper quotes (16 decoder layers would give ~126M).
+#: ~102M parameters, not the 127M the paper quotes: the reference's encoder heads are 64 wide (a
+#: 1,024-wide attention on the 512-wide stream), these 32 (``head_dim`` unset); ``mae import``
+#: builds the reference's width.
 #: "cpu": small enough to train on a laptop CPU (the APMAEConfig sizes), with the decoder
 #: handed the visible row/column profiles and no relative position bias: the profiles cut the
 #: masked error most, and the bias added too little for its cost in throughput. Its images are
@@ -144,6 +158,9 @@ def config_from_preset(name: str, **overrides) -> APMAEConfig:
 class Block(nn.Module):
     """Pre-LN transformer block (fused-qkv self-attention + GELU MLP), encoder and decoder alike.
 
+    ``head_dim`` (default ``dim // heads``): the reference's encoder has 16 heads of 64 on a
+    512-wide stream, an attention width (1,024) that is not the stream's; its checkpoints need it.
+
     With ``grid``, each head adds a learned bias per relative grid offset (Δrow, Δcolumn) of
     two patches (one more entry for any pair with CLS) to its attention logits, as Swin and BEiT
     do. A pattern's structure runs along rows (one band of queries: the softmax's shared
@@ -155,13 +172,14 @@ class Block(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, intermediate: int, eps: float,
-                 grid: int | None = None) -> None:
+                 grid: int | None = None, head_dim: int | None = None) -> None:
         super().__init__()
         self.heads = heads
+        self.head_dim = head_dim or dim // heads
         self.rel_bias = nn.Parameter(torch.zeros(heads, (2 * grid - 1) ** 2 + 1)) if grid else None
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * heads * self.head_dim)
+        self.proj = nn.Linear(heads * self.head_dim, dim)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.fc1 = nn.Linear(dim, intermediate)
         self.fc2 = nn.Linear(intermediate, dim)
@@ -171,8 +189,8 @@ class Block(nn.Module):
         """``rel_index [B, N, N]``: each token pair's entry in the bias table (see
         ``relative_index``). ``rows [B, n]``: compute only these tokens' outputs (``[B, n, D]``),
         every token still a key: the decoder's last block, whose visible rows nobody reads."""
-        B, N, D = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        B, N, _ = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if rows is not None:
             x = take_rows(x, rows)
             q = q.gather(2, rows[:, None, :, None].expand(-1, self.heads, -1, q.shape[-1]))
@@ -182,7 +200,7 @@ class Block(nn.Module):
         if self.rel_bias is not None:
             bias = self.rel_bias[:, rel_index].transpose(0, 1).to(q.dtype)  # [B, heads, n, N]
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = x + self.proj(attn.transpose(1, 2).reshape(B, -1, D))
+        x = x + self.proj(attn.transpose(1, 2).flatten(2))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
@@ -247,10 +265,13 @@ class APMAEModel(PreTrainedModel):
         self.register_buffer("tril_patches", _tril_patches(c.grid), persistent=False)
 
         self.patch_embed = nn.Linear(P, D)
+        # the reference normalises each patch's pixels before and its embedding after the linear
+        self.patch_norm_in = nn.LayerNorm(P, eps=c.layer_norm_eps) if c.patch_embed_norm else None
+        self.patch_norm_out = nn.LayerNorm(D, eps=c.layer_norm_eps) if c.patch_embed_norm else None
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, N + 1, D))
         self.blocks = nn.ModuleList(
-            Block(D, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps, grid)
+            Block(D, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps, grid, c.head_dim)
             for _ in range(c.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(D, eps=c.layer_norm_eps)
@@ -259,7 +280,8 @@ class APMAEModel(PreTrainedModel):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, N + 1, Dd))
         self.decoder_blocks = nn.ModuleList(
-            Block(Dd, c.decoder_num_attention_heads, c.decoder_intermediate_size, c.layer_norm_eps, grid)
+            Block(Dd, c.decoder_num_attention_heads, c.decoder_intermediate_size, c.layer_norm_eps, grid,
+                  c.decoder_head_dim)
             for _ in range(c.decoder_num_hidden_layers)
         )
         self.decoder_norm = nn.LayerNorm(Dd, eps=c.layer_norm_eps)
@@ -337,7 +359,11 @@ class APMAEModel(PreTrainedModel):
     def _embed(self, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Patch tokens: ``patches [B, n, p*p]`` embedded, each plus the position embedding of
         its own index (``index [B, n]``)."""
-        return self.patch_embed(patches) + self.pos_embed[0, 1:][index]
+        if self.patch_norm_in is not None:
+            patches = self.patch_norm_out(self.patch_embed(self.patch_norm_in(patches)))
+        else:
+            patches = self.patch_embed(patches)
+        return patches + self.pos_embed[0, 1:][index]
 
     def relative_index(self, patches: torch.Tensor) -> torch.Tensor:
         """``[B, 1+n, 1+n]`` bias-table entries of a CLS + ``patches`` sequence (``patches [B, n]``:
