@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from apmae.atlas.encode import open_embeddings
 from apmae.cli import main
 from apmae.mae.convert import CheckpointError, convert, load_reference
 from apmae.mae.model import APMAEModel
@@ -87,7 +86,7 @@ def test_import_then_encode_a_run(checkpoint, pattern_run, golden):
     shutil.copytree(pattern_run.path, run.path, ignore=shutil.ignore_patterns("embeddings", "mae"))
     assert main(["encode", "--run", "reference", "--model", str(out), "--no-bf16"]) == 0
     sid = next(run.results())["id"]
-    stored = open_embeddings(run).get(sid)
+    stored = run.embeddings().get(sid)
     packed = torch.from_numpy(np.array(run.pattern_store().get(sid, layer=1, head=0), dtype=np.float32))
     with torch.no_grad():
         direct = model.encode(model.images_from_patterns(packed[None]))[0]
