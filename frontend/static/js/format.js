@@ -1,7 +1,8 @@
 /* Numbers, intervals and strings as the pages write them. */
 export const pct = (v, d = 1) => (v == null || Number.isNaN(v) ? "—" : `${(100 * v).toFixed(d)}%`);
 export const num = (v, d = 3) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
-export const headName = (l, h) => `L${l} H${h}`;
+/** A head as every page and export writes it: L1H4. */
+export const headName = (l, h) => `L${l}H${h}`;
 /** A probability with 3 decimals, or 2 significant digits when smaller than 0.001. */
 export const prob = (v) => (v == null ? "—" : v === 0 || v >= 0.001 ? Number(v).toFixed(3) : Number(v).toExponential(1));
 export const clusterName = (label) => (label == null ? "—" : label < 0 ? "noise" : `c${label}`);
