@@ -40,7 +40,10 @@ async function overview() {
   modelCard(run);
 
   let heads = [];
-  try { heads = await api("/api/heads"); } catch (e) { clear($("#grid-plot")).append(errorBox(e, "Heads")); return; }
+  // asked for only where the run has clusters (the route answers 404 for a run with no atlas)
+  if (report.clusters) {
+    try { heads = await api("/api/heads"); } catch (e) { clear($("#grid-plot")).append(errorBox(e, "Heads")); return; }
+  }
   if (!heads.length) { clear($("#grid-plot")).append(el("p", { class: "hint", text: "No clustered heads in this run yet (run `apmae cluster`)." })); return; }
   const draw = () => { setParams({ colour: select.value === "n_clusters" ? null : select.value }); headHeatmap(heads, run, select.value); };
   select.addEventListener("change", draw);
