@@ -143,7 +143,7 @@ def test_grid_click_opens_the_head(page, base_url):
     page.mouse.click(x, y)
     page.wait_for_url(f"**/head?layer={target['layer']}&head={target['head']}")
     page.wait_for_selector("body[data-ready]")
-    assert page.inner_text("#head-title") == f"Head L{target['layer']} H{target['head']}"
+    assert page.inner_text("#head-title") == f"Head L{target['layer']}H{target['head']}"
 
 
 CI = r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]"  # "0.71 [0.66, 0.75]"
@@ -610,8 +610,8 @@ def test_sweep_names_heads_and_charts_each_head_alone(page, base_url, shots):
     up = sum(r["ci"][0] > 0 for r in acc.values())
     down = sum(r["ci"][1] < 0 for r in acc.values())
     takeaway = page.inner_text("#single-takeaway")
-    assert takeaway.startswith("Takeaway: ") and f"{up} of {len(acc)} heads raise it" in takeaway
-    assert f", {down} lower it" in takeaway, takeaway
+    assert takeaway.startswith("Takeaway: ") and f"ablating {up} of {len(acc)} heads raises it" in takeaway
+    assert f", {down} lower{'s' if down == 1 else ''} it" in takeaway, takeaway
     _shoot(page, shots, "sweep-single")
 
     # other data, another sentence: one head helps with its interval above zero
@@ -622,7 +622,7 @@ def test_sweep_names_heads_and_charts_each_head_alone(page, base_url, shots):
     _open(page, base_url, "/sweep")
     page.wait_for_selector("#single-plot .main-svg")
     takeaway = page.inner_text("#single-takeaway")
-    assert f"1 of {len(acc)} heads raise it with the 95% interval above zero (most: L1H2 +5.0 [+1.0, +9.0] points), 0 lower it" in takeaway
+    assert f"ablating 1 of {len(acc)} heads raises it with the 95% interval above zero (most: L1H2 +5.0 [+1.0, +9.0] points), 0 lower it" in takeaway
     assert page.evaluate("() => document.getElementById('single-plot').data[0].y[0]") == "L1H2"
 
 
@@ -636,3 +636,35 @@ def test_sweep_asks_for_interventions_only_when_the_run_has_them(page, base_url)
     page.wait_for_selector("#acc-plot .main-svg")
     assert not asked and "No selective interventions in this run" in page.inner_text("#intervention")
     assert page.locator("#intervention-tasks").is_hidden()
+
+
+def _wilson(p: float, n: int) -> tuple[float, float]:
+    z = 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def test_overview_states_what_its_figures_mean(page, base_url):
+    report = _get(base_url, "/api/run")["report"]
+    heads = _get(base_url, "/api/heads")
+    _open(page, base_url, "/")
+    page.wait_for_selector("#acc-plot .main-svg")
+    # accuracy: overall with its Wilson interval, the easiest and hardest task
+    overall = report["scenarios"]["overall_non_noise"]
+    lo, hi = _wilson(overall["accuracy_first_token"], overall["n"])
+    acc = page.inner_text("#acc-takeaway")
+    assert f"{100 * overall['accuracy_first_token']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%] of {overall['n']}" in acc, acc
+    tasks = {t: r for t, r in report["scenarios"]["by_task"].items() if t != "noise" and r["n"]}
+    worst = min(r["accuracy_first_token"] for r in tasks.values())
+    assert re.search(r"hardest (\w+) \(", acc).group(1) in {t for t, r in tasks.items() if r["accuracy_first_token"] == worst}
+    # the grid: its heads' clusters, and the single ablations counted
+    grid = page.inner_text("#grid-takeaway")
+    counts = [h["n_clusters"] for h in heads]
+    assert grid.startswith(f"{len(heads)} heads: {min(counts)}–{max(counts)} clusters each")
+    down = sum(h["causal_accuracy_ci"][1] < 0 for h in heads if h["causal_accuracy_ci"])
+    assert f"and {down} lower it" in grid, grid
+    # the predictor and AP-MAE say whether they beat their baselines
+    by_task = {t: r for t, r in report["predictor"]["by_task"].items() if t != "all" and not r.get("skipped")}
+    above = sum(r["balanced_accuracy"] > r["baseline_balanced_accuracy"] for r in by_task.values())
+    assert f"above the hand-made baseline in {above};" in page.inner_text("#pred-takeaway")

@@ -2,7 +2,7 @@
  * them), collapse, each head ablated alone, and the selective intervention per task. */
 import { $, clear, csv, download, el, errorBox, href, params, setParams } from "../dom.js";
 import { api } from "../api.js";
-import { clusterName, delta, deltaCi, headName, interval, num, pct, plotText, withCi } from "../format.js";
+import { clusterName, delta, deltaCi, headName, interval, num, pct, plotText, signedCi } from "../format.js";
 import { MONO, plot } from "../plots.js";
 import { METHODS, interventionView, methodOrder, sizeOrder } from "../intervention.js";
 import { start } from "../start.js";
@@ -358,12 +358,12 @@ function singleTakeaway(rows, task) {
     const down = measured.filter((r) => sign(r[key].ci) < 0).sort((a, b) => a[key].value - b[key].value);
     const most = (list) => (list.length ? ` (most: ${list[0].name} ${fmt(list[0][key])})` : "");
     const level = measured.length - up.length - down.length;
-    return `${up.length} of ${measured.length} heads raise it with the 95% interval above zero${most(up)}, ${down.length} lower it${most(down)}, ` +
+    return `ablating ${up.length} of ${measured.length} heads raises it with the 95% interval above zero${most(up)}, ${down.length} lower${down.length === 1 ? "s" : ""} it${most(down)}, ` +
       `${level} ${level === 1 ? "has an interval that includes" : "have intervals that include"} zero.`;
   };
   const acc = part("acc", (e) => `${deltaCi(e.value, e.ci)} points`);
-  const lp = part("lp", (e) => withCi(e.value, e.ci));
-  return `Takeaway: each head ablated alone on ${task === "all" ? "the" : `the ${task}`} train-split scenarios (up to ${scenarios}). ` +
+  const lp = part("lp", (e) => signedCi(e.value, e.ci));
+  return `Takeaway: each head ablated alone on ${task === "all" ? "the" : `the ${task}`} train-split scenarios (up to ${scenarios}; raising means the model does better without the head). ` +
     `First-token accuracy: ${acc}${lp ? ` The target's log-probability: ${lp}` : ""}`;
 }
 
