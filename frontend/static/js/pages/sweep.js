@@ -297,7 +297,8 @@ function flipChart(points) {
 // ---------------------------------------------------------------- each head alone
 
 /** Heads drawn in the single-ablation chart when there are many: the ones whose ablation
- * raises accuracy most and the ones it lowers most (the rest are in the JSON). */
+ * raises accuracy most and the ones it lowers most (every head: /api/head-effects, and the
+ * overview's grid coloured by causal effect). */
 const SINGLE_SHOWN = 15;
 
 /** Where an interval lies against zero: 1 above, -1 below, 0 it includes zero. */
