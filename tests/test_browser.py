@@ -143,7 +143,7 @@ def test_grid_click_opens_the_head(page, base_url):
     page.mouse.click(x, y)
     page.wait_for_url(f"**/head?layer={target['layer']}&head={target['head']}")
     page.wait_for_selector("body[data-ready]")
-    assert page.inner_text("#head-title") == f"Head L{target['layer']} H{target['head']}"
+    assert page.inner_text("#head-title") == f"Head L{target['layer']}H{target['head']}"
 
 
 CI = r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]"  # "0.71 [0.66, 0.75]"
@@ -323,7 +323,7 @@ def _suggest(heads: list[dict], layer: int, head: int) -> list[dict]:
 
 
 def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
-    # no head of the tiny run is suggested for ablation: suggest L0 H1 by its causal effect
+    # no head of the tiny run is suggested for ablation: suggest L0H1 by its causal effect
     heads = _suggest(_get(base_url, "/api/heads"), 0, 1)
     page.route("**/api/heads", lambda route: route.fulfill(json=heads))
     _open(page, base_url, "/try")
@@ -337,7 +337,7 @@ def test_try_predicts_ablates_and_the_link_reproduces_it(page, base_url, shots):
     assert page.locator("#try-grid td[data-layer='0'][data-head='1'] .badge.star").count() == 1
     assert page.locator("#try-grid .badge.star").count() == 1
     hint = page.inner_text("#suggest-hint")
-    assert "suggests ablating L0 H1 (+4.0 [+1.0, +7.0] points)" in hint and "causal effect" in hint
+    assert "suggests ablating L0H1 (+4.0 [+1.0, +7.0] points)" in hint and "causal effect" in hint
     page.click("#suggest")  # ticks the suggested heads
     assert page.is_checked("#try-grid input[data-head='0.1']")
     page.click("#rerun")
@@ -573,3 +573,98 @@ def test_code_view_averages_a_layer_head_by_head_and_opens_for_each_member(page,
     member.screenshot(path=str(shots / "cluster-member-attention.png"))
     button.click()  # closes it again
     assert member.locator(".member-att").is_hidden()
+
+
+def _hover_text(page, div: str, curve: int, point: int) -> str:
+    """The hover label plotly draws for point ``point`` of trace ``curve`` of plot ``div``."""
+    page.evaluate(f"() => Plotly.Fx.hover('{div}', [{{curveNumber: {curve}, pointNumber: {point}}}])")
+    page.wait_for_selector(f"#{div} .hoverlayer .hovertext")
+    return page.locator(f"#{div} .hoverlayer").text_content()
+
+
+def test_sweep_names_heads_and_charts_each_head_alone(page, base_url, shots):
+    sweep = _get(base_url, "/api/sweep")
+    effects = _get(base_url, "/api/head-effects?task=all")["measures"]
+    _open(page, base_url, "/sweep")
+    page.wait_for_selector("#single-plot .main-svg")
+    # the collapse curve's hover names the ablated heads, as L<layer>H<head>
+    traces = page.evaluate("() => document.getElementById('acc-plot').data.map((t) => t.name || '')")
+    curve = next(i for i, n in enumerate(traces) if n.startswith("positive"))
+    point = max(p["n_heads"] for p in sweep["points"] if p["strategy"] == "positive")
+    first = next(p for p in sweep["points"] if p["strategy"] == "positive" and p["n_heads"] == point)
+    n_points = len({p["n_heads"] for p in sweep["points"] if p["strategy"] == "positive"})
+    hover = _hover_text(page, "acc-plot", curve, n_points - 1)
+    l, h = first["heads"][-1]
+    assert "ablated: " in hover and f"L{l}H{h}" in hover, hover
+    # each head alone: one row per head, accuracy in points and log-probability, with intervals
+    acc = {(r["layer"], r["head"]): r for r in effects["causal_accuracy"]}
+    data = page.evaluate("() => document.getElementById('single-plot').data.map((t) => ({y: t.y, x: t.x, e: t.error_x.array}))")
+    assert sorted(data[0]["y"]) == sorted(f"L{l}H{h}" for l, h in acc)
+    for name, x, plus in zip(data[0]["y"], data[0]["x"], data[0]["e"]):
+        r = acc[tuple(int(v) for v in name[1:].split("H"))]
+        assert x == pytest.approx(100 * r["value"]) and plus == pytest.approx(100 * (r["ci"][1] - r["value"]))
+    assert len(data[1]["y"]) == len(effects["causal_logprob"])
+    hover = _hover_text(page, "single-plot", 0, 0)
+    assert f"{data[0]['y'][0]} ablated alone" in hover and "accuracy change (points)" in hover
+    # the takeaway counts what the data say
+    up = sum(r["ci"][0] > 0 for r in acc.values())
+    down = sum(r["ci"][1] < 0 for r in acc.values())
+    takeaway = page.inner_text("#single-takeaway")
+    assert takeaway.startswith("Takeaway: ") and f"ablating {up} of {len(acc)} heads raises it" in takeaway
+    assert f", {down} lower{'s' if down == 1 else ''} it" in takeaway, takeaway
+    _shoot(page, shots, "sweep-single")
+
+    # other data, another sentence: one head helps with its interval above zero
+    made_up = json.loads(json.dumps(_get(base_url, "/api/head-effects?task=all")))
+    for r in made_up["measures"]["causal_accuracy"]:
+        r.update(value=0.05, ci=[0.01, 0.09]) if (r["layer"], r["head"]) == (1, 2) else r.update(value=0.0, ci=[-0.02, 0.02])
+    page.route("**/api/head-effects?task=all", lambda route: route.fulfill(json=made_up))
+    _open(page, base_url, "/sweep")
+    page.wait_for_selector("#single-plot .main-svg")
+    takeaway = page.inner_text("#single-takeaway")
+    assert f"ablating 1 of {len(acc)} heads raises it with the 95% interval above zero (most: L1H2 +5.0 [+1.0, +9.0] points), 0 lower it" in takeaway
+    assert page.evaluate("() => document.getElementById('single-plot').data[0].y[0]") == "L1H2"
+
+
+def test_sweep_asks_for_interventions_only_when_the_run_has_them(page, base_url):
+    run = _get(base_url, "/api/run")
+    run["report"].pop("intervention", None)
+    page.route("**/api/run", lambda route: route.fulfill(json=run))
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/interventions" in r.url else None)
+    _open(page, base_url, "/sweep")
+    page.wait_for_selector("#acc-plot .main-svg")
+    assert not asked and "No selective interventions in this run" in page.inner_text("#intervention")
+    assert page.locator("#intervention-tasks").is_hidden()
+
+
+def _wilson(p: float, n: int) -> tuple[float, float]:
+    z = 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def test_overview_states_what_its_figures_mean(page, base_url):
+    report = _get(base_url, "/api/run")["report"]
+    heads = _get(base_url, "/api/heads")
+    _open(page, base_url, "/")
+    page.wait_for_selector("#acc-plot .main-svg")
+    # accuracy: overall with its Wilson interval, the easiest and hardest task
+    overall = report["scenarios"]["overall_non_noise"]
+    lo, hi = _wilson(overall["accuracy_first_token"], overall["n"])
+    acc = page.inner_text("#acc-takeaway")
+    assert f"{100 * overall['accuracy_first_token']:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%] of {overall['n']}" in acc, acc
+    tasks = {t: r for t, r in report["scenarios"]["by_task"].items() if t != "noise" and r["n"]}
+    worst = min(r["accuracy_first_token"] for r in tasks.values())
+    assert re.search(r"hardest (\w+) \(", acc).group(1) in {t for t, r in tasks.items() if r["accuracy_first_token"] == worst}
+    # the grid: its heads' clusters, and the single ablations counted
+    grid = page.inner_text("#grid-takeaway")
+    counts = [h["n_clusters"] for h in heads]
+    assert grid.startswith(f"{len(heads)} heads: {min(counts)}–{max(counts)} clusters each")
+    down = sum(h["causal_accuracy_ci"][1] < 0 for h in heads if h["causal_accuracy_ci"])
+    assert f"and {down} lower it" in grid, grid
+    # the predictor and AP-MAE say whether they beat their baselines
+    by_task = {t: r for t, r in report["predictor"]["by_task"].items() if t != "all" and not r.get("skipped")}
+    above = sum(r["balanced_accuracy"] > r["baseline_balanced_accuracy"] for r in by_task.values())
+    assert f"above the hand-made baseline in {above};" in page.inner_text("#pred-takeaway")

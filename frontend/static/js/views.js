@@ -42,9 +42,21 @@ export function headGrid(layers, heads, cell) {
   return el("table", { class: heads > 12 ? "headgrid dense" : "headgrid" }, el("thead", null, head), body);
 }
 
+/** Thumbnails ask for their image only once they come near the viewport, so that a grid
+ * of hundreds of heads requests what can be seen and more as it scrolls (the browser's own
+ * ``loading="lazy"`` loads everything within thousands of pixels). */
+const nearView = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (!e.isIntersecting) continue;
+    nearView.unobserve(e.target);
+    e.target.src = e.target.dataset.src;
+  }
+}, { rootMargin: "150px" });
+
 export function thumb(src, alt) {
-  const img = el("img", { src, alt, loading: "lazy", width: 64, height: 64, decoding: "async" });
+  const img = el("img", { alt, width: 64, height: 64, decoding: "async", dataset: { src } });
   img.addEventListener("error", () => { img.classList.add("broken"); img.alt = `${alt} (unavailable)`; });
+  nearView.observe(img);
   return img;
 }
 

@@ -1,7 +1,7 @@
 /* The page of the overview: the head grid, the held-out predictor, the selective intervention, per-task charts and the run's facts. */
 import { $, append, clear, csv, download, el, errorBox, href, params, setParams, status } from "../dom.js";
 import { api } from "../api.js";
-import { deltaCi, headName, interval, num, pct, plotText, versus, withCi } from "../format.js";
+import { deltaCi, headName, interval, num, pct, plotText, versus, wilson, withCi } from "../format.js";
 import { plot } from "../plots.js";
 import { facts } from "../views.js";
 import { interventionView } from "../intervention.js";
@@ -40,11 +40,15 @@ async function overview() {
   modelCard(run);
 
   let heads = [];
-  try { heads = await api("/api/heads"); } catch (e) { clear($("#grid-plot")).append(errorBox(e, "Heads")); return; }
+  // asked for only where the run has clusters (the route answers 404 for a run with no atlas)
+  if (report.clusters) {
+    try { heads = await api("/api/heads"); } catch (e) { clear($("#grid-plot")).append(errorBox(e, "Heads")); return; }
+  }
   if (!heads.length) { clear($("#grid-plot")).append(el("p", { class: "hint", text: "No clustered heads in this run yet (run `apmae cluster`)." })); return; }
   const draw = () => { setParams({ colour: select.value === "n_clusters" ? null : select.value }); headHeatmap(heads, run, select.value); };
   select.addEventListener("change", draw);
   draw();
+  $("#grid-takeaway").textContent = headsTakeaway(heads);
   topHeads(heads);
   const columns = ["layer", "head", "n_clusters", "noise_share", "importance", "causal_accuracy", "causal_accuracy_ci", "suggested_ablation"];
   $("#heads-csv").addEventListener("click", () => download("heads.csv", csv(heads, columns), "text/csv"));
@@ -130,6 +134,26 @@ function headHeatmap(heads, run, key) {
   } else {
     legend.append("No head is suggested for ablation: no single ablation raised train-split accuracy with its 95% interval above zero.");
   }
+}
+
+/** What the grid shows, from the heads: how many clusters and how much noise, which head's
+ * pattern marks failures most, and how many single ablations move accuracy either way. */
+function headsTakeaway(heads) {
+  const range = (f, fmt) => {
+    const v = heads.map(f).filter((x) => x != null);
+    return v.length ? `${fmt(Math.min(...v))}–${fmt(Math.max(...v))}` : "—";
+  };
+  const out = [`${heads.length} heads: ${range((h) => h.n_clusters, String)} clusters each, ${range((h) => h.noise_share, (x) => pct(x, 0))} of their patterns noise.`];
+  const shap = heads.filter((h) => h.importance != null).sort((a, b) => a.importance - b.importance);
+  if (shap.length && shap[0].importance < 0) out.push(`The pattern that marks failures most: ${headName(shap[0].layer, shap[0].head)} (SHAP ${num(shap[0].importance, 4)}).`);
+  const causal = heads.filter((h) => h.causal_accuracy_ci);
+  if (causal.length) {
+    const up = causal.filter((h) => h.causal_accuracy_ci[0] > 0).length, down = causal.filter((h) => h.causal_accuracy_ci[1] < 0);
+    const worst = down.sort((a, b) => a.causal_accuracy - b.causal_accuracy)[0];
+    out.push(`Ablated alone, ${up} of ${causal.length} heads raise train-split accuracy and ${down.length} lower it, each with its 95% interval clear of zero` +
+      `${worst ? ` (most needed: ${headName(worst.layer, worst.head)}, ${deltaCi(worst.causal_accuracy, worst.causal_accuracy_ci)} points)` : ""}; the rest's intervals include zero.`);
+  }
+  return out.join(" ");
 }
 
 function topHeads(heads) {
@@ -263,11 +287,41 @@ function accuracyChart(report) {
     hovertemplate: `%{y}<br>${name}: %{x:.1%} (n = %{customdata})<extra></extra>`,
   });
   div.style.height = `${Math.max(300, 90 + tasks.length * 30)}px`;
+  $("#acc-takeaway").textContent = accuracyTakeaway(report.scenarios);
   plot(div, [bar("first token", "accuracy_first_token", "#4c78a8"), bar("exact", "accuracy_exact", "#9ecae9")], {
     barmode: "group", bargap: 0.25, margin: { l: 150, r: 16, t: 8, b: 44 },
     xaxis: { tickformat: ".0%", range: [0, 1], title: { text: "accuracy" } }, yaxis: { autorange: "reversed", automargin: true },
     legend: { orientation: "h", x: 0, y: 1.08, traceorder: "normal" },
   }, "accuracy-per-task");
+}
+
+/** First-token accuracy overall and at both ends of the tasks, with Wilson 95% intervals, and
+ * the noise control's. */
+function accuracyTakeaway(sc) {
+  const acc = (r) => `${pct(r.accuracy_first_token)}${interval(wilson(r.accuracy_first_token, r.n), (x) => pct(x))} of ${r.n}`;
+  const tasks = Object.entries(sc.by_task).filter(([t, r]) => t !== "noise" && r.n && r.accuracy_first_token != null)
+    .sort((a, b) => b[1].accuracy_first_token - a[1].accuracy_first_token);
+  const out = [];
+  if (sc.overall_non_noise && sc.overall_non_noise.n) out.push(`First-token accuracy over all tasks but noise: ${acc(sc.overall_non_noise)}.`);
+  if (tasks.length > 1) {
+    const [best, worst] = [tasks[0], tasks[tasks.length - 1]];
+    out.push(`Easiest task ${best[0]} (${acc(best[1])}), hardest ${worst[0]} (${acc(worst[1])}).`);
+  }
+  const noise = sc.by_task.noise;
+  if (noise && noise.n) out.push(`The noise control (random spans): ${acc(noise)}.`);
+  return out.join(" ");
+}
+
+/** Per task, whether the cluster predictor beats chance and the hand-made baseline (point
+ * estimates out of fold; the held-out table carries the intervals). */
+function predictorTakeaway(byTask, scored) {
+  const tasks = scored.filter((t) => t !== "all");
+  const count = (f) => tasks.filter((t) => f(byTask[t])).length;
+  const all = byTask.all;
+  const pooled = all ? `Over all tasks: clusters ${num(all.balanced_accuracy, 2)}, embeddings ${num(all.embeddings_balanced_accuracy, 2)}, baseline ${num(all.baseline_balanced_accuracy, 2)} balanced accuracy. ` : "";
+  return `${pooled}Per task, the clusters score above chance (0.5) in ${count((r) => r.balanced_accuracy > 0.5)} of ${tasks.length} tasks and above the hand-made baseline in ` +
+    `${count((r) => r.balanced_accuracy > r.baseline_balanced_accuracy)}; the embeddings above the baseline in ${count((r) => r.embeddings_balanced_accuracy > r.baseline_balanced_accuracy)}. ` +
+    "Point estimates out of fold: the held-out table above gives intervals.";
 }
 
 function predictorChart(report) {
@@ -284,6 +338,7 @@ function predictorChart(report) {
       customdata: scored.map((t) => byTask[t].n_test), hovertemplate: `%{y}<br>${name}: %{x:.3f} (n = %{customdata})<extra></extra>`,
     });
     div.style.height = `${Math.max(300, 90 + scored.length * 40)}px`;
+    $("#pred-takeaway").textContent = predictorTakeaway(byTask, scored);
     plot(div, [bar("clusters", "balanced_accuracy", "#4c78a8"), bar("embeddings", "embeddings_balanced_accuracy", "#f58518"),
       bar("baseline", "baseline_balanced_accuracy", "#bab0ac"),
       { type: "scatter", mode: "lines", name: "chance", x: [null], y: [null], line: { dash: "dash", color: "#d62728", width: 1 }, hoverinfo: "skip" }], {
@@ -317,9 +372,13 @@ function reconstructionChart(report) {
     yaxis: { title: { text: "masked MSE (lower is better)" }, rangemode: "tozero" },
     legend: { orientation: "h", x: 0, y: 1.12 },
   }, "reconstruction");
+  if (rec.best_baseline && rec.ratio_to_best_baseline != null) {
+    const ratio = rec.ratio_to_best_baseline;
+    $("#rec-takeaway").textContent = `AP-MAE's masked-patch error is ${num(ratio, 2)}× that of the best baseline (${names[rec.best_baseline] || rec.best_baseline}): ` +
+      (ratio < 1 ? "it reconstructs what it did not see better than copying the head's usual pattern or the visible patches." : "it does no better than a baseline that needs no model.");
+  }
   const note = $("#rec-note");
   note.append(`Masked-patch MSE on ${rec.n_patterns} held-out patterns (${rec.n_scenarios} scenarios), per layer and overall. `);
-  if (rec.best_baseline) note.append(`AP-MAE's error is ${num(rec.ratio_to_best_baseline, 2)}× that of the best baseline (${names[rec.best_baseline] || rec.best_baseline}). `);
   note.append("Baselines: the head's mean image, the mean of the visible patches, the nearest visible patch.");
   const gen = report.generalization || rec.generalization;
   if (gen && gen.other_run) {

@@ -6,9 +6,10 @@ import { api } from "../../api.js";
 import { clusterName, deltaCi, headName } from "../../format.js";
 import { headGrid, thumb } from "../../views.js";
 
-/** Wire the grid's controls to ``st``; ``writeHash()`` keeps the link current and
- * ``showHead(l, h)`` opens a head. Returns ``renderGrid()`` and ``syncChecks()``. */
-export function ablationGrid(st, { writeHash, showHead }) {
+/** Wire the grid's controls to ``st``; ``run`` (/api/run) says whether the run has causal
+ * effects to suggest heads by; ``writeHash()`` keeps the link current and ``showHead(l, h)``
+ * opens a head. Returns ``renderGrid()`` and ``syncChecks()``. */
+export function ablationGrid(st, run, { writeHash, showHead }) {
   const rerunBtn = $("#rerun"), suggest = $("#suggest"), suggestHint = $("#suggest-hint");
 
   function syncChecks() {
@@ -50,7 +51,9 @@ export function ablationGrid(st, { writeHash, showHead }) {
   }
 
   suggest.disabled = true;
-  api("/api/heads").then((heads) => {
+  // the sweep measures the causal effects; without one, /api/heads is not asked (it may 404)
+  const asked = run.report && run.report.sweep ? api("/api/heads") : Promise.resolve([]);
+  asked.then((heads) => {
     // suggested by causal effect: the head's single ablation raised train accuracy (interval above zero)
     const picked = heads.filter((h) => h.suggested_ablation).sort((a, b) => (b.causal_accuracy ?? 0) - (a.causal_accuracy ?? 0));
     picked.forEach((h) => st.suggested.add(`${h.layer}.${h.head}`));

@@ -69,8 +69,8 @@ export const sliceByPoints = (str, a, b) => str.slice(toUnits(str, a), toUnits(s
 
 /** Set up the form from the link's hash (code, span or cursor, ablated and selected heads go
  * into ``st``). Returns ``request()``, the body of /api/predict from the form (throws with a
- * message when it is incomplete), ``writeHash()``, which puts ``st`` back into the link, and
- * ``fromLink``: whether the link asks to rerun its code. */
+ * message when it is incomplete), ``writeHash()``, which puts ``st`` back into the link,
+ * ``fromLink``: whether the link asks to rerun its code, and ``run`` (/api/run). */
 export async function codeForm(st) {
   const ta = $("#code"), taskSel = $("#task");
   const modeInput = (m) => $(`input[name=mode][value=${m}]`);
@@ -165,5 +165,5 @@ export async function codeForm(st) {
   };
 
   const fromLink = decoded && (hash.has("task") || hash.has("start") || hash.has("cursor"));
-  return { request, writeHash, fromLink };
+  return { request, writeHash, fromLink, run };
 }

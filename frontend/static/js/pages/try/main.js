@@ -15,9 +15,9 @@ async function tryPage() {
     span: null, cursor: null, suggested: new Set(), ablate: new Set(), selected: null,
     result: null, request: null, intervention: null, which: "baseline", layers: 0, nheads: 0,
   };
-  const { request, writeHash, fromLink } = await codeForm(st);
+  const { request, writeHash, fromLink, run } = await codeForm(st);
   const open = (l, h) => showHead(st, l, h, writeHash);
-  const { renderGrid, syncChecks } = ablationGrid(st, { writeHash, showHead: open });
+  const { renderGrid, syncChecks } = ablationGrid(st, run, { writeHash, showHead: open });
 
   let timer = null;
   const busy = (on, what) => {
