@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -17,20 +18,46 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field of dataclass ``cls`` with the comment that documents it in its source: the
+    comment on its line, else the full-line comments just above it. The comments stay the one
+    place a setting is explained; ``--help`` reads them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, str] = {}
+    above: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        code, _, comment = line.strip().partition("#")
+        name = code.split(":", 1)[0].strip() if ":" in code else None
+        if name in names:
+            out[name] = comment.strip() or " ".join(above)
+            above = []
+        elif not code.strip() and comment.strip():
+            above.append(comment.strip())
+        else:
+            above = []
+    return out
+
+
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field, typed and defaulted from the field."""
+    """One ``--flag`` per dataclass field, typed and defaulted from the field, its help the
+    field's comment (:func:`field_comments`)."""
+    comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or f.default is dataclasses.MISSING:
             continue
         flag = "--" + f.name.replace("_", "-")
+        text = comments.get(f.name, "").replace("%", "%%")
         if f.type in (bool, "bool", "bool | None"):  # None: not set, someone else decides
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=text or None)
         elif isinstance(f.default, tuple):  # a comma-separated list of ints, e.g. 1,3
             parser.add_argument(flag, type=lambda v: tuple(int(x) for x in v.split(",")),
-                                default=f.default, help=f"comma-separated (default {f.default})")
+                                default=f.default,
+                                help=f"{text}{'; ' if text else ''}comma-separated (default {f.default})")
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), type(f.default))
-            parser.add_argument(flag, type=kind, default=f.default)
+            parser.add_argument(flag, type=kind, default=f.default,
+                                help=f"{text}{' ' if text else ''}(default: %(default)s)")
 
 
 def _dataclass_from_args(cls, args: argparse.Namespace, **extra):
@@ -186,7 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def _add_serve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
 
 
 def _existing_run(name: str):
@@ -354,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", choices=sorted(SHAPES), help="the released checkpoint's sizes")
     for flag in ("layers", "heads", "kv-heads", "hidden", "intermediate"):
         p.add_argument(f"--{flag}", type=int, help="explicit size (all five, without --shape)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     _add_dtype_flag(p, "the weights saved")
     p.set_defaults(func=cmd_lm_init)
 
@@ -439,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="scenarios file to write (JSONL)")
     p.add_argument("--tasks", help=f"comma-separated tasks (default: all of {','.join(TASKS)})")
     p.add_argument("--per-task", type=int, default=100, help="scenarios per task (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="which files and spans are drawn (default: 0)")
     p.add_argument("--window", type=int, default=256, help="prompt tokens (default 256)")
     p.add_argument("--split", choices=["train", "test"], help="only files of this split")
     p.add_argument("--model", help="model whose tokenizer builds the prompts (default: embedded)")
@@ -449,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", required=True, help="scenarios file from `apmae mine`")
     p.add_argument("--model", help="HF causal LM name or path (default: the embedded model)")
     p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="scenarios per forward pass (default: 8)")
     p.add_argument("--keep", default="all", help=KEEP_HELP)
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="uint8",
                    help="kept patterns on disk: uint8 (log p in [-20, 0], 255 steps) or float16")
@@ -475,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="print the run's summary")
-    p.add_argument("--run", default="default")
+    p.add_argument("--run", default="default", help="run name under $APMAE_HOME/runs")
     p.add_argument("--json", action="store_true", help="the whole report as JSON")
     p.set_defaults(func=cmd_report)
     return parser

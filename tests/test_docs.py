@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from apmae.cli import build_parser
 
-README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "apmae") -> list[str]:
@@ -35,3 +37,27 @@ def test_readme_starts_with_the_two_commands():
 def test_settings_are_documented():
     for setting in ("APMAE_HOME", "JAVA_HOME"):
         assert f"`{setting}`" in README
+
+
+def _flags(parser: argparse.ArgumentParser, prefix: str = "apmae"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _flags(sub, f"{prefix} {name}")
+        elif action.option_strings and "--help" not in action.option_strings:
+            yield prefix, action.option_strings[0], action.help
+
+
+def test_every_flag_says_what_it_does():
+    bare = [f"{command} {flag}" for command, flag, text in _flags(build_parser())
+            if not text or text.startswith("(default") or text.startswith(";")]
+    assert not bare, f"flags without help: {bare}"
+
+
+def test_every_environment_variable_is_documented():
+    code = "".join(p.read_text(encoding="utf-8") for folder in ("apmae", "server")
+                   for p in (ROOT / folder).rglob("*.py"))
+    used = set(re.findall(r"APMAE_[A-Z_]+", code))
+    assert used >= {"APMAE_HOME", "APMAE_DATABASE_URL"}  # the scan finds what it must
+    missing = sorted(v for v in used if f"`{v}`" not in README)
+    assert not missing, f"undocumented environment variables: {missing}"

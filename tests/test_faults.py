@@ -234,13 +234,12 @@ def sql_rows(url: str) -> dict[str, list[tuple]]:
                               json.dumps(c.exemplars), json.dumps(c.by_task, sort_keys=True),
                               json.dumps(c.by_correct, sort_keys=True))
                              for c in s.scalars(select(m.Cluster))],
-                "memberships": [(*head[hid], key[sid], label, x, y, p) for sid, hid, label, x, y, p in
+                "memberships": [(*head[hid], key[sid], label, x, y) for sid, hid, label, x, y in
                                 s.execute(select(m.Membership.scenario_id, m.Membership.head_id,
-                                                 m.Membership.label, m.Membership.x, m.Membership.y,
-                                                 m.Membership.probability))],
+                                                 m.Membership.label, m.Membership.x, m.Membership.y))],
                 "sweep_points": s.execute(select(
                     m.SweepPoint.strategy, m.SweepPoint.n_heads, m.SweepPoint.repeat,
-                    m.SweepPoint.accuracy, m.SweepPoint.accuracy_exact,
+                    m.SweepPoint.accuracy,
                     m.SweepPoint.incorrect_to_correct, m.SweepPoint.correct_to_incorrect,
                     m.SweepPoint.loss_change, m.SweepPoint.heads)).all(),
                 "head_effects": s.execute(select(

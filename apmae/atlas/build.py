@@ -164,9 +164,9 @@ def _store_head(engine: Engine, run_id: int, layer: int, head: int, hc: HeadClus
         session.execute(m.Cluster.__table__.insert(), rows)
         upsert_rows(session, m.Membership,
                     [{"scenario_id": ids[k], "head_id": head_id, "label": int(hc.labels[i]),
-                      "x": float(hc.coords[i, 0]), "y": float(hc.coords[i, 1]),
-                      "probability": float(hc.probabilities[i])} for i, k in enumerate(keys)],
-                    ["scenario_id", "head_id"], ["label", "x", "y", "probability"])
+                      "x": float(hc.coords[i, 0]), "y": float(hc.coords[i, 1])}
+                     for i, k in enumerate(keys)],
+                    ["scenario_id", "head_id"], ["label", "x", "y"])
 
 
 def _labels_of(engine: Engine, run_id: int, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -488,7 +488,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
         _store_interventions(session, run_id, result)
         session.execute(delete(m.SweepPoint).where(m.SweepPoint.run_id == run_id))
         session.execute(m.SweepPoint.__table__.insert(),
-                        [{"run_id": run_id, "accuracy_exact": None, **p} for p in points])
+                        [{"run_id": run_id, **p} for p in points])
         _set_settings(session, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)},
                       intervention={**asdict(selective), "train_used": len(train),
                                     "heldout_used": len(heldout)})

@@ -25,19 +25,19 @@ import numpy as np
 
 @dataclass
 class ClusterConfig:
-    n_components: int = 8
-    n_neighbors: int = 20
-    min_dist: float = 0.05
-    metric: str = "cosine"
-    min_samples: int = 20
-    min_cluster_size: int = 25
+    n_components: int = 8  # UMAP dimensions HDBSCAN clusters in (the paper's 8)
+    n_neighbors: int = 20  # UMAP neighbours (the paper's 20; fewer for small heads)
+    min_dist: float = 0.05  # UMAP min_dist (the paper's)
+    metric: str = "cosine"  # distance between embeddings (the paper's cosine)
+    min_samples: int = 20  # HDBSCAN min_samples (the paper's 20; fewer for small heads)
+    min_cluster_size: int = 25  # HDBSCAN min_cluster_size (the paper's 25; smaller for small heads)
     selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
     exemplars: int = 5  # per cluster, nearest to the medoid first
     radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
     n_epochs: int = 200  # UMAP's layout optimisation (its own default: 500 below 10k points)
     exact_knn_below: int = 20000  # exact cosine neighbours (shared by both maps) below this size
     workers: int = 0  # heads clustered in parallel processes; 0 = one per core
-    seed: int = 0
+    seed: int = 0  # UMAP's random state
 
     def scaled(self, n: int) -> tuple[int, int, int]:
         """``(n_neighbors, min_samples, min_cluster_size)`` for a head with ``n`` points."""
@@ -47,12 +47,11 @@ class ClusterConfig:
 
 @dataclass
 class HeadClusters:
-    """One head's clustering: per point, its label, 2-D map position and membership strength;
+    """One head's clustering: per point, its label and 2-D map position;
     per cluster, medoid and exemplars (point indices) and the assignment arrays."""
 
     labels: np.ndarray  # [n] int, -1 noise
     coords: np.ndarray  # [n, 2] float32
-    probabilities: np.ndarray  # [n] float32
     medoids: dict[int, int] = field(default_factory=dict)
     exemplars: dict[int, list[int]] = field(default_factory=dict)
     centers: np.ndarray | None = None  # [k, d] unit vectors of the medoids, label order
@@ -95,7 +94,7 @@ def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
     neighbors, min_samples, min_size = cfg.scaled(n)
     if n < 4:  # too few points for a neighbour graph: one cluster
         labels, coords = np.zeros(n, int), np.zeros((n, 2), np.float32)
-        return _summarise(x, labels, coords, np.ones(n, np.float32), cfg)
+        return _summarise(x, labels, coords, cfg)
     knn = exact_neighbors(x, neighbors, cfg.metric) if n < cfg.exact_knn_below else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs overridden by random_state; spectral fallbacks
@@ -105,8 +104,7 @@ def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
                            for k in (min(cfg.n_components, n - 2), 2))
     fit = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
                           cluster_selection_method=cfg.selection, allow_single_cluster=True).fit(reduced)
-    return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32),
-                      fit.probabilities_.astype(np.float32), cfg)
+    return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32), cfg)
 
 
 def exact_neighbors(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray, None]:
@@ -119,10 +117,9 @@ def exact_neighbors(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.
     return idx, dist.astype(np.float32), None
 
 
-def _summarise(x: np.ndarray, labels: np.ndarray, coords: np.ndarray, probs: np.ndarray,
-               cfg: ClusterConfig) -> HeadClusters:
+def _summarise(x: np.ndarray, labels: np.ndarray, coords: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
     """Medoids, exemplars and assignment radii of each cluster (cosine distance)."""
-    out = HeadClusters(labels, coords, probs)
+    out = HeadClusters(labels, coords)
     unit = _unit(x)
     centers, center_labels, radii = [], [], []
     for label in sorted(set(labels.tolist()) - {-1}):

@@ -44,7 +44,7 @@ class InterventionConfig:
     random_sets: int = 20  # random head sets per size, each tested like a chosen one
     greedy_candidates: int = 4  # the best single-ablation heads the greedy search picks among
     min_cluster: int = 4  # train members a cluster needs to count as failure-enriched
-    bootstrap: int = 1000
+    bootstrap: int = 1000  # resamples for every interval
     seed: int = 0
 
 

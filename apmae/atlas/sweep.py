@@ -32,8 +32,8 @@ STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
 class SweepConfig:
     scenarios: int = 300  # held-out scenarios scored at every point
     repeats: int = 3  # random orders averaged
-    batch_size: int = 32
-    seed: int = 0
+    batch_size: int = 32  # scenarios per ablated forward pass
+    seed: int = 0  # random orders and the scenarios drawn
 
 
 def head_counts(total: int) -> list[int]:

@@ -128,7 +128,6 @@ class Membership(Base):
     label: Mapped[int] = mapped_column(Integer)
     x: Mapped[float] = mapped_column(Float)
     y: Mapped[float] = mapped_column(Float)
-    probability: Mapped[float | None] = mapped_column(Float)
 
 
 class Predictor(Base):
@@ -158,7 +157,6 @@ class SweepPoint(Base):
     n_heads: Mapped[int] = mapped_column(Integer)
     repeat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     accuracy: Mapped[float] = mapped_column(Float)
-    accuracy_exact: Mapped[float | None] = mapped_column(Float)
     incorrect_to_correct: Mapped[int] = mapped_column(Integer)
     correct_to_incorrect: Mapped[int] = mapped_column(Integer)
     loss_change: Mapped[float | None] = mapped_column(Float)

@@ -57,16 +57,16 @@ class LMTrainConfig:
     """Everything that decides the trained model; the model card records it."""
 
     source: str  # corpus (see apmae.corpus.Corpus); only its train split is used
-    seed: int = 0
+    seed: int = 0  # tokenizer sample, initial weights and data order
     # tokenizer
-    vocab_size: int = 8192
+    vocab_size: int = 8192  # the BPE tokenizer's vocabulary
     tokenizer_files: int = 2500  # files sampled to train the tokenizer
     # model (Starcoder2 architecture)
-    hidden_size: int = 256
-    layers: int = 4
-    heads: int = 8
-    kv_heads: int = 4
-    mlp: int = 1024
+    hidden_size: int = 256  # model width
+    layers: int = 4  # transformer layers
+    heads: int = 8  # attention heads per layer
+    kv_heads: int = 4  # key-value heads (grouped-query attention)
+    mlp: int = 1024  # MLP width
     # data
     window: int = 256  # prompt tokens, as in the scenarios
     short_windows: str = ""  # e.g. "64,128": some batches use these shorter prompts (see batch)
@@ -75,15 +75,15 @@ class LMTrainConfig:
     middle_share: float = 0.5  # share of the loss on middle + end-of-text tokens (see fim_loss)
     task_share: float = 0.0  # share of FIM middles drawn as a scenario task's span (see above)
     # optimisation
-    batch_size: int = 16
-    steps: int = 3600
-    lr: float = 1.5e-3
-    min_lr: float = 1e-4
-    warmup: int = 300
-    weight_decay: float = 0.1
+    batch_size: int = 16  # windows per step
+    steps: int = 3600  # optimizer steps
+    lr: float = 1.5e-3  # peak learning rate (cosine decay after warmup)
+    min_lr: float = 1e-4  # learning rate at the last step
+    warmup: int = 300  # steps of linear warmup
+    weight_decay: float = 0.1  # AdamW weight decay on matrices
     bf16: bool = True  # bf16 autocast: faster on CPUs with bf16 instructions, at the same loss
     # bookkeeping
-    checkpoint_every: int = 200
+    checkpoint_every: int = 200  # steps between resumable checkpoints
     snapshot_every: int = 1000  # keep fp16 weights for the learning curve
     threads: int = 0  # torch threads; 0 = all cores
     # warm start: a finished run's folder whose fp32 weights and tokenizer this run continues

@@ -33,8 +33,8 @@ BASELINES = ("head_mean", "visible_mean", "nearest_visible")
 @dataclass
 class MAEEvalConfig:
     max_patterns: int = 4096  # held-out (scenario, layer, head) patterns, sampled
-    batch_size: int = 128
-    seed: int = 0
+    batch_size: int = 128  # patterns per forward pass
+    seed: int = 0  # which patterns are sampled and masked
     triptychs: int = 8  # PNGs written
     mean_scenarios: int = 400  # train-split scenarios averaged for head_mean
 

@@ -45,23 +45,21 @@ class MAETrainConfig:
     scaling: str = "log_affine"  # see apmae.mae.scaling
     log_floor: float = -20.0  # log_affine: weights below e^floor count as not attended
     image_size: int = 0  # 0: image_size_for(preset, window); a divisor of the window average-pools
-    mask_ratio: float = 0.5
-    # None: the preset's. The decoder gets the visible row/column profiles (model.py); each
-    # attention head adds a learned bias per relative patch offset
-    decoder_profiles: bool | None = None
-    position_bias: bool | None = None
+    mask_ratio: float = 0.5  # share of the lower-triangular patches masked per image
+    decoder_profiles: bool | None = None  # the decoder gets the visible row/column profiles (model.py); unset: the preset's
+    position_bias: bool | None = None  # each attention head adds a learned bias per relative patch offset; unset: the preset's
     patch_size: int = 0  # 0: image / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
     tasks: str = "all"  # training patterns: tasks, or all but noise
     completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
     head_fraction: float = 0.25  # heads per layer drawn per inference and epoch (the paper's)
     batch_size: int = 64  # patterns per step, over all ranks
-    steps: int = 1500
+    steps: int = 1500  # optimizer steps
     lr: float = 2e-3  # beat 1e-3 on the default run's patterns (RESULTS.md, steps and learning rate)
-    min_lr: float = 1e-5
-    warmup: int = 100
-    weight_decay: float = 0.05
-    seed: int = 0
-    checkpoint_every: int = 250
+    min_lr: float = 1e-5  # learning rate at the last step
+    warmup: int = 100  # steps of linear warmup
+    weight_decay: float = 0.05  # AdamW weight decay on matrices
+    seed: int = 0  # initial weights, masks and pattern sampling
+    checkpoint_every: int = 250  # steps between resumable checkpoints
     threads: int = 0  # torch threads per rank; 0 = the cores shared among ranks
     device: str = "cpu"  # cpu | cuda (under torchrun: the rank's own GPU) | auto (cuda if there is one)
     # bf16 autocast for forward and backward (weights, optimizer and loss stay fp32): faster
