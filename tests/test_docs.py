@@ -61,3 +61,14 @@ def test_every_environment_variable_is_documented():
     assert used >= {"APMAE_HOME", "APMAE_DATABASE_URL"}  # the scan finds what it must
     missing = sorted(v for v in used if f"`{v}`" not in README)
     assert not missing, f"undocumented environment variables: {missing}"
+
+
+def test_the_layout_follows_the_quick_start_and_names_every_module():
+    headings = [line for line in README.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Layout"
+    layout = README[README.index("## Layout"):README.index(headings[1])]
+    missing = [f"{root}/{p.relative_to(ROOT / root).as_posix()}"
+               for root in ("apmae", "server") for p in sorted((ROOT / root).rglob("*.py"))
+               if p.name not in ("__init__.py", "__main__.py")
+               and (p.relative_to(ROOT / root).as_posix() if root == "apmae" else p.name) not in layout]
+    assert not missing, f"modules the README's layout does not name: {missing}"
