@@ -20,8 +20,8 @@ the same chunk of :data:`CHUNK` batches one after the other (switching the model
 implementation, the order rotating from chunk to chunk), and each ratio is the median over
 chunks of the two paths' seconds on that chunk. A chunk, not a batch: extraction writes a
 batch while the next one computes, which a single batch would not show. The paths of one chunk
-run about a second apart, so a machine that slows down or speeds up moves both sides of a ratio;
-paths timed one after another in separate processes (as before) saw 1.78–2.28 for the same code.
+run about a second apart, so a machine that slows down or speeds up moves both sides of a ratio,
+where paths timed one after another in separate processes would each see a different machine.
 Before each timed call an untimed ``os.sync()`` flushes the previous path's writes, so no path's
 fsync waits on another's dirty pages.
 

@@ -212,7 +212,7 @@ class PatternStore:
     def encode_values(self, patterns: Any) -> np.ndarray:
         """Log-probabilities (a numpy array or a torch tensor) in the store's dtype (uint8: the
         nearest code, :func:`apmae.capture.code_log_probs`). uint8 input is taken as codes
-        already: ``record_attention(log_range=...)`` codes in its hook."""
+        already: ``record_attention(log_range=...)`` codes them while it records."""
         t = torch.as_tensor(patterns).detach().cpu()
         if self.meta.dtype != "uint8":
             if t.dtype == torch.uint8:
