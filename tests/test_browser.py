@@ -73,10 +73,12 @@ def page(browser):
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    failed: list[str] = []  # which request a "Failed to load resource" console error was
+    pg.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     pg.errors = errors
     yield pg
     context.close()
-    assert not errors, errors
+    assert not errors, (errors, failed)
 
 
 def _open(page, base: str, path: str) -> None:
