@@ -34,8 +34,7 @@ from tqdm import tqdm
 from transformers import Starcoder2Config, Starcoder2ForCausalLM
 
 from ..corpus import Corpus
-from ..scenarios import random_token_span
-from ..spans import TASKS, find_spans, parse_java
+from ..spans import TASKS, find_spans, parse_java, random_token_span
 from ..paths import atomic_path
 from .fim import SpecialIds, build_window, encode, special_ids
 from .tokenizer import train_tokenizer
