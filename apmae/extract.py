@@ -41,7 +41,8 @@ from .lm.score import exact_still_possible, greedy_continue, judge, to_completio
 from .paths import fsync_dir
 from .run import Run
 from .scenarios import Scenario, read_scenarios
-from .store.arrays import PatternStore, StoreMeta, decode_values
+from .store.arrays import PatternStore, StoreMeta
+from .store.format import decode_codes
 
 KEEP_HELP = "which patterns to store: all | sample:N (a bounded sample) | none"
 #: Store dtype and log range per ``--precision``: 8 bits over log p in [-20, 0] (the default
@@ -203,7 +204,7 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
             sel = [i for i, s in enumerate(batch) if s.id in keep and not store.has(s.id)]
             results, patterns = run_batch(target, batch, cfg, capture=meta if sel or sink else None)
             if sink is not None:
-                sink(batch, torch.from_numpy(decode_values(patterns.cpu().numpy(), meta)))
+                sink(batch, torch.from_numpy(decode_codes(patterns.cpu().numpy(), meta.dtype, meta.log_range)))
             if written is not None:
                 written.result()  # the previous batch is durable (or its error is raised here)
             ids = [batch[i].id for i in sel]

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .capture import unpack_lower_triangle
+from .store.format import unpack_lower_triangle
 
 #: Lowest log10 weight shown; smaller weights take the darkest colour.
 FLOOR = -6.0

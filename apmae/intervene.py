@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from apmae.capture import attention_modules, tril_window
+from apmae.capture import attention_modules
+from apmae.store.format import tril_window
 
 #: Attribute names of an attention module's output projection, tried in order.
 PROJECTION_NAMES: tuple[str, ...] = ("o_proj", "out_proj", "c_proj", "dense", "wo")

@@ -28,7 +28,8 @@ from .atlas.encode import EncodeConfig, embed
 from .atlas.live_predictor import LivePredictor, fit_live_predictor, live_features, out_of_distribution
 from .atlas.rows import hole_of
 from .extract import confidence
-from .capture import lower_triangle, record_attention, tril_window, unpack_lower_triangle
+from .capture import record_attention
+from .store.format import lower_triangle, tril_window, unpack_lower_triangle
 from .intervene import ablate_heads
 from .lm.fim import Window, build_prompt
 from .lm.load import ModelLoadError, Target, load_target

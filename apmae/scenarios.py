@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from .corpus import Corpus, CorpusError, split_of
 from .lm.fim import SpecialIds, Window, build_window, encode, special_ids
-from .lm.load import tokenizer_fingerprint
+from .lm.tokenizer import tokenizer_fingerprint
 from .paths import atomic_path
-from .spans import REGEX_TASKS, TREE_SITTER_TASKS, find_spans, parse_java
+from .spans import REGEX_TASKS, TREE_SITTER_TASKS, find_spans, parse_java, random_token_span
 
 TASKS: tuple[str, ...] = (*TREE_SITTER_TASKS, *REGEX_TASKS, "random", "noise")
-RANDOM_SPAN_TOKENS = (3, 10)
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Scenario:
     input_ids: list[int]  # the prompt, exactly `window` tokens
     target_ids: list[int]
     window: int
-    tokenizer: str  # tokenizer fingerprint (apmae.lm.load.tokenizer_fingerprint)
+    tokenizer: str  # tokenizer fingerprint (apmae.lm.tokenizer.tokenizer_fingerprint)
     label: bool | None = None  # forced correctness of noise scenarios
 
 
@@ -68,23 +67,6 @@ def check_tasks(tasks: Iterable[str]) -> list[str]:
 
 def scenario_id(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:12]
-
-
-def random_token_span(tokenizer, text: str, rng: random.Random) -> tuple[int, int] | None:
-    """Character offsets of 3–10 consecutive tokens at a random position of ``text``."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return None
-    pos = rng.randrange(len(text))
-    lo = max(0, pos - 200)
-    enc = backend.encode(text[lo:pos + 400], add_special_tokens=False)
-    offsets = enc.offsets[1:]  # the first token may be a cut piece
-    n = rng.randint(*RANDOM_SPAN_TOKENS)
-    if len(offsets) < n + 1:
-        return None
-    i = rng.randrange(len(offsets) - n)
-    start, end = lo + offsets[i][0], lo + offsets[i + n - 1][1]
-    return (start, end) if text[start:end].strip() else None
 
 
 def too_short(tokenizer, text: str, window: int) -> bool:

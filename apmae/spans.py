@@ -33,6 +33,7 @@ Decisions, where the paper leaves room:
 from __future__ import annotations
 
 import bisect
+import random
 import re
 from functools import lru_cache
 from typing import Callable
@@ -193,3 +194,24 @@ def find_spans(task: str, text: str, tree: Tree) -> list[tuple[int, int]]:
         if end > start:  # MISSING nodes are zero-width
             spans.add((start, end))
     return sorted(spans)
+
+
+#: Tokens in a random-span task's span.
+RANDOM_SPAN_TOKENS = (3, 10)
+
+
+def random_token_span(tokenizer, text: str, rng: random.Random) -> tuple[int, int] | None:
+    """Character offsets of 3–10 consecutive tokens at a random position of ``text``."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    pos = rng.randrange(len(text))
+    lo = max(0, pos - 200)
+    enc = backend.encode(text[lo:pos + 400], add_special_tokens=False)
+    offsets = enc.offsets[1:]  # the first token may be a cut piece
+    n = rng.randint(*RANDOM_SPAN_TOKENS)
+    if len(offsets) < n + 1:
+        return None
+    i = rng.randrange(len(offsets) - n)
+    start, end = lo + offsets[i][0], lo + offsets[i + n - 1][1]
+    return (start, end) if text[start:end].strip() else None

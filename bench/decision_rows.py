@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from apmae.atlas.heldout import Classifier, Features, HeldoutConfig, score_table
 from apmae.atlas.rows import hole_of, row_stats
-from apmae.capture import packed_positions, recompute_patterns
+from apmae.capture import recompute_patterns
+from apmae.store.format import packed_positions
 from apmae.lm.fim import special_ids
 from apmae.lm.load import load_target
 from apmae.run import Run

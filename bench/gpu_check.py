@@ -13,7 +13,8 @@ import time
 
 import torch
 
-from apmae.capture import record_attention, unpack_lower_triangle
+from apmae.capture import record_attention
+from apmae.store.format import unpack_lower_triangle
 from apmae.lm.load import load_target
 
 

@@ -48,7 +48,7 @@ import time
 
 import torch
 
-from apmae.capture import LOG_FLOOR, lower_triangle
+from apmae.store.format import LOG_FLOOR, lower_triangle
 from apmae.mae.model import APMAEModel, config_from_preset
 from apmae.mae.train import attention_kernels, make_optimizer
 from apmae.mae.scaling import to_images

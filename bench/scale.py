@@ -200,7 +200,7 @@ def prefill(shape_name: str, layers: int, repeats: int) -> dict:
 
 
 def storage(shape: Shape) -> dict:
-    from apmae.capture import tril_size
+    from apmae.store.format import tril_size
 
     heads = shape.layers * shape.heads
     return {"patterns_bytes": heads * tril_size(WINDOW),

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apmae.atlas.describe import METRICS, pattern_metrics
-from apmae.capture import unpack_lower_triangle
+from apmae.store.format import unpack_lower_triangle
 from apmae.db import models as m
 from apmae.db.session import migrated_engine, session_scope
 from apmae.store.arrays import PatternStore, StoreMeta

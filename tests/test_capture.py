@@ -11,16 +11,8 @@ import torch
 from conftest import TINY_VOCAB, eager_attentions, tiny_gpt2, tiny_llama, tiny_starcoder2
 
 from apmae import capture
-from apmae.capture import (
-    CAPTURE_ATTENTION,
-    LOG_FLOOR,
-    code_log_probs,
-    lower_triangle,
-    packed_positions,
-    record_attention,
-    tril_size,
-    unpack_lower_triangle,
-)
+from apmae.capture import CAPTURE_ATTENTION, record_attention
+from apmae.store.format import LOG_FLOOR, code_log_probs, lower_triangle, packed_positions, tril_size, unpack_lower_triangle
 
 T = 20
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from apmae.atlas.describe import METRICS, describe, enrichment, pattern_metrics, summarize
-from apmae.capture import lower_triangle
+from apmae.store.format import lower_triangle
 
 T = 16
 

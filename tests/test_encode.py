@@ -91,7 +91,7 @@ def test_pattern_stats_of_known_patterns():
     import torch
 
     from apmae.atlas.encode import pattern_stats
-    from apmae.capture import lower_triangle
+    from apmae.store.format import lower_triangle
 
     T = 4
     uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]

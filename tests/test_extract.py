@@ -15,7 +15,7 @@ import torch
 from conftest import eager_attentions
 
 import apmae.extract as extract_mod
-from apmae.capture import unpack_lower_triangle
+from apmae.store.format import unpack_lower_triangle
 from apmae.extract import ExtractConfig, extract
 from apmae.lm.load import ModelLoadError
 from apmae.lm.score import Completion, greedy_continue, judge, to_completion

@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from apmae.live import LiveError, locate
 from apmae.lm.fim import SpecialIds, build_prompt, build_window, special_ids
 from apmae.scenarios import TASKS as SCENARIO_TASKS
-from apmae.scenarios import mine, random_token_span
+from apmae.scenarios import mine
+from apmae.spans import random_token_span
 from apmae.spans import JAVA_KEYWORDS, TASKS, find_spans, parse_java
 
 #: The conftest's autouse ``_isolated_home`` is function-scoped; it only points APMAE_HOME

@@ -13,7 +13,7 @@ from apmae.atlas import heldout
 from apmae.atlas.heldout import (Features, HeldoutConfig, bootstrap_weights, evaluate_heldout,
                                  interval, score_table, weighted_auc)
 from apmae.atlas.rows import ROW_STATS, hole_of, row_stats
-from apmae.capture import lower_triangle
+from apmae.store.format import lower_triangle
 
 FAST = HeldoutConfig(bootstrap=200, max_iter=60, cv_folds=2)
 

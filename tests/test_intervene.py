@@ -12,7 +12,8 @@ import torch
 
 from conftest import TINY_VOCAB, tiny_gpt2, tiny_llama, tiny_starcoder2
 
-from apmae.capture import lower_triangle, record_attention
+from apmae.capture import record_attention
+from apmae.store.format import lower_triangle
 from apmae.intervene import ablate_heads, num_attention_heads, output_projections, pattern_change
 
 T = 12

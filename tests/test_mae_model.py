@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from apmae.capture import LOG_FLOOR, lower_triangle
+from apmae.store.format import LOG_FLOOR, lower_triangle
 from apmae.mae.model import PRESETS, APMAEConfig, APMAEModel, APMAEOutput, config_from_preset
 from apmae.mae.scaling import GAP, SCALINGS, to_images
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from apmae.capture import lower_triangle
+from apmae.store.format import lower_triangle
 from apmae.mae.evaluate import MAEEvalConfig, evaluate
 from apmae.mae.model import APMAEModel
 from apmae.mae.shipped import CARD, install, ship, shipped_for

@@ -9,7 +9,7 @@ import pytest
 
 from apmae.corpus import CorpusError, split_of
 from apmae.lm.fim import special_ids
-from apmae.lm.load import tokenizer_fingerprint
+from apmae.lm.tokenizer import tokenizer_fingerprint
 from apmae.scenarios import (TASKS, MiningStats, check_tasks, mine, read_scenarios,
                              write_scenarios)
 

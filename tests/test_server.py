@@ -13,7 +13,7 @@ import pytest
 from apmae.atlas.sweep import STRATEGIES
 from fastapi.testclient import TestClient
 
-from apmae.capture import unpack_lower_triangle
+from apmae.store.format import unpack_lower_triangle
 from server.app import create_app
 from server.settings import Settings
 from server.state import Busy, Explorer, InferencePool

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import false_discovery_control, hypergeom
 
-from ..capture import unpack_lower_triangle
+from ..store.format import unpack_lower_triangle
 
 METRICS = ("sink", "previous", "self", "local", "induction", "distance", "entropy")
 #: Keys counted as local: the query itself and the ``LOCAL - 1`` before it.

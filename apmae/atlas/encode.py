@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..capture import packed_positions, recompute_patterns, tril_window
+from ..capture import recompute_patterns
+from ..store.format import packed_positions, tril_window
 from ..lm.fim import special_ids
 from ..lm.load import Target, load_target, load_tokenizer
 from ..mae.model import APMAEModel

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..capture import packed_positions, tril_window
+from ..store.format import packed_positions, tril_window
 
 #: Per-head statistics of the last query row; EDGE tokens count as "beside the hole".
 ROW_STATS = ("entropy", "max", "first_token", "self", "distance", "left_of_hole",

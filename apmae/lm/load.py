@@ -7,7 +7,6 @@ The one place that calls ``from_pretrained`` for target models. Attention is apm
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..capture import CAPTURE_ATTENTION
 from ..distributed import rank_device
 from ..paths import DEFAULT_MODEL_DIR
 from .fim import SpecialIds, special_ids
+from .tokenizer import tokenizer_fingerprint
 
 
 class ModelLoadError(ValueError):
@@ -47,12 +47,6 @@ class Target:
         if self.max_context is not None and window + extra > self.max_context:
             raise ModelLoadError(f"window of {window} tokens (+{extra} generated) exceeds "
                                  f"{self.name}'s context of {self.max_context} tokens")
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A short hash of the vocabulary: scenarios mined with one tokenizer need the same one."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    return hashlib.sha1(repr(vocab).encode()).hexdigest()[:12]
 
 
 def resolve_model_name(name: str | None) -> str:

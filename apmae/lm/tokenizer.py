@@ -8,6 +8,7 @@ masked identifier, literal or bracket always starts on a token boundary and the 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -48,3 +49,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> PreTrainedT
         additional_special_tokens=[FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD],
         model_max_length=4096, clean_up_tokenization_spaces=False,
     )
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the vocabulary: scenarios mined with one tokenizer need the same one."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha1(repr(vocab).encode()).hexdigest()[:12]

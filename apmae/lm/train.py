@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import re
 import time
@@ -34,9 +33,9 @@ from tqdm import tqdm
 from transformers import Starcoder2Config, Starcoder2ForCausalLM
 
 from ..corpus import Corpus
-from ..scenarios import random_token_span
-from ..spans import TASKS, find_spans, parse_java
+from ..spans import TASKS, find_spans, parse_java, random_token_span
 from ..paths import atomic_path
+from ..training import adamw, lr_at
 from .fim import SpecialIds, build_window, encode, special_ids
 from .tokenizer import train_tokenizer
 
@@ -220,14 +219,6 @@ def check_init(init: Path, cfg: LMTrainConfig) -> None:
         raise ValueError(f"--init-from {init}: architecture differs in {', '.join(differ)}")
 
 
-def lr_at(step: int, cfg: LMTrainConfig) -> float:
-    """Linear warm-up, then one cosine cycle down to ``min_lr``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
-
-
 def fim_loss(logits: torch.Tensor, ids: torch.Tensor, roles: torch.Tensor,
              middle_share: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token cross-entropy, the mean over middle tokens weighing ``middle_share``.
@@ -280,11 +271,7 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = Starcoder2ForCausalLM(model_config(cfg, tokenizer))
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95))
+    opt = adamw(model, cfg.lr, cfg.weight_decay, exempt=lambda name: "embed" in name)
     rng = np.random.default_rng(cfg.seed)
     state = TrainState()
     if resume and ckpt_path.exists():
@@ -305,7 +292,7 @@ def train_lm(cfg: LMTrainConfig, out: Path, resume: bool = False) -> Path:
     while state.step < cfg.steps:
         t0 = time.perf_counter()
         for group in opt.param_groups:
-            group["lr"] = lr_at(state.step, cfg)
+            group["lr"] = lr_at(state.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
         ids, roles = sampler.batch(cfg.batch_size)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(input_ids=ids).logits

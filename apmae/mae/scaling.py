@@ -1,7 +1,7 @@
 """Turn packed log-probability attention patterns into the 1-channel images AP-MAE sees.
 
 Input: ``[N, T*(T+1)/2]`` lower triangles of ``log p`` (as stored by :mod:`apmae.capture`, float16
-or float32, floored at :data:`apmae.capture.LOG_FLOOR`). Output: ``[N, 1, T, T]`` float32, the
+or float32, floored at :data:`apmae.store.format.LOG_FLOOR`). Output: ``[N, 1, T, T]`` float32, the
 never-attended upper triangle 0.
 
 * ``"log_affine"`` (default): a fixed, global affine map of ``log p``. Clamp to ``[floor, 0]``
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from apmae.capture import unpack_lower_triangle
+from apmae.store.format import unpack_lower_triangle
 
 SCALINGS = ("log_affine", "log_normalize", "prob")
 

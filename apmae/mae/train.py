@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from ..distributed import rank_and_world, rank_device
 from ..paths import atomic_dir, atomic_path
 from ..run import Run
+from ..training import adamw, lr_at
 from .data import PatternFilter, epoch_items, load_packed, select
 from .model import APMAEModel, config_from_preset
 
@@ -94,15 +94,9 @@ class MAEState:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW (0.9, 0.95), weight decay on matrices but not on biases, norms and position
-    embeddings; ``fused``: one kernel per parameter for the whole update, where the CPU's
-    ``foreach`` path still runs several ops per tensor."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "pos" not in name else no_decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95),
-                             fused=True)
+    """:func:`apmae.training.adamw`, position embeddings exempt from decay, fused (the CPU's
+    ``foreach`` path still runs several ops per tensor)."""
+    return adamw(model, lr, weight_decay, exempt=lambda name: "pos" in name, fused=True)
 
 
 def attention_kernels(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -111,13 +105,6 @@ def attention_kernels(device: torch.device, bf16: bool) -> contextlib.AbstractCo
     if device.type == "cpu" and bf16:
         return sdpa_kernel([SDPBackend.MATH])
     return contextlib.nullcontext()
-
-
-def lr_at(step: int, cfg: MAETrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def step_items(cfg: MAETrainConfig, step: int, n_scenarios: int, layers: int, heads: int,
@@ -201,7 +188,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
     while state.step < cfg.steps:
         t0 = time.perf_counter()
         for group in opt.param_groups:
-            group["lr"] = lr_at(state.step, cfg)
+            group["lr"] = lr_at(state.step, cfg.lr, cfg.min_lr, cfg.warmup, cfg.steps)
         items = step_items(cfg, state.step, len(ids), layers, heads, rank, world)
         images = model.images_from_patterns(load_packed(store, ids, items).to(device))
         noise = step_noise(cfg, state.step, config.num_patches, rank, world).to(device)

@@ -1,7 +1,7 @@
 """The on-disk store of a run's attention patterns: append-only shards, resumable, memory-mapped.
 
 One entry per scenario id: ``[layers, heads, L]`` (``L = T*(T+1)/2``, the packed lower triangle
-of :mod:`apmae.capture`) in float16, or in 8 bits (``dtype="uint8"``): code ``k`` stands for
+of :mod:`apmae.store.format`) in float16, or in 8 bits (``dtype="uint8"``): code ``k`` stands for
 ``log p = k * log_range / 255 - log_range``, i.e. ``max(log p, -log_range)`` in 255 equal steps
 (0.078 nats, 8% of ``p``, for a range of 20). Half the disk of float16; the AP-MAE's default
 scaling ignores weights below ``e^-20`` anyway, and its input images are 8-bit deep like any
@@ -39,8 +39,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..capture import code_log_probs
 from ..paths import atomic_path
+from .format import code_log_probs, decode_codes
 
 _SHARD = re.compile(r"^(\d{6})\.(npy|ids\.json)$")
 #: 2: patterns packed in :mod:`apmae.capture`'s rectangular layout; 1 packed them row by row
@@ -68,16 +68,6 @@ class StoreMeta:
     @property
     def entry_shape(self) -> tuple[int, int, int]:
         return (self.layers, self.heads, self.length)
-
-
-def decode_values(stored: np.ndarray, meta: StoreMeta) -> np.ndarray:
-    """Entries in ``meta``'s format as log-probabilities (uint8: float32; float16 stays itself)."""
-    if meta.dtype != "uint8":
-        return stored
-    out = stored.astype(np.float32)
-    out *= np.float32(meta.log_range / 255.0)
-    out -= np.float32(meta.log_range)
-    return out
 
 
 class PatternStore:
@@ -211,7 +201,7 @@ class PatternStore:
 
     def encode_values(self, patterns: Any) -> np.ndarray:
         """Log-probabilities (a numpy array or a torch tensor) in the store's dtype (uint8: the
-        nearest code, :func:`apmae.capture.code_log_probs`). uint8 input is taken as codes
+        nearest code, :func:`apmae.store.format.code_log_probs`). uint8 input is taken as codes
         already: ``record_attention(log_range=...)`` codes them while it records."""
         t = torch.as_tensor(patterns).detach().cpu()
         if self.meta.dtype != "uint8":
@@ -224,7 +214,7 @@ class PatternStore:
 
     def decode_values(self, stored: np.ndarray) -> np.ndarray:
         """Stored entries as log-probabilities (uint8: float32; float16 stays itself, a view)."""
-        return decode_values(stored, self.meta)
+        return decode_codes(stored, self.meta.dtype, self.meta.log_range)
 
     def quantize(self, patterns: Any) -> np.ndarray:
         """``patterns`` as they would read back from this store: so patterns recomputed by a
