@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .routers import atlas, card, live, pages
+from .routers import card, heads, live, pages, run, scenarios
 from .settings import Settings
 from .state import Busy, Explorer
 
@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None, state: Explorer | None = None) 
             parts.append(f"{where}: {err.get('msg', 'invalid')}")
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, 422)
 
-    app.include_router(atlas.router)
+    app.include_router(run.router)
+    app.include_router(heads.router)
+    app.include_router(scenarios.router)
     app.include_router(card.router)
     app.include_router(live.router)
     app.include_router(pages.router)

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from apmae.heatmap import FLOOR, difference_matrix, log10_matrix, thumbnail_png
 from apmae.intervene import pattern_change
 from apmae.live import Analysis, LiveError, Outcome, locate
 
-from ..deps import explorer, ready_atlas
+from ..deps import ExplorerDep, ready_atlas
 from ..schemas import (
     InterveneRequest,
     InterveneResponse,
@@ -80,7 +80,7 @@ def _common(state: Explorer, a: Analysis) -> tuple[str, dict]:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=errors(400, 413, 422, 503, 504))
-async def predict(body: PredictRequest, state: Explorer = Depends(explorer)) -> dict:
+async def predict(body: PredictRequest, state: ExplorerDep) -> dict:
     """Complete the span, capture every head, place each head's pattern in its clusters and
     predict correctness from those clusters alone (the target is not used)."""
     a = await state.pool.run(_analyze, state, body, [])
@@ -91,7 +91,7 @@ async def predict(body: PredictRequest, state: Explorer = Depends(explorer)) -> 
 
 
 @router.post("/intervene", response_model=InterveneResponse, responses=errors(400, 413, 422, 503, 504))
-async def intervene(body: InterveneRequest, state: Explorer = Depends(explorer)) -> dict:
+async def intervene(body: InterveneRequest, state: ExplorerDep) -> dict:
     """The same completion twice: as is, and with the ``ablate`` heads switched off."""
     if not body.ablate:
         raise HTTPException(422, "ablate is empty: name at least one [layer, head]")
@@ -131,10 +131,9 @@ def _live_pattern(state: Explorer, rid: str, which: str, layer: int, head: int) 
 
 @router.get("/live/{rid}/heads/{layer}/{head}/pattern", response_model=PatternOut,
             responses=errors(404, 422))
-def live_pattern(rid: str, layer: int, head: int,
+def live_pattern(state: ExplorerDep, rid: str, layer: int, head: int,
                  which: Literal["baseline", "ablated", "difference"] = Query(
-                     "baseline", description="difference: ablated − baseline attention weights"),
-                 state: Explorer = Depends(explorer)) -> dict:
+                     "baseline", description="difference: ablated − baseline attention weights")) -> dict:
     """One head's pattern of a live result, as log10 weights with the prompt's tokens (or the
     ablated run's minus the baseline's, in weights)."""
     if which == "difference":
@@ -148,9 +147,8 @@ def live_pattern(rid: str, layer: int, head: int,
 
 @router.get("/live/{rid}/heads/{layer}/{head}/thumb.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, **errors(404, 422)})
-def live_thumb(rid: str, layer: int, head: int,
-               which: Literal["baseline", "ablated"] = Query("baseline"),
-               state: Explorer = Depends(explorer)) -> Response:
+def live_thumb(state: ExplorerDep, rid: str, layer: int, head: int,
+               which: Literal["baseline", "ablated"] = Query("baseline")) -> Response:
     packed, _ = _live_pattern(state, rid, which, layer, head)
     return Response(thumbnail_png(packed), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=3600"})

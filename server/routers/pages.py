@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from ..deps import explorer
-from ..state import Explorer
+from ..deps import ExplorerDep
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 templates = Jinja2Templates(directory=FRONTEND / "templates")
@@ -29,7 +28,7 @@ PAGES = {
 
 
 def _page(template: str, title: str):
-    def page(request: Request, state: Explorer = Depends(explorer)) -> HTMLResponse:
+    def page(request: Request, state: ExplorerDep) -> HTMLResponse:
         return templates.TemplateResponse(request, template, {
             "title": title, "run": state.run.name, "problem": state.problem})
     return page
