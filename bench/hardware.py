@@ -79,7 +79,8 @@ def lm_forward(repeats: int) -> dict[str, float]:
 
 
 def mae_train(repeats: int) -> dict[str, float]:
-    from apmae.mae.model import APMAEModel, config_from_preset
+    from apmae.mae.config import config_from_preset
+    from apmae.mae.model import APMAEModel
     from apmae.mae.train import attention_kernels, make_optimizer
     from bench.mae import pattern_images
 

@@ -49,7 +49,8 @@ import time
 import torch
 
 from apmae.store.format import LOG_FLOOR, lower_triangle
-from apmae.mae.model import APMAEModel, config_from_preset
+from apmae.mae.config import config_from_preset
+from apmae.mae.model import APMAEModel
 from apmae.mae.train import attention_kernels, make_optimizer
 from apmae.mae.scaling import to_images
 from bench.reference_mae import ReferenceMAE

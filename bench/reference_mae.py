@@ -1,7 +1,7 @@
 """A plain ViT-MAE over attention-pattern images, written the way the AP-MAE reference writes it.
 
 Only the benchmark (:mod:`bench.mae`) uses it, as the baseline ``apmae.mae.model.APMAEModel`` is
-timed against. It takes the same :class:`~apmae.mae.model.APMAEConfig` sizes (widths, depths,
+timed against. It takes the same :class:`~apmae.mae.config.APMAEConfig` sizes (widths, depths,
 heads, MLP sizes, patch size, mask ratio) and does the same work per step, written
 straightforwardly:
 
@@ -27,7 +27,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from apmae.mae.model import APMAEConfig, APMAEModel
+from apmae.mae.config import APMAEConfig
+from apmae.mae.model import APMAEModel
 
 
 class Attention(nn.Module):

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModel
 
 from apmae.store.format import LOG_FLOOR, lower_triangle
-from apmae.mae.model import PRESETS, APMAEConfig, APMAEModel, APMAEOutput, config_from_preset
+from apmae.mae.config import PRESETS, APMAEConfig, config_from_preset
+from apmae.mae.model import APMAEModel, APMAEOutput
 from apmae.mae.scaling import GAP, SCALINGS, to_images
 
 # 16 px, patch 4 -> 4 x 4 grid, 10 lower-triangular patches of 16 pixels
@@ -292,7 +293,7 @@ def test_presets():
 
 def test_position_embeddings_start_as_row_and_column_features(model):
     """Patches in one row band share the row half of their position embedding (sin-cos init)."""
-    from apmae.mae.model import sincos_2d
+    from apmae.mae.layers import sincos_2d
 
     table = sincos_2d(model.tril_patches, 16)
     assert torch.equal(table[0], torch.zeros(16))  # CLS

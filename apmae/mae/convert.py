@@ -49,7 +49,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from apmae.mae.model import APMAEConfig, APMAEModel, config_from_preset
+from apmae.mae.config import APMAEConfig, config_from_preset
+from apmae.mae.model import APMAEModel
 
 #: The reference's default width of one attention head, for a checkpoint without its config.json.
 REFERENCE_HEAD_DIM = 64

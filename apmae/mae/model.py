@@ -25,215 +25,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from apmae.mae.scaling import SCALINGS, to_images
+from apmae.mae.config import APMAEConfig
+from apmae.mae.layers import Block, tril_patch_cells, sincos_2d, take_rows
+from apmae.mae.scaling import to_images
 
 try:  # transformers >= 5: init functions that skip weights already loaded by from_pretrained
     from transformers import initialization as init
 except ImportError:  # transformers 4.x initialises only missing weights itself
     from torch.nn import init
-
-
-class APMAEConfig(PretrainedConfig):
-    """Sizes of the AP-MAE encoder/decoder and the image scaling it was trained with.
-
-    ``head_dim`` / ``decoder_head_dim`` (default ``hidden / heads``) and ``patch_embed_norm``
-    (layer norms before and after the patch embedding) exist for the reference's released
-    checkpoints, which have both (:mod:`apmae.mae.convert`)."""
-
-    model_type = "apmae"
-
-    def __init__(
-        self,
-        image_size: int = 64,
-        patch_size: int = 8,
-        hidden_size: int = 128,
-        num_hidden_layers: int = 4,
-        num_attention_heads: int = 4,
-        intermediate_size: int = 512,
-        decoder_hidden_size: int = 128,
-        decoder_num_hidden_layers: int = 2,
-        decoder_num_attention_heads: int = 4,
-        decoder_intermediate_size: int = 512,
-        mask_ratio: float = 0.5,
-        scaling: str = "log_affine",
-        log_floor: float = -20.0,
-        relative_position_bias: bool = False,
-        decoder_profiles: bool = True,
-        head_dim: int | None = None,
-        decoder_head_dim: int | None = None,
-        patch_embed_norm: bool = False,
-        pixel_mean: float = 0.0,
-        pixel_std: float = 1.0,
-        layer_norm_eps: float = 1e-6,
-        initializer_range: float = 0.02,
-        **kwargs,
-    ) -> None:
-        if patch_size <= 0 or image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-        for name, dim, heads, head in (
-            ("hidden_size", hidden_size, num_attention_heads, head_dim),
-            ("decoder_hidden_size", decoder_hidden_size, decoder_num_attention_heads, decoder_head_dim),
-        ):
-            if heads <= 0 or (head is None and dim % heads):
-                raise ValueError(f"{name} {dim} is not divisible by its {heads} attention heads")
-            if head is not None and head <= 0:
-                raise ValueError(f"{name}: head dimension must be positive, got {head}")
-        if scaling not in SCALINGS:
-            raise ValueError(f"unknown scaling {scaling!r}; valid: {', '.join(SCALINGS)}")
-        if not 0.0 < mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        self.image_size = image_size
-        self.patch_size = patch_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
-        self.decoder_hidden_size = decoder_hidden_size
-        self.decoder_num_hidden_layers = decoder_num_hidden_layers
-        self.decoder_num_attention_heads = decoder_num_attention_heads
-        self.decoder_intermediate_size = decoder_intermediate_size
-        self.mask_ratio = mask_ratio
-        self.scaling = scaling
-        self.log_floor = log_floor
-        self.relative_position_bias = relative_position_bias
-        self.decoder_profiles = decoder_profiles
-        self.head_dim = head_dim
-        self.decoder_head_dim = decoder_head_dim
-        self.patch_embed_norm = patch_embed_norm
-        self.pixel_mean = pixel_mean
-        self.pixel_std = pixel_std
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        super().__init__(**kwargs)
-
-    @property
-    def grid(self) -> int:
-        """Patches per image side."""
-        return self.image_size // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        """Lower-triangular patches, diagonal included: the only ones the model sees."""
-        return self.grid * (self.grid + 1) // 2
-
-
-#: Named sizes. "paper": the published AP-MAE as the paper describes it; it counts
-#: ~102M parameters, not the 127M the paper quotes: the reference's encoder heads are 64 wide (a
-#: 1,024-wide attention on the 512-wide stream), these 32 (``head_dim`` unset); ``mae import``
-#: builds the reference's width.
-#: "cpu": small enough to train on a laptop CPU (the APMAEConfig sizes), with the decoder
-#: handed the visible row/column profiles and no relative position bias: the profiles cut the
-#: masked error most, and the bias added too little for its cost in throughput. Its images are
-#: 64 px (patch 8, the paper's 8 x 8 grid), the 256-token patterns average-pooled 4 x 4: a lower
-#: error than at 256 px in less time. What pooling averages away is token-level texture, set by
-#: which tokens a query meets, that no pattern-level model predicts (bench/mae_lowrank.py); the
-#: shapes stay: clusters per head and the cluster-label predictor are as at 256 px (RESULTS.md
-#: `mae-cpu-preset`).
-PRESETS: dict[str, dict] = {
-    "paper": dict(
-        image_size=256, patch_size=32,
-        hidden_size=512, num_hidden_layers=24, num_attention_heads=16, intermediate_size=2048,
-        decoder_hidden_size=512, decoder_num_hidden_layers=8, decoder_num_attention_heads=8,
-        decoder_intermediate_size=2048, relative_position_bias=False,
-    ),
-    "cpu": dict(
-        image_size=64, patch_size=8,
-        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
-        decoder_hidden_size=128, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
-        decoder_intermediate_size=512, decoder_profiles=True, relative_position_bias=False,
-    ),
-}
-
-
-def config_from_preset(name: str, **overrides) -> APMAEConfig:
-    """The config of preset ``name`` with ``overrides`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return APMAEConfig(**{**PRESETS[name], **overrides})
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block (fused-qkv self-attention + GELU MLP), encoder and decoder alike.
-
-    ``head_dim`` (default ``dim // heads``): the reference's encoder has 16 heads of 64 on a
-    512-wide stream, an attention width (1,024) that is not the stream's; its checkpoints need it.
-
-    With ``grid``, each head adds a learned bias per relative grid offset (Δrow, Δcolumn) of
-    two patches (one more entry for any pair with CLS) to its attention logits, as Swin and BEiT
-    do. A pattern's structure runs along rows (one band of queries: the softmax's shared
-    normaliser) and columns (one band of keys: tokens everyone attends to), and the bias lets a
-    head look along them from the first step. Measured on the default run: a small gain in
-    masked MSE (ratio to the head-mean baseline 0.989 vs 0.996 at 64 px, 600 steps; 0.617 vs
-    0.624 at 256 px, 1,800 steps, with decoder profiles) for ~15-20% of the training
-    throughput; off in both presets, an option (``--position-bias``).
-    """
-
-    def __init__(self, dim: int, heads: int, intermediate: int, eps: float,
-                 grid: int | None = None, head_dim: int | None = None) -> None:
-        super().__init__()
-        self.heads = heads
-        self.head_dim = head_dim or dim // heads
-        self.rel_bias = nn.Parameter(torch.zeros(heads, (2 * grid - 1) ** 2 + 1)) if grid else None
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.qkv = nn.Linear(dim, 3 * heads * self.head_dim)
-        self.proj = nn.Linear(heads * self.head_dim, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.fc1 = nn.Linear(dim, intermediate)
-        self.fc2 = nn.Linear(intermediate, dim)
-
-    def forward(self, x: torch.Tensor, rel_index: torch.Tensor | None = None,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``rel_index [B, N, N]``: each token pair's entry in the bias table (see
-        ``relative_index``). ``rows [B, n]``: compute only these tokens' outputs (``[B, n, D]``),
-        every token still a key: the decoder's last block, whose visible rows nobody reads."""
-        B, N, _ = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if rows is not None:
-            x = take_rows(x, rows)
-            q = q.gather(2, rows[:, None, :, None].expand(-1, self.heads, -1, q.shape[-1]))
-            if rel_index is not None:
-                rel_index = rel_index.gather(1, rows[..., None].expand(-1, -1, N))
-        bias = None
-        if self.rel_bias is not None:
-            bias = self.rel_bias[:, rel_index].transpose(0, 1).to(q.dtype)  # [B, heads, n, N]
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = x + self.proj(attn.transpose(1, 2).flatten(2))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
-
-
-def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x [B, N, D]``, ``index [B, n]`` -> ``[B, n, D]``: each batch row's chosen tokens. One
-    ``index_select`` of whole rows over the flattened batch: ``gather`` with an index expanded
-    to every element reads an int64 per element (2.6 against 0.4 ms for 64 x 18 patches of
-    1,024 pixels)."""
-    B, N, D = x.shape
-    flat = (index + torch.arange(B, device=index.device)[:, None] * N).flatten()
-    return x.reshape(B * N, D).index_select(0, flat).view(B, index.shape[1], D)
-
-
-def _tril_patches(grid: int) -> torch.Tensor:
-    """``[grid*(grid+1)/2, 2]`` (row, col) of the lower-triangular patches, row-major."""
-    return torch.tril_indices(grid, grid).T.contiguous()
-
-
-def sincos_2d(cells: torch.Tensor, dim: int) -> torch.Tensor:
-    """``[1 + N, dim]`` position embeddings: zeros for CLS, then sine-cosine features of each
-    patch's grid row (first half) and column (second half), as MAE initialises them: from the
-    first step the model knows which patches share a row (one band of queries) or a column (one
-    band of keys), the structure a masked patch is predicted from. They stay trainable.
-    """
-    quarter = dim // 4
-    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter))
-    parts = []
-    for axis in cells.float().unbind(1):
-        angles = axis[:, None] * freqs[None]
-        parts += [angles.sin(), angles.cos()]
-    table = torch.cat(parts, 1)
-    table = torch.cat([table, table.new_zeros(len(cells), dim - table.shape[1])], 1)
-    return torch.cat([table.new_zeros(1, dim), table])
 
 
 @dataclass
@@ -262,7 +64,7 @@ class APMAEModel(PreTrainedModel):
         c = config
         D, Dd, P, N = c.hidden_size, c.decoder_hidden_size, c.patch_size**2, c.num_patches
         grid = c.grid if c.relative_position_bias else None
-        self.register_buffer("tril_patches", _tril_patches(c.grid), persistent=False)
+        self.register_buffer("tril_patches", tril_patch_cells(c.grid), persistent=False)
 
         self.patch_embed = nn.Linear(P, D)
         # the reference normalises each patch's pixels before and its embedding after the linear
@@ -304,7 +106,7 @@ class APMAEModel(PreTrainedModel):
             for p in (module.cls_token, module.mask_token):
                 init.normal_(p, mean=0.0, std=std)
             # non-persistent, so never loaded: from_pretrained leaves it uninitialised otherwise
-            module.tril_patches = _tril_patches(self.config.grid).to(module.pos_embed.device)
+            module.tril_patches = tril_patch_cells(self.config.grid).to(module.pos_embed.device)
             for p in (module.pos_embed, module.decoder_pos_embed):
                 init.copy_(p, sincos_2d(module.tril_patches, p.shape[-1]).unsqueeze(0))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..paths import (DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, atomic_dir, atomic_path, home_relative,
                      weights_digest)
 from ..run import Run
-from .model import APMAEConfig
+from .config import APMAEConfig
 
 FILES = ("config.json", "model.safetensors")
 CARD = "card.json"  # what it was trained on and how; what it measured

@@ -27,7 +27,8 @@ from ..paths import atomic_dir, atomic_path
 from ..run import Run
 from ..training import adamw, lr_at
 from .data import PatternFilter, epoch_items, load_packed, select
-from .model import APMAEModel, config_from_preset
+from .config import config_from_preset
+from .model import APMAEModel
 
 
 def image_size_for(preset: str, window: int) -> int:
@@ -41,7 +42,7 @@ def image_size_for(preset: str, window: int) -> int:
 class MAETrainConfig:
     """Everything that decides the trained AP-MAE; saved beside it."""
 
-    preset: str = "cpu"  # cpu | paper (see apmae.mae.model.PRESETS)
+    preset: str = "cpu"  # cpu | paper (see apmae.mae.config.PRESETS)
     scaling: str = "log_affine"  # see apmae.mae.scaling
     log_floor: float = -20.0  # log_affine: weights below e^floor count as not attended
     image_size: int = 0  # 0: image_size_for(preset, window); a divisor of the window average-pools
