@@ -294,7 +294,8 @@ def cmd_predictor_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .atlas.build import intervention_summary, sweep_run, sweep_summary
+    from .atlas.build import sweep_run
+    from .atlas.summaries import intervention_summary, sweep_summary
     from .atlas.intervention import InterventionConfig
     from .atlas.sweep import SweepConfig
     from .lm.load import load_target

@@ -67,7 +67,7 @@ def atlas_sections(run: Run, url: str | None = None) -> dict:
     path = sqlite_file(url)
     if path is not None and not path.exists():
         return {}  # no atlas yet: do not create an empty database just to report on it
-    from .atlas.build import cluster_summary, intervention_summary, predictor_summary, sweep_summary
+    from .atlas.summaries import cluster_summary, intervention_summary, predictor_summary, sweep_summary
     from .db.session import reading_engine
 
     engine = reading_engine(url)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from apmae.atlas.build import cluster_run, cluster_summary, intervention_summary, predictor_run, sweep_run
+from apmae.atlas.build import cluster_run, predictor_run, sweep_run
+from apmae.atlas.summaries import cluster_summary, intervention_summary
 from apmae.atlas.cluster import ClusterConfig
 from apmae.atlas.intervention import InterventionConfig
 from apmae.atlas.predictor import PredictorConfig

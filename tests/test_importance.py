@@ -140,7 +140,7 @@ def test_sample_per_task_caps_each_task():
 
 
 def test_the_verdict_tells_a_helping_selection_from_the_papers_gain():
-    from apmae.atlas.build import verdict
+    from apmae.atlas.summaries import verdict
 
     def row(change, ci, beaten, base=0.4):
         return {"accuracy_change": change, "accuracy_change_ci": ci, "share_of_random_beaten": beaten,

@@ -57,7 +57,7 @@ def interventions(state: ExplorerDep) -> dict:
     """Selective interventions: per task and method, the heads chosen on the train split and
     their held-out accuracy change with its interval beside random heads of equal count;
     pooled over tasks; and which method wins."""
-    from apmae.atlas.build import intervention_summary
+    from apmae.atlas.summaries import intervention_summary
 
     run_id(state)
     section = intervention_summary(state.engine, state.run.name)
