@@ -104,7 +104,7 @@ export function patternView(pattern, { filename, caption, onPick, small = false 
   const largest = difference ? Math.max(1e-6, ...pattern.z.flat().map((v) => Math.abs(v ?? 0))) : 0;
   const colours = difference
     ? { colorscale: "RdBu", zmin: -largest, zmax: largest, zmid: 0,
-      colorbar: { title: { text: "Δ w", side: "right" }, thickness: 12, x: 1.05 } }
+      colorbar: { title: { text: "Δ w", side: "right" }, thickness: 12, x: 1.05, tickformat: ".2~g" } }
     : { colorscale: "Viridis", zmin: pattern.floor, zmax: 0, colorbar: { title: { text: "log10 w", side: "right" }, thickness: 12, x: 1.05 } };
   const axis = { tickfont: { family: MONO, size: 9 }, showgrid: false, zeroline: false, ticks: "", tickmode: "array" };
   const full = [-0.5, T - 0.5];
