@@ -105,7 +105,7 @@ function similarPanel(layer, head, by) {
         el("a", { href: href("/head", { layer: x.layer, head: x.head }), text: headName(x.layer, x.head) }),
         el("span", { class: "hint", title: "distance (smaller: nearer)", text: ` ${x.distance.toPrecision(3)}` }))))
         : el("p", { class: "hint", text: "No other head to compare with." }),
-      el("p", { class: "hint", text: `${r.by === "embedding" ? "1 − cosine of the heads' mean AP-MAE embeddings" : "distance between standardised pattern-metric profiles"}, over ${r.n} scenarios.` }));
+      el("p", { class: "hint", id: "similar-note", text: `${r.by === "embedding" ? "1 − cosine of the heads' mean AP-MAE embeddings" : "distance between standardised pattern-metric profiles"}, over ${r.n} scenarios.` }));
     } catch (e) {
       clear(list).append(errorBox(e, "Similar heads"));
     }
@@ -144,7 +144,7 @@ function drawMap(div, points, look, layer, head) {
     keys.push(pts.map((q) => q.key));
     if (label >= 0) {
       annotations.push({ x: mean(pts.map((q) => q.x)), y: mean(pts.map((q) => q.y)), text: `<b>${clusterName(label)}</b>`, showarrow: false,
-        font: { size: 12, color }, bgcolor: "rgba(255,255,255,0.75)", borderpad: 1 });
+        font: { size: 11, color: "#222" }, bgcolor: "rgba(255,255,255,0.8)", bordercolor: color, borderwidth: 1.5, borderpad: 1 });
     }
     return {
       type, mode: "markers", name: `${clusterName(label)} (${pts.length})`,
