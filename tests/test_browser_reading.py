@@ -102,6 +102,16 @@ def test_similar_heads_link_to_heads(page, base_url, shots):
     page.wait_for_selector("body[data-ready]")
     assert page.inner_text("#head-title") == f"Head L{first['layer']} H{first['head']}"
 
+    # another run: a name the server has no run of answers its message, not a list
+    page.fill("#sim-run", "no-such-run")
+    page.press("#sim-run", "Enter")
+    page.wait_for_selector("#similar .error")
+    assert "no extracted run named 'no-such-run'" in page.inner_text("#similar .error")
+    assert "in=no-such-run" in page.url
+    # the browser logs the expected 404 itself: that one, and nothing else
+    assert page.errors == ["console: Failed to load resource: the server responded with a status of 404 (Not Found)"]
+    page.errors.clear()
+
 
 def test_cluster_page_sets_the_cluster_against_its_head(page, base_url, shots):
     info = _get(base_url, "/api/heads/1/1")

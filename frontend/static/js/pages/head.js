@@ -87,30 +87,39 @@ async function headPage() {
   };
   taskSel.addEventListener("change", load);
   corrSel.addEventListener("change", load);
-  similarPanel(layer, head, p.get("by"));
+  similarPanel(layer, head, p);
   await load();
 }
 
-/** The heads nearest to this one by the distribution of their patterns, measure selectable (?by=). */
-function similarPanel(layer, head, by) {
-  const sel = $("#sim-by"), list = $("#similar");
-  sel.value = ["embedding", "profile"].includes(by) ? by : "";
+/** The heads nearest to this one by the distribution of their patterns, measure selectable (?by=),
+ * in this run or in another (?in=, e.g. another model's run: its heads are named, not linked,
+ * since this explorer serves one run). */
+function similarPanel(layer, head, p) {
+  const sel = $("#sim-by"), other = $("#sim-run"), list = $("#similar");
+  sel.value = ["embedding", "profile"].includes(p.get("by")) ? p.get("by") : "";
+  other.value = p.get("in") || "";
   const load = async () => {
-    setParams({ by: sel.value });
+    setParams({ by: sel.value, in: other.value.trim() });
+    const q = new URLSearchParams({ k: 8 });
+    if (sel.value) q.set("by", sel.value);
+    if (other.value.trim()) q.set("run", other.value.trim());
     clear(list).append(el("p", { class: "hint loading", text: "Loading…" }));
     try {
-      const r = await api(`/api/heads/${layer}/${head}/similar?k=8${sel.value ? `&by=${sel.value}` : ""}`);
+      const r = await api(`/api/heads/${layer}/${head}/similar?${q}`);
       if (!sel.value) sel.value = r.by;
+      const here = r.other_run === r.run;
       clear(list).append(r.items.length ? el("ol", { class: "similar" }, r.items.map((x) => el("li", null,
-        el("a", { href: href("/head", { layer: x.layer, head: x.head }), text: headName(x.layer, x.head) }),
+        here ? el("a", { href: href("/head", { layer: x.layer, head: x.head }), text: headName(x.layer, x.head) }) : el("b", { text: headName(x.layer, x.head) }),
         el("span", { class: "hint", title: "distance (smaller: nearer)", text: ` ${x.distance.toPrecision(3)}` }))))
         : el("p", { class: "hint", text: "No other head to compare with." }),
-      el("p", { class: "hint", id: "similar-note", text: `${r.by === "embedding" ? "1 − cosine of the heads' mean AP-MAE embeddings" : "distance between standardised pattern-metric profiles"}, over ${r.n} scenarios.` }));
+      el("p", { class: "hint", id: "similar-note", text: `${here ? "" : `Heads of run ${r.other_run} (${r.other_n} scenarios). `}`
+        + `${r.by === "embedding" ? "1 − cosine of the heads' mean AP-MAE embeddings" : "distance between standardised pattern-metric profiles"}, over ${r.n} scenarios of this head.` }));
     } catch (e) {
       clear(list).append(errorBox(e, "Similar heads"));
     }
   };
   sel.addEventListener("change", load);
+  other.addEventListener("change", load);
   return load();
 }
 
