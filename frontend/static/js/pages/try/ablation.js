@@ -99,7 +99,7 @@ function explainAblation(st) {
   host.append(el("div", { id: "ablation-explain" },
     el("p", { class: "verdict", id: "logprob-change" }, iv.target == null
       ? "An open completion has no target, so no log-probability change."
-      : ["The target's first token ", el("code", { text: tokenText(iv.target) }), `: log-probability ${sig(b.target_first_logprob)} → ${sig(a.target_first_logprob)} `,
+      : ["Target ", el("code", { text: tokenText(iv.target) }), `: its first token's log-probability ${sig(b.target_first_logprob)} → ${sig(a.target_first_logprob)} `,
         el("b", { text: `(${sig(iv.target_logprob_change, true)} nats)` }), `; p ${sig(b.target_first_prob)} → ${sig(a.target_first_prob)}.`]),
     el("h4", { text: "Most probable next tokens" }), topK(b.top_k, a.top_k)));
 
@@ -132,7 +132,7 @@ function topK(before, after) {
       el("td", { class: "hint", text: move }));
   });
   return el("table", { class: "data compact", id: "topk" },
-    el("thead", null, el("tr", null, ["#", "baseline", "p", "ablated", "p", ""].map((t, i) => el("th", { class: i === 2 || i === 4 ? "num" : null, text: t })))),
+    el("thead", null, el("tr", null, ["#", "baseline", "p", "ablated", "p", "rank before"].map((t, i) => el("th", { class: i === 2 || i === 4 ? "num" : null, text: t })))),
     el("tbody", null, rows));
 }
 
