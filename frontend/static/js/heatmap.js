@@ -17,19 +17,21 @@ const TICK_PITCH = 10;
 /** The outline of the row (or column) pinned in the attention on the code: its pinned colour. */
 const PINNED = "#2463b3";
 
-/** A full heatmap of one pattern (log10 weights). Hovering a cell names its query and key
+/** A full heatmap of one pattern (log10 weights, or with scale "difference" a change of weights
+ * in red and blue). Hovering a cell names its query and key
  * tokens (plotly's hover label and a readout under the plot); the axes label as many tokens
  * as fit, every one once zoomed in; the FIM markers are guide lines, the prefix and suffix
  * shaded bands, and the predicting row (``<fim_middle>``) is outlined in red. ``onPick(q, k)``:
  * a click on a cell. The returned element's ``mark(i, column)`` outlines token ``i``'s row (or
- * column; null: none), e.g. the token pinned in the attention on the code beside it. */
-export function patternView(pattern, { filename, caption, onPick } = {}) {
+ * column; null: none), e.g. the token pinned in the attention on the code beside it. ``small``:
+ * a shorter plot, for several side by side. */
+export function patternView(pattern, { filename, caption, onPick, small = false } = {}) {
   const T = pattern.z.length;
   const tokens = patternTokens(pattern);
   const parts = promptParts(tokens);
   const markers = new Set(parts.markers.map(([i]) => i));
   const box = el("figure", { class: "pattern" });
-  const div = el("div", { class: "plot plot-pattern" });
+  const div = el("div", { class: small ? "plot plot-pattern small" : "plot plot-pattern" });
   const readout = el("figcaption", { class: "readout" }, caption ||
     "Hover a cell: the query (row) attends to the key (column). Drag a box to zoom in until every token is labelled; double-click to zoom out.");
   box.append(div, readout);
@@ -97,12 +99,18 @@ export function patternView(pattern, { filename, caption, onPick } = {}) {
     if (drawn) relayout(div, { shapes: [...shapes, ...markShapes()] });
   };
 
+  // a difference of weights on a diverging scale symmetric about 0 (more: red, less: blue)
+  const difference = pattern.scale === "difference";
+  const largest = difference ? Math.max(1e-6, ...pattern.z.flat().map((v) => Math.abs(v ?? 0))) : 0;
+  const colours = difference
+    ? { colorscale: "RdBu", zmin: -largest, zmax: largest, zmid: 0,
+      colorbar: { title: { text: "Δ w", side: "right" }, thickness: 12, x: 1.05, tickformat: ".2~g" } }
+    : { colorscale: "Viridis", zmin: pattern.floor, zmax: 0, colorbar: { title: { text: "log10 w", side: "right" }, thickness: 12, x: 1.05 } };
   const axis = { tickfont: { family: MONO, size: 9 }, showgrid: false, zeroline: false, ticks: "", tickmode: "array" };
   const full = [-0.5, T - 0.5];
   const draw = () => plot(div, [{
-    type: "heatmap", z: pattern.z, text, customdata, colorscale: "Viridis", zmin: pattern.floor, zmax: 0, hoverongaps: false,
-    colorbar: { title: { text: "log10 w", side: "right" }, thickness: 12, x: 1.05 },
-    hovertemplate: "query %{text} → key %{customdata} · 10<sup>%{z:.1f}</sup><extra></extra>",
+    type: "heatmap", z: pattern.z, text, customdata, hoverongaps: false, ...colours,
+    hovertemplate: `query %{text} → key %{customdata} · ${difference ? "Δw %{z:+.3f}" : "10<sup>%{z:.1f}</sup>"}<extra></extra>`,
   }], {
     margin: { l: 84, r: 8, t: 24, b: 84 },
     hoverlabel: { font: { family: MONO, size: 12 }, align: "left" },
@@ -134,7 +142,7 @@ export function patternView(pattern, { filename, caption, onPick } = {}) {
       clear(readout).append("query ", el("code", { text: tokenName(tokens, qi, 40) }),
         qi === parts.predicting ? " (predicting)" : "",
         " → key ", el("code", { text: tokenName(tokens, k, 40) }),
-        `   w = ${p.z == null ? "—" : prob(10 ** p.z)} (log10 ${Number(p.z).toFixed(2)})`);
+        p.z == null ? "" : difference ? `   Δw = ${p.z >= 0 ? "+" : "−"}${prob(Math.abs(p.z))}` : `   w = ${prob(10 ** p.z)} (log10 ${Number(p.z).toFixed(2)})`);
     });
     if (onPick) div.on("plotly_click", (ev) => { const p = ev.points && ev.points[0]; if (p) onPick(p.y, p.x); });
   });

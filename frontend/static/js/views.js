@@ -79,13 +79,6 @@ export function taskMix(byTask, top = 3) {
   return shown.join(", ");
 }
 
-export function taskLines(byTask, top = 3) {
-  const entries = Object.entries(byTask || {}).sort((a, b) => b[1] - a[1]);
-  const lines = entries.slice(0, top).map(([t, n]) => el("div", null, el("span", { text: t }), el("span", { class: "n", text: n })));
-  if (entries.length > top) lines.push(el("div", { class: "more", text: `+${entries.length - top} more task${entries.length - top === 1 ? "" : "s"}` }));
-  return lines;
-}
-
 export function correctBar(byCorrect) {
   const c = (byCorrect && byCorrect.correct) || 0, i = (byCorrect && byCorrect.incorrect) || 0;
   const share = c + i ? c / (c + i) : 0;

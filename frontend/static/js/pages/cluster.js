@@ -1,8 +1,10 @@
-/* The page of a cluster: its exemplars' heatmaps and attention on the code, and its members a page at a time. */
+/* The page of a cluster: what sets it apart (description, metrics, enrichment, medoid against
+ * the head's mean), its exemplars' heatmaps and attention on the code, and its members a page at a time. */
 import { $, clear, el, enc, errorBox, href, intParam, params, setParams } from "../dom.js";
 import { api } from "../api.js";
 import { headName, visible } from "../format.js";
-import { fetchPattern } from "../heatmap.js";
+import { fetchPattern, patternView } from "../heatmap.js";
+import { enrichmentTable, metricsTable } from "../reading.js";
 import { attHint, attentionCode, layerMean, linkedViews } from "../attention.js";
 import { codeView, correctBar, mark, pager, scenarioPattern, scenarioThumb, taskMix, thumb } from "../views.js";
 import { start } from "../start.js";
@@ -22,6 +24,25 @@ async function memberAttention(box, key, sc, c) {
     attentionCode([{ label: key, pattern, layer: scenarioLayer(key, sc, c.layer) }], { hole: sc.target }));
 }
 
+/** The medoid beside the head's mean pattern and their difference (where the medoid attends
+ * more, red; less, blue): what sets this cluster's typical pattern apart from its head's. */
+function againstHead(c) {
+  const boxes = ["head's mean pattern", "medoid", "medoid − head's mean"].map((title) => el("div", null, el("h3", { text: title }), el("div")));
+  clear($("#against-head")).append(el("div", { class: "cols three" }, boxes));
+  const urls = [`/api/heads/${c.layer}/${c.head}/mean-pattern`, c.medoid ? scenarioPattern(c.medoid, c.layer, c.head) : null,
+    c.medoid ? `/api/clusters/${c.id}/difference-pattern` : null];
+  const names = ["mean", `medoid-${c.medoid}`, "difference"];
+  boxes.forEach((box, i) => {
+    const target = box.lastChild;
+    if (!urls[i]) { target.append(el("p", { class: "hint", text: "The noise has no medoid." })); return; }
+    fetchPattern(target, urls[i]).then((pattern) => {
+      if (!pattern) return;
+      const caption = i === 0 ? `Mean over ${pattern.n} kept patterns of the head (positions, not tokens: prompts differ).` : null;
+      clear(target).append(patternView(pattern, { small: true, caption, filename: `cluster-${c.id}-${names[i]}-L${c.layer}-H${c.head}` }));
+    });
+  });
+}
+
 async function clusterPage() {
   const p = params();
   const id = intParam(p, "id");
@@ -37,6 +58,13 @@ async function clusterPage() {
   $("#crumb-cluster").textContent = name;
   const summary = $("#cluster-summary");
   summary.append(`${c.size} scenarios. Tasks: ${taskMix(c.by_task, 6)}. `, correctBar(c.by_correct));
+  $("#cluster-description").textContent = c.description ? `Pattern: ${c.description}.`
+    : "No pattern metrics: the run keeps no patterns of this head (`apmae extract --keep`).";
+  $("#cluster-enrichment").append(enrichmentTable(c.enrichment, { id: "enrichment-table" }));
+  const metricsBox = $("#cluster-metrics");
+  api(`/api/heads/${c.layer}/${c.head}`).then((info) => info.metrics, () => null)
+    .then((whole) => metricsBox.append(metricsTable([[name, c.metrics], [`head ${headName(c.layer, c.head)}`, whole]], { id: "metrics-table" })));
+  againstHead(c);
 
   // exemplars: thumbnails, one full heatmap at a time (state: ?ex=)
   const exemplars = c.exemplars || [];

@@ -62,7 +62,7 @@ async function scenarioPage() {
     });
     if (label != null) {
       try {
-        const info = await api(`/api/heads/${l}/${h}`);
+        const info = await api(`/api/heads/${l}/${h}?metrics=false`);
         const c = info.clusters.find((x) => x.label === label);
         if (c) links.append(" · ", el("a", { href: href("/cluster", { id: c.id }), text: `open ${clusterName(label)} (${c.size} scenarios)` }));
       } catch (_e) { /* the head link is enough */ }

@@ -118,7 +118,7 @@ function interventionTasks(iv) {
   const clusterLink = (l, h, label) => {
     const a = el("a", { href: href("/head", { layer: l, head: h }), title: `cluster ${clusterName(label)} of ${headName(l, h)}`, text: clusterName(label) });
     const k = `${l}.${h}`;
-    if (!clusterIds.has(k)) clusterIds.set(k, api(`/api/heads/${l}/${h}`).then((info) => info.clusters).catch(() => []));
+    if (!clusterIds.has(k)) clusterIds.set(k, api(`/api/heads/${l}/${h}?metrics=false`).then((info) => info.clusters).catch(() => []));
     clusterIds.get(k).then((clusters) => {
       const c = clusters.find((x) => x.label === label);
       if (c) a.href = href("/cluster", { id: c.id });

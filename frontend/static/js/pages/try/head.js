@@ -51,7 +51,7 @@ export async function showHead(st, l, h, writeHash) {
   if (entry.cluster == null) { exemplars.lastChild.textContent = "This run has no clusters to compare with."; return; }
   if (entry.cluster < 0) { exemplars.lastChild.textContent = "This pattern is noise: it lies near none of the head's clusters, so there are no exemplars to compare with."; return; }
   try {
-    const info = await api(`/api/heads/${l}/${h}`);
+    const info = await api(`/api/heads/${l}/${h}?metrics=false`);
     const c = info.clusters.find((x) => x.label === entry.cluster);
     if (!c) { exemplars.lastChild.textContent = "No stored cluster with this label."; return; }
     const strip = el("div", { class: "thumbs" }, (c.exemplars || []).map((key) =>
