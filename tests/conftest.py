@@ -247,3 +247,57 @@ def browser_missing() -> str | None:
         return "the playwright package is not installed"
     return None
 
+
+# --- the browser tests' fixtures (tests/test_browser*.py) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = browser_missing()
+    if missing is not None:
+        pytest.fail(f"{missing} (APMAE_REQUIRE_BROWSER=1)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(explorer_run):
+    """The explorer over the tiny run, served in-process on a free loopback port."""
+    from server.app import create_app
+    from server.settings import Settings
+    from server.state import Explorer
+
+    run, url = explorer_run
+    settings = Settings(run=run.name, database_url=url)
+    app = create_app(settings, state=Explorer.load(settings, run=run))
+    yield from serve_in_thread(app)
+
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("APMAE_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that records console errors and uncaught exceptions; none may occur."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    failed: list[str] = []  # which request a "Failed to load resource" console error was
+    pg.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    pg.errors = errors
+    yield pg
+    context.close()
+    assert not errors, (errors, failed)

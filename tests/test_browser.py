@@ -11,44 +11,16 @@ Screenshots of every page go to ``$APMAE_SCREENSHOTS`` (default: a temporary fol
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, REQUIRE_BROWSER, browser_missing, serve_in_thread
-
-
+from conftest import REQUIRE_BROWSER, browser_missing
 
 MISSING = browser_missing()
 # skipped before any fixture is built (the atlas fixture takes a while); required: they fail
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRE_BROWSER, reason=MISSING or "")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if MISSING is not None:
-        pytest.fail(f"{MISSING} (APMAE_REQUIRE_BROWSER=1)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def base_url(explorer_run):
-    """The explorer over the tiny run, served in-process on a free loopback port."""
-    from server.app import create_app
-    from server.settings import Settings
-    from server.state import Explorer
-
-    run, url = explorer_run
-    settings = Settings(run=run.name, database_url=url)
-    app = create_app(settings, state=Explorer.load(settings, run=run))
-    yield from serve_in_thread(app)
 
 
 def _get(base: str, path: str):
@@ -56,29 +28,6 @@ def _get(base: str, path: str):
         return json.load(r)
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("APMAE_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page that records console errors and uncaught exceptions; none may occur."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    failed: list[str] = []  # which request a "Failed to load resource" console error was
-    pg.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    pg.errors = errors
-    yield pg
-    context.close()
-    assert not errors, (errors, failed)
 
 
 def _open(page, base: str, path: str) -> None:

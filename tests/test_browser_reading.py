@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_browser import _get, _open, _shoot, base_url, browser, page, pytestmark, shots  # noqa: F401
+from conftest import REQUIRE_BROWSER, browser_missing
+from test_browser import _get, _open, _shoot
+
+MISSING = browser_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRE_BROWSER, reason=MISSING or "")
 
 
 def _token(t: str) -> str:

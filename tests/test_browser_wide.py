@@ -10,8 +10,10 @@ import re
 
 import pytest
 import torch
-from conftest import JAVA_DIR, serve_in_thread
-from test_browser import MISSING, REQUIRE_BROWSER, _get, _open, browser, page, shots  # noqa: F401 (fixtures)
+from conftest import JAVA_DIR, REQUIRE_BROWSER, browser_missing, serve_in_thread
+from test_browser import _get, _open
+
+MISSING = browser_missing()
 
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRE_BROWSER, reason=MISSING or "")
 
@@ -45,7 +47,7 @@ def wide_url(tmp_path_factory, tiny_tokenizer):
     yield from serve_in_thread(create_app(settings, state=Explorer.load(settings, run=run)))
 
 
-def test_try_loads_thumbnails_of_720_heads_as_they_come_into_view(page, wide_url, shots):  # noqa: F811
+def test_try_loads_thumbnails_of_720_heads_as_they_come_into_view(page, wide_url, shots):
     thumbs: list[str] = []
     page.on("request", lambda r: thumbs.append(r.url) if r.url.endswith("/thumb.png") else None)
     patterns: list[str] = []
@@ -79,7 +81,7 @@ def test_try_loads_thumbnails_of_720_heads_as_they_come_into_view(page, wide_url
     assert len(patterns) == 1, patterns
 
 
-def test_overview_grid_draws_every_head_and_opens_the_last(page, wide_url, shots):  # noqa: F811
+def test_overview_grid_draws_every_head_and_opens_the_last(page, wide_url, shots):
     heads = [{"layer": l, "head": h, "n_clusters": 1 + (l + h) % 5, "noise_share": 0.1, "importance": None,
               "causal_accuracy": None, "causal_accuracy_ci": None, "suggested_ablation": False}
              for l in range(LAYERS) for h in range(HEADS)]
