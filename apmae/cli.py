@@ -184,6 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from .run import Run
 
     cfg = _dataclass_from_args(DemoConfig, args)
+    _atlas_engine()  # a writer: the database is migrated here, so its report can read it
     times = StageTimes()
     run = build_default_run(Run(args.run), cfg, source=args.source, times=times)
     print(format_report(build_report(run)))
