@@ -1,0 +1,117 @@
+"""Does the attention-only predictor need more data? Its held-out AUC against training size.
+
+    python -m bench.learning_curve --run lc300 [--fractions 0.25,0.5,1] [--seeds 3] [--json]
+
+The run is any extracted run with both splits (``apmae demo --run lc300 --per-task 300
+--no-atlas --build-only`` mines 300 train-split scenarios per task and the default held-out
+ones). The predicting row's statistics (:mod:`apmae.atlas.rows`) are computed from one prefill
+per batch; the held-out predictor (:class:`apmae.atlas.heldout.Classifier`) is fitted on a
+per-task share of the train split, several seeds of it, and scored on the whole held-out split,
+beside the model's own confidence fitted on the same rows, and the paired difference of the two
+(one set of bootstrap replicates for both). If the AUC still climbs at the full size, more
+training scenarios are what the predictor lacks; if it is flat, the features are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from apmae.atlas.heldout import (Classifier, Features, HeldoutConfig, bootstrap_weights, interval,
+                                 score_table, weighted_auc)
+from apmae.atlas.rows import hole_of, row_stats
+from apmae.capture import recompute_patterns
+from apmae.lm.fim import special_ids
+from apmae.lm.load import load_target
+from apmae.run import Run
+
+
+def row_features(run: Run, batch_size: int = 16) -> tuple[list, np.ndarray]:
+    """The run's scenarios and their ``[scenarios, layers * heads * len(ROW_STATS)]`` features."""
+    target = load_target(run.meta()["model"])
+    suffix = special_ids(target.tokenizer).suffix
+    scenarios = run.scenarios()
+    out = []
+    for start in tqdm(range(0, len(scenarios), batch_size), desc="patterns", unit="batch"):
+        batch = scenarios[start:start + batch_size]
+        with torch.inference_mode():
+            packed = recompute_patterns(target, batch).float()
+        out.append(row_stats(packed, [hole_of(s.input_ids, suffix) for s in batch]).flatten(1).numpy())
+    return scenarios, np.concatenate(out)
+
+
+def paired_difference(y: np.ndarray, tasks: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      weights: np.ndarray) -> dict:
+    """AUC of scores ``a`` minus that of ``b`` on the same scenarios, overall and within task
+    (mean of per-task AUCs), each with a 95% interval from the same bootstrap replicates."""
+    def both(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        overall = weighted_auc(y, a, w) - weighted_auc(y, b, w)
+        per_task = [weighted_auc(y[tasks == t], a[tasks == t], w[..., tasks == t])
+                    - weighted_auc(y[tasks == t], b[tasks == t], w[..., tasks == t])
+                    for t in np.unique(tasks) if 0 < y[tasks == t].sum() < (tasks == t).sum()]
+        return overall, np.nanmean(per_task, 0)
+    point, reps = both(np.ones(len(y))), both(weights)
+    return {"auc": round(float(point[0][0]), 4), "auc_ci": interval(reps[0]),
+            "within_task_auc": round(float(point[1][0]), 4), "within_task_auc_ci": interval(reps[1])}
+
+
+def curve(run: Run, fractions: list[float], seeds: int, replicates: int) -> dict:
+    scenarios, x = row_features(run)
+    results = {r["id"]: r for r in run.results()}
+    heads = run.meta()["layers"] * run.meta()["heads"]
+    tasks = np.array([s.task for s in scenarios])
+    y = np.array([bool(results[s.id]["correct_first_token"]) for s in scenarios])
+    split = np.array([results[s.id]["split"] or "" for s in scenarios])
+    train = np.flatnonzero((tasks != "noise") & (split == "train"))
+    test = np.flatnonzero((tasks != "noise") & (split == "test"))
+    kinds = {"row_stats": Features.per_head(x.astype(np.float32), heads),
+             "lm_confidence (not attention)": Features(np.array(
+                 [[results[s.id]["top1_prob"], results[s.id]["entropy"]] for s in scenarios], np.float32))}
+    cfg = HeldoutConfig(bootstrap=replicates)
+    weights = bootstrap_weights(tasks[test], replicates, seed=0)  # shared: the difference is paired
+    points = []
+    for fraction in fractions:
+        for seed in range(seeds if fraction < 1 else 1):  # the whole split has one draw
+            rng = np.random.default_rng(seed)
+            rows = np.concatenate([rng.permutation(of)[:max(1, round(fraction * len(of)))]
+                                   for t in np.unique(tasks[train]) if len(of := train[tasks[train] == t])])
+            known = sorted(set(tasks[rows].tolist()))
+            base = {t: float(y[rows][tasks[rows] == t].mean()) if (tasks[rows] == t).any()
+                    else float(y[rows].mean()) for t in set(tasks[test].tolist())}
+            scores = {}
+            for name, f in kinds.items():
+                model = Classifier(name, cfg, known).fit(f.rows(rows), tasks[rows], y[rows])
+                scores[name] = model.predict(f.rows(test), tasks[test])
+                s = score_table(y[test], scores[name], tasks[test], base, cfg)
+                points.append({"kind": name, "fraction": fraction, "seed": seed,
+                               "n_train": int(len(rows)),
+                               **{k: s[k] for k in ("auc", "auc_ci", "within_task_auc", "within_task_auc_ci")}})
+            points.append({"kind": "difference", "fraction": fraction, "seed": seed, "n_train": int(len(rows)),
+                           **paired_difference(y[test], tasks[test], *scores.values(), weights)})
+    return {"run": run.name, "n_test": int(len(test)), "points": points}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", default="default")
+    ap.add_argument("--fractions", default="0.25,0.5,1")
+    ap.add_argument("--seeds", type=int, default=3, help="draws of each partial training set")
+    ap.add_argument("--bootstrap", type=int, default=300)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    out = curve(Run(args.run), [float(f) for f in args.fractions.split(",")], args.seeds, args.bootstrap)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{out['run']}: scored on {out['n_test']} held-out scenarios")
+    for p in out["points"]:
+        print(f"{p['kind']:30s} n={p['n_train']:5d} seed {p['seed']}  AUC {p['auc']:.3f} {p['auc_ci']}  "
+              f"within {p['within_task_auc']:.3f} {p['within_task_auc_ci']}")
+
+
+if __name__ == "__main__":
+    main()
