@@ -129,8 +129,10 @@ def test_cluster_page_sets_the_cluster_against_its_head(page, base_url, shots):
     rows = page.locator("#enrichment-table tbody tr")
     assert rows.count() == 1 + len(detail["enrichment"]["tasks"])
     assert rows.first.locator("td").first.inner_text() == str(detail["enrichment"]["correct"]["count"])
-    page.wait_for_function("() => document.querySelectorAll('#against-head .main-svg').length >= 3")
-    assert page.locator("#against-head .plot-pattern").count() == 3  # mean, medoid, difference
+    page.wait_for_function("""() => {  // mean, medoid, difference, each drawn
+        const plots = document.querySelectorAll('#against-head .plot-pattern');
+        return plots.length === 3 && [...plots].every((p) => p.querySelector('.main-svg'));
+    }""")
     _shoot(page, shots, "cluster-against-head")
 
     noise = next(x for x in info["clusters"] if x["label"] < 0)
@@ -165,8 +167,11 @@ def test_try_ablation_shows_topk_before_and_after(page, base_url, shots):
     # the ablated head's patterns: fetched only when opened, baseline, ablated and difference
     assert not any("which=difference" in u for u in asked)
     page.click("#ablation-patterns details[data-head='0.1'] summary")
-    page.wait_for_function("() => document.querySelectorAll('#ablation-patterns details[open] .main-svg').length >= 3")
-    assert page.locator("#ablation-patterns details[open] .plot-pattern").count() == 3
+    # each heatmap drawn (a plotly figure holds several .main-svg layers: count figures, not layers)
+    page.wait_for_function("""() => {
+        const plots = document.querySelectorAll('#ablation-patterns details[open] .plot-pattern');
+        return plots.length === 3 && [...plots].every((p) => p.querySelector('.main-svg'));
+    }""")
     assert any(u.endswith("/heads/0/1/pattern?which=difference") for u in asked)
     assert any(u.endswith("/heads/0/1/pattern?which=ablated") for u in asked)
     _shoot(page, shots, "try-ablation-explained")
