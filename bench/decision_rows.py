@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from apmae.atlas.heldout import Classifier, Features, HeldoutConfig, score_table
+from apmae.atlas.heldout import Classifier, Features, HeldoutConfig, _prior, score_table
 from apmae.atlas.rows import hole_of, row_stats
 from apmae.capture import recompute_patterns
 from apmae.store.format import packed_positions
@@ -83,32 +84,58 @@ def features(run: Run, batch_size: int = 16) -> tuple[list, dict[str, np.ndarray
     return scenarios, {k: np.concatenate(v) if k == "row_stats" else np.stack(v) for k, v in out.items()}
 
 
+@dataclass
+class Labelled:
+    """A run's scenarios as the held-out protocol sees them: task, first-token correctness, the
+    non-noise train and held-out rows, and the model's confidence (not attention) as features."""
+
+    tasks: np.ndarray
+    y: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    confidence: Features
+
+
+def labelled(run: Run, scenarios: list) -> Labelled:
+    results = {r["id"]: r for r in run.results()}
+    tasks = np.array([s.task for s in scenarios])
+    split = np.array([results[s.id]["split"] or "" for s in scenarios])
+    return Labelled(tasks, np.array([bool(results[s.id]["correct_first_token"]) for s in scenarios]),
+                    np.flatnonzero((tasks != "noise") & (split == "train")),
+                    np.flatnonzero((tasks != "noise") & (split == "test")),
+                    Features(np.array([[results[s.id]["top1_prob"], results[s.id]["entropy"]]
+                                       for s in scenarios], np.float32)))
+
+
+FIGURES = ("auc", "auc_ci", "within_task_auc", "within_task_auc_ci")
+
+
+def fit_and_score(name: str, f: Features, lab: Labelled, rows: np.ndarray,
+                  cfg: HeldoutConfig) -> tuple[np.ndarray, dict]:
+    """The held-out predictor of kind ``name`` fitted on ``rows``, scored on the held-out split:
+    its probabilities and its figures (:data:`FIGURES`), each task's prior from ``rows``."""
+    tasks, y, test = lab.tasks, lab.y, lab.test
+    prior, overall = _prior(tasks[rows], y[rows]), float(y[rows].mean())
+    base = {t: prior.get(t, overall) for t in set(tasks[test].tolist())}
+    model = Classifier(name, cfg, sorted(set(tasks[rows].tolist()))).fit(f.rows(rows), tasks[rows], y[rows])
+    p = model.predict(f.rows(test), tasks[test])
+    table = score_table(y[test], p, tasks[test], base, cfg)
+    return p, {k: table[k] for k in FIGURES}
+
+
 def compare(run: Run, replicates: int) -> dict:
     scenarios, f = features(run)
-    results = {r["id"]: r for r in run.results()}
+    lab = labelled(run, scenarios)
     heads = run.meta()["layers"] * run.meta()["heads"]
-    tasks = np.array([s.task for s in scenarios])
-    y = np.array([bool(results[s.id]["correct_first_token"]) for s in scenarios])
-    split = np.array([results[s.id]["split"] or "" for s in scenarios])
-    train = np.flatnonzero((tasks != "noise") & (split == "train"))
-    test = np.flatnonzero((tasks != "noise") & (split == "test"))
     per = {k: Features.per_head(v.astype(np.float32), heads) for k, v in f.items()}
     kinds = {"row_stats": per["row_stats"], "bins": per["bins"],
              "row_stats+bins": Features.join(per["row_stats"], per["bins"]),
              "row_stats+prefix_end": Features.join(per["row_stats"], per["prefix_end"]),
              "all": Features.join(*per.values()),
-             "lm_confidence (not attention)": Features(np.array(
-                 [[results[s.id]["top1_prob"], results[s.id]["entropy"]] for s in scenarios], np.float32))}
+             "lm_confidence (not attention)": lab.confidence}
     cfg = HeldoutConfig(bootstrap=replicates)
-    known = sorted(set(tasks[train].tolist()))
-    base = {t: float(y[train][tasks[train] == t].mean()) if (tasks[train] == t).any() else float(y[train].mean())
-            for t in set(tasks[test].tolist())}
-    table = {}
-    for name, x in kinds.items():
-        model = Classifier(name, cfg, known).fit(x.rows(train), tasks[train], y[train])
-        s = score_table(y[test], model.predict(x.rows(test), tasks[test]), tasks[test], base, cfg)
-        table[name] = {k: s[k] for k in ("auc", "auc_ci", "within_task_auc", "within_task_auc_ci")}
-    return {"run": run.name, "n_train": int(len(train)), "n_test": int(len(test)), "kinds": table}
+    table = {name: fit_and_score(name, x, lab, lab.train, cfg)[1] for name, x in kinds.items()}
+    return {"run": run.name, "n_train": int(len(lab.train)), "n_test": int(len(lab.test)), "kinds": table}
 
 
 def main() -> None:

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from apmae.atlas.heldout import (Classifier, Features, HeldoutConfig, bootstrap_weights, interval,
-                                 score_table, weighted_auc)
+from apmae.atlas.heldout import Features, HeldoutConfig, bootstrap_weights, interval, weighted_auc
 from apmae.atlas.rows import hole_of, row_stats
 from apmae.capture import recompute_patterns
 from apmae.lm.fim import special_ids
 from apmae.lm.load import load_target
 from apmae.run import Run
+
+from .decision_rows import fit_and_score, labelled
 
 
 def row_features(run: Run, batch_size: int = 16) -> tuple[list, np.ndarray]:
@@ -61,38 +62,26 @@ def paired_difference(y: np.ndarray, tasks: np.ndarray, a: np.ndarray, b: np.nda
 
 def curve(run: Run, fractions: list[float], seeds: int, replicates: int) -> dict:
     scenarios, x = row_features(run)
-    results = {r["id"]: r for r in run.results()}
-    heads = run.meta()["layers"] * run.meta()["heads"]
-    tasks = np.array([s.task for s in scenarios])
-    y = np.array([bool(results[s.id]["correct_first_token"]) for s in scenarios])
-    split = np.array([results[s.id]["split"] or "" for s in scenarios])
-    train = np.flatnonzero((tasks != "noise") & (split == "train"))
-    test = np.flatnonzero((tasks != "noise") & (split == "test"))
-    kinds = {"row_stats": Features.per_head(x.astype(np.float32), heads),
-             "lm_confidence (not attention)": Features(np.array(
-                 [[results[s.id]["top1_prob"], results[s.id]["entropy"]] for s in scenarios], np.float32))}
+    lab = labelled(run, scenarios)
+    tasks, train = lab.tasks, lab.train
+    kinds = {"row_stats": Features.per_head(x.astype(np.float32), run.meta()["layers"] * run.meta()["heads"]),
+             "lm_confidence (not attention)": lab.confidence}
     cfg = HeldoutConfig(bootstrap=replicates)
-    weights = bootstrap_weights(tasks[test], replicates, seed=0)  # shared: the difference is paired
+    weights = bootstrap_weights(tasks[lab.test], replicates, seed=0)  # shared: the difference is paired
     points = []
     for fraction in fractions:
         for seed in range(seeds if fraction < 1 else 1):  # the whole split has one draw
             rng = np.random.default_rng(seed)
             rows = np.concatenate([rng.permutation(of)[:max(1, round(fraction * len(of)))]
                                    for t in np.unique(tasks[train]) if len(of := train[tasks[train] == t])])
-            known = sorted(set(tasks[rows].tolist()))
-            base = {t: float(y[rows][tasks[rows] == t].mean()) if (tasks[rows] == t).any()
-                    else float(y[rows].mean()) for t in set(tasks[test].tolist())}
             scores = {}
             for name, f in kinds.items():
-                model = Classifier(name, cfg, known).fit(f.rows(rows), tasks[rows], y[rows])
-                scores[name] = model.predict(f.rows(test), tasks[test])
-                s = score_table(y[test], scores[name], tasks[test], base, cfg)
+                scores[name], figures = fit_and_score(name, f, lab, rows, cfg)
                 points.append({"kind": name, "fraction": fraction, "seed": seed,
-                               "n_train": int(len(rows)),
-                               **{k: s[k] for k in ("auc", "auc_ci", "within_task_auc", "within_task_auc_ci")}})
+                               "n_train": int(len(rows)), **figures})
             points.append({"kind": "difference", "fraction": fraction, "seed": seed, "n_train": int(len(rows)),
-                           **paired_difference(y[test], tasks[test], *scores.values(), weights)})
-    return {"run": run.name, "n_test": int(len(test)), "points": points}
+                           **paired_difference(lab.y[lab.test], tasks[lab.test], *scores.values(), weights)})
+    return {"run": run.name, "n_test": int(len(lab.test)), "points": points}
 
 
 def main() -> None:
