@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from apmae.atlas.cluster import ClusterConfig, assign, cluster_head, jitter_duplicates
+from apmae.atlas.cluster import (ClusterConfig, assign, cluster_head, exact_neighbors, jitter_duplicates,
+                                 principal_axes)
 
 
 def blobs(seed: int = 0, per: int = 60, k: int = 3, d: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -29,6 +30,36 @@ def test_recovers_planted_blobs(clustered):
     assert hc.n_clusters == 3 and hc.coords.shape == (len(x), 2)
     for label, medoid in hc.medoids.items():
         assert hc.labels[medoid] == label and hc.exemplars[label][0] == medoid
+
+
+def test_the_map_keeps_clusters_apart(clustered):
+    """The 2-D map (started from the 8-D map's principal axes) shows the blobs apart."""
+    from sklearn.metrics import silhouette_score
+
+    _, truth, hc = clustered
+    assert silhouette_score(hc.coords, truth) > 0.5
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_neighbours_are_exact_with_each_point_first(metric):
+    from sklearn.neighbors import NearestNeighbors
+
+    x = blobs(per=50, d=8)[0]
+    x = np.concatenate([x, x[:5] + 1e-12])  # near-duplicates: a point must still come first
+    idx, dist, _ = exact_neighbors(x, 7, metric, chunk=64)
+    assert (idx[:, 0] == np.arange(len(x))).all() and (dist[:, 0] == 0).all()
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=7, metric=metric, algorithm="brute").fit(x).kneighbors(x)
+    assert np.allclose(dist, ref_dist, atol=1e-5)
+    rest = [set(a) == set(b) for a, b in zip(idx[:, 1:].tolist(), ref_idx[:, 1:].tolist())]
+    assert np.mean(rest) > 0.95  # ties among near-duplicates may order differently
+
+
+def test_principal_axes_do_not_depend_on_sign_or_order():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)) * [5, 3, 1, 0.5, 0.1]
+    p = principal_axes(x, 2)
+    assert p.shape == (200, 2) and abs(np.corrcoef(p[:, 0], x[:, 0])[0, 1]) > 0.99
+    assert np.allclose(principal_axes(-x, 2), -p)  # the same axes, whatever sign the SVD picks
 
 
 def test_assignment_puts_members_back_in_their_cluster(clustered):

@@ -3,9 +3,11 @@
 The paper's settings — UMAP to 8 dimensions (20 neighbours, min_dist 0.05, cosine), HDBSCAN
 (min_samples 20, min_cluster_size 25), label −1 for noise — are the defaults; for heads with
 few points they shrink so that a cluster can still form. Both UMAP maps (8-D for HDBSCAN, 2-D
-for the explorer) share one exact neighbour graph and run 200 epochs: much faster than UMAP's own
-neighbour search and its 500 epochs at these sizes, with clusters that agree as well with the
-500-epoch ones as those agree with each other. Exact duplicate embeddings (identical
+for the explorer) share one exact neighbour graph: much faster than UMAP's own neighbour search.
+The 8-D map runs 200 epochs, with clusters that agree as well with UMAP's default 500 epochs as
+those agree with each other. The 2-D map, only for display, starts from the 8-D map's two
+principal axes instead of a second spectral embedding and needs half the epochs to separate
+the clusters as well (bench/RESULTS.md `cluster-map`). Exact duplicate embeddings (identical
 patterns) get a tiny deterministic jitter, as the paper does, since UMAP's neighbour graph
 breaks on zero distances.
 
@@ -34,6 +36,7 @@ class ClusterConfig:
     exemplars: int = 5  # per cluster, nearest to the medoid first
     radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
     n_epochs: int = 200  # UMAP's layout optimisation (its own default: 500 below 10k points)
+    map_epochs: int = 100  # the 2-D map's, which starts from the 8-D map's principal axes
     exact_knn_below: int = 20000  # exact cosine neighbours (shared by both maps) below this size
     workers: int = 0  # heads clustered in parallel processes; 0 = one per core
     seed: int = 0  # UMAP's random state
@@ -95,25 +98,55 @@ def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
         labels, coords = np.zeros(n, int), np.zeros((n, 2), np.float32)
         return _summarise(x, labels, coords, cfg)
     knn = exact_neighbors(x, neighbors, cfg.metric) if n < cfg.exact_knn_below else None
+
+    def umap_map(k: int, epochs: int, init: str | np.ndarray) -> np.ndarray:
+        return umap.UMAP(n_components=k, n_neighbors=neighbors, min_dist=cfg.min_dist,
+                         metric=cfg.metric, random_state=cfg.seed, n_epochs=epochs, init=init,
+                         precomputed_knn=knn or (None, None, None)).fit_transform(x)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs overridden by random_state; spectral fallbacks
-        reduced, coords = (umap.UMAP(n_components=k, n_neighbors=neighbors, min_dist=cfg.min_dist,
-                                     metric=cfg.metric, random_state=cfg.seed, n_epochs=cfg.n_epochs,
-                                     precomputed_knn=knn or (None, None, None)).fit_transform(x)
-                           for k in (min(cfg.n_components, n - 2), 2))
+        reduced = umap_map(min(cfg.n_components, n - 2), cfg.n_epochs, "spectral")
+        coords = umap_map(2, cfg.map_epochs, principal_axes(reduced, 2))
     fit = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
                           cluster_selection_method=cfg.selection, allow_single_cluster=True).fit(reduced)
     return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32), cfg)
 
 
-def exact_neighbors(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray, None]:
-    """UMAP's ``precomputed_knn``: the exact ``k`` nearest neighbours (self first) by brute
-    force, computed once for both maps. Below tens of thousands of points this takes well under
-    a second, where UMAP's own neighbour search took most of a head's time."""
-    from sklearn.neighbors import NearestNeighbors
+def principal_axes(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` projected on its ``k`` leading principal axes, each axis's sign fixed (its largest
+    loading positive) so that the result does not depend on the SVD's sign choice."""
+    centred = x - x.mean(0)
+    axes = np.linalg.svd(centred, full_matrices=False)[2][:k]
+    axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])[:, None]
+    return centred @ axes.T
 
-    dist, idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(x).kneighbors(x)
-    return idx, dist.astype(np.float32), None
+
+def exact_neighbors(x: np.ndarray, k: int, metric: str, chunk: int = 2048
+                    ) -> tuple[np.ndarray, np.ndarray, None]:
+    """UMAP's ``precomputed_knn``: the exact ``k`` nearest neighbours by brute force, computed
+    once for both maps, each point its own first neighbour (as UMAP expects, even when a
+    jittered duplicate lies at distance ~0). UMAP's own approximate search took most of a
+    head's time."""
+    if metric == "cosine":  # one float32 matrix product per chunk
+        u = _unit(x).astype(np.float32)
+        dist_of = lambda rows: 1.0 - u[rows] @ u.T  # noqa: E731
+    else:
+        from sklearn.metrics import pairwise_distances
+
+        dist_of = lambda rows: pairwise_distances(x[rows], x, metric=metric)  # noqa: E731
+    n = len(x)
+    idx, dist = np.empty((n, k), np.int64), np.empty((n, k), np.float32)
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(start + chunk, n))
+        d = dist_of(rows)
+        d[np.arange(len(rows)), rows] = -np.inf  # self first
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        near = np.take_along_axis(d, part, 1)
+        order = np.argsort(near, axis=1, kind="stable")
+        idx[rows] = np.take_along_axis(part, order, 1)
+        dist[rows] = np.maximum(np.take_along_axis(near, order, 1), 0)
+    return idx, dist, None
 
 
 def _summarise(x: np.ndarray, labels: np.ndarray, coords: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
