@@ -220,6 +220,18 @@ def test_scaling_shapes_and_range(scaling, model):
     assert model(imgs).pred.shape == (4, N, P)  # the images feed the model as they are
 
 
+@pytest.mark.parametrize("scaling", SCALINGS)
+def test_pooled_images_average_each_block_of_the_full_image(scaling):
+    """A smaller image is the full one average-pooled, upper triangle's zeros included."""
+    packed = packed_patterns()
+    full = to_images(packed, scaling)
+    for size in (8, 4, 1):
+        pooled = torch.nn.functional.avg_pool2d(full, 16 // size)
+        assert torch.allclose(to_images(packed, scaling, size=size), pooled, atol=1e-6)
+    with pytest.raises(ValueError, match="divide"):
+        to_images(packed, scaling, size=5)
+
+
 def tri2(x00: float, x10: float, x11: float) -> torch.Tensor:
     """One packed 2-token pattern with these log-probabilities."""
     return lower_triangle(torch.tensor([[[x00, 0.0], [x10, x11]]]))

@@ -18,9 +18,11 @@ never-attended upper triangle 0.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from apmae.store.format import unpack_lower_triangle
+from apmae.store.format import packed_positions, tril_window, unpack_lower_triangle
 
 SCALINGS = ("log_affine", "log_normalize", "prob")
 
@@ -51,9 +53,20 @@ def to_images(packed: torch.Tensor, scaling: str, floor: float = -20.0,
         values = (logp - lo) / (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
     else:
         values = logp.exp()
-    images = unpack_lower_triangle(values, fill=0.0).unsqueeze(1)
-    if size is None or size == images.shape[-1]:
-        return images
-    if images.shape[-1] % size:
-        raise ValueError(f"image size {size} does not divide the {images.shape[-1]}-token window")
-    return torch.nn.functional.avg_pool2d(images, images.shape[-1] // size)
+    T = tril_window(packed.shape[1])
+    if size is None or size == T:
+        return unpack_lower_triangle(values, fill=0.0).unsqueeze(1)
+    if T % size:
+        raise ValueError(f"image size {size} does not divide the {T}-token window")
+    # the average of each (T/size)² block, the upper triangle's zeros included, summed straight
+    # from the packed values: no T x T image is built
+    pooled = torch.zeros(len(values), size * size).index_add_(1, _pooled_cell(T, size), values)
+    return pooled.div_((T // size) ** 2).reshape(-1, 1, size, size)
+
+
+@functools.lru_cache(maxsize=8)
+def _pooled_cell(T: int, size: int) -> torch.Tensor:
+    """For each packed position, the flat index of the ``size x size`` image cell it falls in."""
+    rows, cols = packed_positions(T)
+    k = T // size
+    return (rows // k) * size + cols // k
