@@ -16,7 +16,9 @@ whether the attention tells a right completion from a wrong one of the same kind
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,14 +291,22 @@ def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.nda
         **score_table(y[test], np.array([test_prior[t] for t in tasks[test]]), tasks[test],
                       test_prior, cfg), "attention": False}}
     known = sorted(set(tasks[train].tolist()))
-    scores: dict[str, np.ndarray] = {}
-    for kind, f in features.items():
-        model = Classifier(kind, cfg, known).fit(f.rows(train), tasks[train], y[train])
-        p = scores[kind] = model.predict(f.rows(test), tasks[test])
+
+    def held_out_scores(kind: str) -> np.ndarray:
+        f = features[kind]
+        return Classifier(kind, cfg, known).fit(f.rows(train), tasks[train], y[train]).predict(
+            f.rows(test), tasks[test])
+
+    # every fit is single-threaded and LightGBM trains outside the GIL: one kind per core
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        fitted = {kind: pool.submit(held_out_scores, kind) for kind in features}
+        cv = {k: pool.submit(cv_within_task_auc, k, features[k].rows(train), tasks[train], y[train], cfg)
+              for k in features if k in ATTENTION}
+        scores = {kind: job.result() for kind, job in fitted.items()}
+        candidates = {k: job.result() for k, job in cv.items()}
+    for kind, p in scores.items():
         kinds[kind] = {**score_table(y[test], p, tasks[test], test_prior, cfg),
                        "attention": kind in ATTENTION}
-    candidates = {k: cv_within_task_auc(k, features[k].rows(train), tasks[train], y[train], cfg)
-                  for k in features if k in ATTENTION}
     # ties (and folds too small to score, NaN) go to the simpler kind, earlier in ATTENTION
     best = max(candidates, key=lambda k: (np.nan_to_num(candidates[k], nan=-1), -ATTENTION.index(k))
                ) if candidates else None
