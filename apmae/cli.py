@@ -76,7 +76,7 @@ def cmd_lm_train(args: argparse.Namespace) -> None:
 
 
 def cmd_lm_ship(args: argparse.Namespace) -> None:
-    from .lm.card import ship
+    from .ship import ship_lm as ship
     from .paths import DEFAULT_MODEL_DIR
 
     train_dir = Path(args.from_dir) if args.from_dir else apmae_home() / "lm" / "default"
@@ -244,7 +244,7 @@ def cmd_mae_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_mae_ship(args: argparse.Namespace) -> None:
-    from .mae.shipped import ship
+    from .ship import ship_mae as ship
     from .paths import DEFAULT_MAE_DIR
 
     card = ship(_existing_run(args.run), Path(args.dest) if args.dest else DEFAULT_MAE_DIR)

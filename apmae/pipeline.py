@@ -45,7 +45,7 @@ class DemoConfig:
     # (bench/storage.py, RESULTS.md `bytes-per-pattern`)
     keep: str = "sample:600"
     batch_size: int = 8  # scenarios per extraction forward pass
-    # AP-MAE: the shipped one (apmae.mae.shipped) where it fits the run's patterns, unless
+    # AP-MAE: the shipped one (apmae.ship) where it fits the run's patterns, unless
     # train_mae; else trained here for mae_steps, a short training that reconstructs worse
     # than the shipped one's long one (RESULTS.md `mae-cpu-preset`, `mae-shipped`)
     train_mae: bool = False
@@ -167,7 +167,7 @@ def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
     that fits this model), the encoder that embeds each batch as extraction captures it;
     else None, and :func:`build_atlas` encodes afterwards."""
     from .atlas.encode import EncodeConfig, Encoder
-    from .mae.shipped import install, shipped_fits
+    from .ship import install, shipped_fits
 
     model = run.mae_model_path
     if not (model / "config.json").exists():
@@ -190,7 +190,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
     from .atlas.predictor import PredictorConfig
     from .atlas.sweep import SweepConfig
     from .mae.evaluate import MAEEvalConfig, evaluate
-    from .mae.shipped import install, shipped_for
+    from .ship import install, shipped_for
     from .mae.train import MAETrainConfig, train_mae
 
     times = times or StageTimes()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from apmae.lm.card import ship
+from apmae.ship import ship_lm
 from apmae.lm.train import LMTrainConfig, sample_span, train_lm
 
 
@@ -74,7 +74,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, corpus):
 
 def test_ship_writes_weights_and_a_measured_card(tmp_path, corpus):
     train_lm(tiny(corpus), tmp_path / "train")
-    final = ship(tmp_path / "train", tmp_path / "shipped", per_task=1)
+    final = ship_lm(tmp_path / "train", tmp_path / "shipped", per_task=1)
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert (tmp_path / "shipped" / "model.safetensors").stat().st_size < 16 * 2**20
     assert "| identifiers | 1 |" in card and "## Learning curve" in card
@@ -86,7 +86,7 @@ def test_ship_writes_weights_and_a_measured_card(tmp_path, corpus):
 
 def test_ship_a_snapshot_with_its_part_of_the_log(tmp_path, corpus):
     train_lm(tiny(corpus), tmp_path / "train")
-    ship(tmp_path / "train", tmp_path / "shipped", per_task=1, step=2)
+    ship_lm(tmp_path / "train", tmp_path / "shipped", per_task=1, step=2)
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert "Intermediate weights" in card and "snapshot at step 2 of the 4" in card
 
@@ -122,7 +122,7 @@ def test_a_second_stage_starts_from_the_first_and_the_card_tells_both(tmp_path, 
     a, b = load_file(first / "final" / "model.safetensors"), load_file(frozen / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     monkeypatch.setenv("APMAE_HOME", str(tmp_path))  # the warm start is shipped relative to it
-    ship(tmp_path / "two", tmp_path / "shipped", per_task=1)
+    ship_lm(tmp_path / "two", tmp_path / "shipped", per_task=1)
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert card.count("apmae lm train --source") == 2 and "--init-from $APMAE_HOME/one " in card
     assert str(first) not in card

@@ -50,9 +50,10 @@ def test_shapes(model):
     x = images()
     assert model.patchify(x).shape == (B, N, P) == model.patchify(x[:, 0]).shape
     assert model.unpatchify(model.patchify(x)).shape == (B, 1, 16, 16)
-    latent, mask, ids_restore = model.forward_encoder(x, fixed_noise())
+    patches = model.standardised_patches(x)
+    latent, mask, ids_restore = model.forward_encoder(patches, fixed_noise())
     assert latent.shape == (B, 1 + 5, 16) and mask.shape == ids_restore.shape == (B, N)
-    assert model.forward_decoder(latent, ids_restore, x).shape == (B, N, P)
+    assert model.forward_decoder(latent, ids_restore, patches).shape == (B, N, P)
     out = model(x, noise=fixed_noise())
     assert isinstance(out, APMAEOutput) and out.loss.ndim == 0 and out.pred.shape == (B, N, P)
     assert len(model(x, noise=fixed_noise(), return_dict=False)) == 5
@@ -134,19 +135,20 @@ def test_fixed_noise_gives_fixed_output(model):
 
 def test_loss_is_mse_on_masked_patches_only(model):
     x = images()
-    pred = model.patchify(x).clone()
+    target = model.standardised_patches(x)
+    pred = target.clone()
     mask = torch.zeros(B, N)
     mask[:, :2] = 1
     pred[:, 2:] += 100.0  # errors on visible patches do not count
     pred[:, :2] += 0.5
-    assert torch.allclose(model.forward_loss(x, pred, mask), torch.tensor(0.25))
+    assert torch.allclose(model.forward_loss(pred, target, mask), torch.tensor(0.25))
 
 
 # --- the reference's flaws -------------------------------------------------------------------
 
 
 def test_flaw1_visible_encodings_reach_the_decoder_at_their_own_positions(model):
-    latent, mask, ids_restore = model.forward_encoder(images(), fixed_noise())
+    latent, mask, ids_restore = model.forward_encoder(model.standardised_patches(images()), fixed_noise())
     tokens = model._decoder_tokens(latent, ids_restore)
     embedded = model.decoder_embed(latent)
     assert tokens.shape == (B, 1 + N, 16) and torch.equal(tokens[:, 0], embedded[:, 0])
@@ -163,7 +165,7 @@ def test_flaw2_encode_sees_exactly_the_lower_patches(model):
     handle = model.blocks[0].register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
     try:
         model.encode(images())
-        model.forward_encoder(images(), fixed_noise())
+        model.forward_encoder(model.standardised_patches(images()), fixed_noise())
     finally:
         handle.remove()
     assert lengths == [1 + N, 1 + 5]
@@ -360,20 +362,19 @@ def test_decoder_profiles_see_visible_pixels_only():
     model = APMAEModel(APMAEConfig(**TINY, decoder_profiles=True)).eval()
     x, noise = images(), fixed_noise()
     with torch.no_grad():
-        latent, mask, ids_restore = model.forward_encoder(x, noise)
-        pred = model.forward_decoder(latent, ids_restore, x)
+        patches = model.standardised_patches(x)
+        latent, mask, ids_restore = model.forward_encoder(patches, noise)
+        pred = model.forward_decoder(latent, ids_restore, patches)
         masked = mask[0].bool()
-        patches = model.patchify(x).clone()
-        patches[0, masked] += 5.0  # scribble over the masked patches of the first image
-        scribbled = model.unpatchify(patches)
-        scribbled[:, :, upper_patches()] = x[:, :, upper_patches()]  # upper pixels as before
+        scribbled = patches.clone()
+        scribbled[0, masked] += 5.0  # scribble over the masked patches of the first image
         pred2 = model.forward_decoder(*model.forward_encoder(scribbled, noise)[::2], scribbled)
-        profiles = model.visible_profiles(x, 1 - mask)
+        profiles = model.visible_profiles(patches, 1 - mask)
     torch.testing.assert_close(pred, pred2)
     # patch (3, 0)'s column profile: the mean over rows of the visible patches in block column 0
     col0 = [i for i, (r, c) in enumerate(model.tril_patches.tolist()) if c == 0 and not masked[i]]
     std = (model.patchify(x) - model.config.pixel_mean) / model.config.pixel_std
     want = std[0, col0].view(len(col0), 4, 4).mean(dim=1).mean(dim=0)
     torch.testing.assert_close(profiles[0, 6, :4], want)
-    with pytest.raises(ValueError, match="images"):
+    with pytest.raises(ValueError, match="input patches"):
         model.forward_decoder(latent, ids_restore)

@@ -9,7 +9,7 @@ import torch
 from apmae.store.format import lower_triangle
 from apmae.mae.evaluate import MAEEvalConfig, evaluate
 from apmae.mae.model import APMAEModel
-from apmae.mae.shipped import CARD, install, ship, shipped_for
+from apmae.ship import MAE_CARD, install, ship_mae, shipped_for
 from apmae.mae.train import MAETrainConfig, train_mae
 from apmae.paths import DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, home_relative, weights_digest
 from apmae.run import Run
@@ -29,17 +29,17 @@ def trained_run(tmp_path_factory, pattern_run):
 def shipped(tmp_path_factory, trained_run):
     """``trained_run``'s AP-MAE shipped, the run posing as one of the default model."""
     with pytest.raises(ValueError, match="only an AP-MAE of the default model"):
-        ship(trained_run, tmp_path_factory.mktemp("refused") / "default_mae")
+        ship_mae(trained_run, tmp_path_factory.mktemp("refused") / "default_mae")
     trained_run.update_meta(model="default")
     dest = tmp_path_factory.mktemp("shipped") / "default_mae"
-    card = ship(trained_run, dest)
+    card = ship_mae(trained_run, dest)
     assert card["target_weights"] == weights_digest(DEFAULT_MODEL_DIR)
     return dest
 
 
 def test_ship_copies_the_model_and_writes_its_card(trained_run, shipped):
     assert weights_digest(shipped) == weights_digest(trained_run.mae_model_path)
-    card = json.loads((shipped / CARD).read_text())
+    card = json.loads((shipped / MAE_CARD).read_text())
     assert card["steps"] == 2 and card["image_size"] == 64  # the cpu preset's, which fits the window
     ratio = card["eval"]["reconstruction"]["ratio_to_best_baseline"]
     readme = (shipped / "README.md").read_text()
@@ -50,11 +50,11 @@ def test_a_shipped_ap_mae_is_used_only_on_the_weights_it_was_trained_for(tmp_pat
     assert shipped_for(trained_run, shipped) == shipped
     other = tmp_path / "other"
     shutil.copytree(shipped, other)
-    card = json.loads((other / CARD).read_text())
-    (other / CARD).write_text(json.dumps({**card, "target_weights": "0" * 12}))
+    card = json.loads((other / MAE_CARD).read_text())
+    (other / MAE_CARD).write_text(json.dumps({**card, "target_weights": "0" * 12}))
     assert shipped_for(trained_run, other) is None  # the default model was retrained since
     config = json.loads((shipped / "config.json").read_text())
-    (other / CARD).write_text(json.dumps(card))
+    (other / MAE_CARD).write_text(json.dumps(card))
     (other / "config.json").write_text(json.dumps({**config, "image_size": 128, "patch_size": 16}))
     assert shipped_for(trained_run, other) is None  # 128 px images from a 64-token window
     run = Run("another", path=tmp_path / "another")
@@ -69,12 +69,12 @@ def test_install_makes_it_the_runs_own(tmp_path, trained_run, shipped):
     shutil.copytree(trained_run.path, run.path, ignore=shutil.ignore_patterns("mae"))
     model_dir = install(run, shipped)
     assert weights_digest(model_dir) == weights_digest(shipped)
-    assert json.loads((run.mae_path / "shipped.json").read_text()) == json.loads((shipped / CARD).read_text())
+    assert json.loads((run.mae_path / "shipped.json").read_text()) == json.loads((shipped / MAE_CARD).read_text())
     assert evaluate(run, MAEEvalConfig(max_patterns=16, triptychs=0, mean_scenarios=4))["reconstruction"]["mse"] > 0
 
 
 def test_the_shipped_ap_mae_belongs_to_the_shipped_target_model():
-    card = json.loads((DEFAULT_MAE_DIR / CARD).read_text())
+    card = json.loads((DEFAULT_MAE_DIR / MAE_CARD).read_text())
     # retraining the default model makes its patterns another model's: ship an AP-MAE for it too
     assert card["target_weights"] == weights_digest(DEFAULT_MODEL_DIR)
     assert card["eval"]["reconstruction"]["ratio_to_best_baseline"] <= 1 / 3

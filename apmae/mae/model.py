@@ -110,7 +110,17 @@ class APMAEModel(PreTrainedModel):
             for p in (module.pos_embed, module.decoder_pos_embed):
                 init.copy_(p, sincos_2d(module.tril_patches, p.shape[-1]).unsqueeze(0))
 
-    # --- patches ----------------------------------------------------------------------------
+    # The paper's steps, in order: patchify -> mask -> encode -> decode -> loss. Every step
+    # after patchify works in standardised units (see :meth:`standardised_patches`); only
+    # :meth:`forward` turns predictions back into image units.
+
+    # --- 1. patchify ---------------------------------------------------------------------------
+
+    def images_from_patterns(self, packed: torch.Tensor) -> torch.Tensor:
+        """Stored ``[N, T*(T+1)/2]`` log-prob patterns -> this model's input images (its
+        scaling, floor and size), so every caller prepares patterns the way training did."""
+        c = self.config
+        return to_images(packed, c.scaling, c.log_floor, c.image_size)
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 1, H, W]`` or ``[B, H, W]`` -> ``[B, num_patches, p*p]``, lower-triangular patches only."""
@@ -133,6 +143,19 @@ class APMAEModel(PreTrainedModel):
         full[:, rows, cols] = patches
         return full.view(-1, g, g, p, p).transpose(2, 3).reshape(-1, 1, g * p, g * p)
 
+    def standardised_patches(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's input: :meth:`patchify` less ``pixel_mean``, over ``pixel_std`` (the
+        training patterns' statistics).
+
+        What differs between two patterns of one head is small next to the pixel range: trained
+        on raw units, Adam's step-size noise on the output weights swamped it and the model never
+        got past the average pattern; standardised (as MAE standardises its pixels) the same
+        model reconstructs the visible details."""
+        c = self.config
+        return self.patchify(images).sub_(c.pixel_mean).div_(c.pixel_std)  # patchify's own copy
+
+    # --- 2. mask -------------------------------------------------------------------------------
+
     def random_masking(
         self, x: torch.Tensor, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -151,21 +174,7 @@ class APMAEModel(PreTrainedModel):
         mask = (ids_restore >= n_keep).to(x.dtype)
         return x_visible, mask, ids_restore
 
-    # --- encoder ----------------------------------------------------------------------------
-
-    def _standardised(self, images: torch.Tensor) -> torch.Tensor:
-        """Lower-triangular patches in standardised units (see ``forward_loss``)."""
-        c = self.config
-        return self.patchify(images).sub_(c.pixel_mean).div_(c.pixel_std)  # patchify's own copy
-
-    def _embed(self, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Patch tokens: ``patches [B, n, p*p]`` embedded, each plus the position embedding of
-        its own index (``index [B, n]``)."""
-        if self.patch_norm_in is not None:
-            patches = self.patch_norm_out(self.patch_embed(self.patch_norm_in(patches)))
-        else:
-            patches = self.patch_embed(patches)
-        return patches + self.pos_embed[0, 1:][index]
+    # --- 3. encode -----------------------------------------------------------------------------
 
     def relative_index(self, patches: torch.Tensor) -> torch.Tensor:
         """``[B, 1+n, 1+n]`` bias-table entries of a CLS + ``patches`` sequence (``patches [B, n]``:
@@ -181,34 +190,29 @@ class APMAEModel(PreTrainedModel):
     def _all_patches(self, batch: int) -> torch.Tensor:
         return torch.arange(self.config.num_patches, device=self.tril_patches.device).expand(batch, -1)
 
-    def _run_encoder(self, x: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """Prepend the CLS token, run the encoder blocks and the final norm; ``patches [B, n]``
-        says which patch each token of ``x`` is."""
+    def _encoder(self, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``[B, 1+n, hidden]``: ``patches [B, n, p*p]`` embedded, each plus the position
+        embedding of its own index (``index [B, n]``), after a CLS token, through the encoder
+        blocks and the final norm."""
+        if self.patch_norm_in is not None:
+            x = self.patch_norm_out(self.patch_embed(self.patch_norm_in(patches)))
+        else:
+            x = self.patch_embed(patches)
+        x = x + self.pos_embed[0, 1:][index]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
-        rel = self.relative_index(patches) if self.config.relative_position_bias else None
+        rel = self.relative_index(index) if self.config.relative_position_bias else None
         for block in self.blocks:
             x = block(x, rel)
         return self.norm(x)
 
-    def forward_encoder(
-        self, images: torch.Tensor, noise: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mask and encode: ``latent [B, 1+N_keep, hidden]`` (CLS first), ``mask``, ``ids_restore``."""
-        return self._encode_masked(self._standardised(images), noise)
-
-    def _encode_masked(self, patches: torch.Tensor, noise: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`forward_encoder` of standardised patches."""
-        patches, mask, ids_restore = self.random_masking(patches, noise)
-        visible = ids_restore.argsort(dim=1)[:, :patches.shape[1]]  # ids_shuffle's kept part
-        return self._run_encoder(self._embed(patches, visible), visible), mask, ids_restore
-
-    def images_from_patterns(self, packed: torch.Tensor) -> torch.Tensor:
-        """Stored ``[N, T*(T+1)/2]`` log-prob patterns -> this model's input images (its
-        scaling, floor and size), so every caller prepares patterns the way training did."""
-        c = self.config
-        return to_images(packed, c.scaling, c.log_floor, c.image_size)
+    def forward_encoder(self, patches: torch.Tensor, noise: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mask and encode standardised ``patches``: ``latent [B, 1+N_keep, hidden]`` (CLS
+        first), ``mask``, ``ids_restore``."""
+        visible, mask, ids_restore = self.random_masking(patches, noise)
+        index = ids_restore.argsort(dim=1)[:, :visible.shape[1]]  # ids_shuffle's kept part
+        return self._encoder(visible, index), mask, ids_restore
 
     def encode(self, images: torch.Tensor, pooling: str = "cls") -> torch.Tensor:
         """``[B, hidden]`` embedding of unmasked patterns: all ``num_patches`` lower-triangular patches.
@@ -217,11 +221,10 @@ class APMAEModel(PreTrainedModel):
         """
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}; valid: cls, mean")
-        every = self._all_patches(images.shape[0])
-        h = self._run_encoder(self._embed(self._standardised(images), every), every)
+        h = self._encoder(self.standardised_patches(images), self._all_patches(images.shape[0]))
         return h[:, 0] if pooling == "cls" else h[:, 1:].mean(dim=1)
 
-    # --- decoder ----------------------------------------------------------------------------
+    # --- 4. decode -----------------------------------------------------------------------------
 
     def _decoder_tokens(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """``[B, 1+N, decoder_hidden]``: CLS, then every patch in its own position (before position
@@ -233,20 +236,16 @@ class APMAEModel(PreTrainedModel):
         unshuffled = take_rows(shuffled, ids_restore)
         return torch.cat([x[:, :1], unshuffled], dim=1)
 
-    def visible_profiles(self, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """``[B, N, 2p]``: for each patch, the mean column profile of the *visible* patches in its
-        column band and the mean row profile of those in its row band (standardised; 0 where
-        none is visible). ``visible [B, N]`` is 1 for a visible patch.
+    def visible_profiles(self, patches: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """``[B, N, 2p]``: for each patch, the mean column profile of the *visible* ``patches``
+        (standardised) in its column band and the mean row profile of those in its row band
+        (0 where none is visible). ``visible [B, N]`` is 1 for a visible patch.
 
         A pattern is close to additive in log space along both axes: a key a head attends to
         lifts its whole column (``f(key)``), and each query row carries its softmax normaliser
         (``-log Z(query)``). A masked patch's column band and row band are usually visible
         elsewhere, so these profiles hand the decoder exactly the evidence those terms need,
         computed from visible pixels only."""
-        return self._profiles(self._standardised(images), visible)
-
-    def _profiles(self, patches: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """:meth:`visible_profiles` of standardised patches."""
         c = self.config
         B, p = patches.shape[0], c.patch_size
         patches = patches.view(B, c.num_patches, p, p)
@@ -260,25 +259,18 @@ class APMAEModel(PreTrainedModel):
         return torch.cat(profiles, dim=-1)
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor,
-                        images: torch.Tensor | None = None,
+                        patches: torch.Tensor | None = None,
                         targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruct every patch: ``[B, N, p*p]``, in image units; with ``targets [B, n]``
+        """Reconstruct every patch: ``[B, N, p*p]``, in standardised units; with ``targets [B, n]``
         (patch indices) only those: ``[B, n, p*p]``, their rows alone through the last block and
-        the head (what training needs: the masked ones). ``images`` (the input the encoder saw)
-        is needed with ``decoder_profiles``: see :meth:`visible_profiles`."""
-        c = self.config
-        patches = None if images is None else self._standardised(images)
-        return self._decode(latent, ids_restore, patches, targets) * c.pixel_std + c.pixel_mean
-
-    def _decode(self, latent: torch.Tensor, ids_restore: torch.Tensor, patches: torch.Tensor | None,
-                targets: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`forward_decoder` of standardised patches, in standardised units."""
+        the head (what training needs: the masked ones). ``patches`` (the standardised input the
+        encoder saw) are needed with ``decoder_profiles``: see :meth:`visible_profiles`."""
         x = self._decoder_tokens(latent, ids_restore) + self.decoder_pos_embed
         if self.decoder_profile is not None:
             if patches is None:
-                raise ValueError("decoder_profiles: forward_decoder needs the images")
+                raise ValueError("decoder_profiles: forward_decoder needs the input patches")
             visible = (ids_restore < latent.shape[1] - 1).to(x.dtype)
-            profiles = self._profiles(patches, visible).to(x.dtype)
+            profiles = self.visible_profiles(patches, visible).to(x.dtype)
             x = torch.cat([x[:, :1], x[:, 1:] + self.decoder_profile(profiles)], dim=1)
         rel = (self.relative_index(self._all_patches(x.shape[0])) if self.config.relative_position_bias
                else None)
@@ -288,20 +280,12 @@ class APMAEModel(PreTrainedModel):
         rows = (targets if targets is not None else self._all_patches(x.shape[0])) + 1  # after CLS
         return self.decoder_pred(self.decoder_norm(last(x, rel, rows)))
 
-    def forward_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean over masked patches of each patch's pixel MSE, in standardised units
-        (``pixel_mean``, ``pixel_std``: the training patterns' statistics).
-
-        What differs between two patterns of one head is small next to the pixel range (an
-        MSE of ~0.01): trained on raw units, Adam's step-size noise on the output weights
-        swamped it and the model never got past the average pattern; standardised — as MAE
-        standardises its pixels — the same model reconstructs the visible details."""
-        c = self.config
-        return self._masked_loss((pred - c.pixel_mean) / c.pixel_std, self._standardised(images), mask)
+    # --- 5. loss -------------------------------------------------------------------------------
 
     @staticmethod
-    def _masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_loss` of standardised predictions and patches."""
+    def forward_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over masked patches (``mask [B, N]``, 1 = masked) of each patch's pixel MSE,
+        ``pred`` and ``target`` in the same units (the model's: standardised)."""
         per_patch = (pred - target).pow(2).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
 
@@ -316,14 +300,14 @@ class APMAEModel(PreTrainedModel):
         if predict not in ("all", "masked", "loss"):
             raise ValueError(f"predict={predict!r}: expected 'all', 'masked' or 'loss'")
         c = self.config
-        patches = self._standardised(pixel_values)  # once: encoder input, profiles and target
-        latent, mask, ids_restore = self._encode_masked(patches, noise)
+        patches = self.standardised_patches(pixel_values)  # once: encoder input, profiles and target
+        latent, mask, ids_restore = self.forward_encoder(patches, noise)
         if predict == "all":
-            pred = self._decode(latent, ids_restore, patches)
-            loss = self._masked_loss(pred, patches, mask)
+            pred = self.forward_decoder(latent, ids_restore, patches)
+            loss = self.forward_loss(pred, patches, mask)
         else:
             masked = ids_restore.argsort(dim=1)[:, latent.shape[1] - 1:]
-            pred = self._decode(latent, ids_restore, patches, targets=masked)
+            pred = self.forward_decoder(latent, ids_restore, patches, targets=masked)
             loss = F.mse_loss(pred.float(), take_rows(patches, masked))
         pred = None if predict == "loss" else pred * c.pixel_std + c.pixel_mean  # image units
         out = APMAEOutput(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, latent=latent)

@@ -1,9 +1,21 @@
-"""Ship a trained model into the package with its model card.
+"""Shipping the embedded defaults: the target model (``default_model/``) and the AP-MAE trained
+on its patterns (``default_mae/``).
 
-The card is written from measurements, never by hand: the training command and config, the
-data's identity (path, size, SHA-256), wall time and loss curve from the training log, and
-per-task accuracy on held-out scenarios (files of the test split, which training never saw),
-at the final weights and at every kept snapshot (the learning curve).
+apmae must work on machines that cannot download a model, and an AP-MAE trained at first start
+would be far weaker than one trained once at length, so both are trained once and shipped inside
+the package, each with a card written from measurements, never by hand. Shipping measures what
+it ships with the whole pipeline (it mines held-out scenarios, extracts and reports) and installs
+into runs, so it sits here at the top, above ``lm/`` and ``mae/``, which import none of it.
+
+- ``apmae lm ship`` (:func:`ship_lm`) copies a trained LM with its model card: the training
+  command and config, the data's identity (path, size, SHA-256), wall time and loss curve from
+  the training log, and per-task accuracy on held-out scenarios (files of the test split, which
+  training never saw), at the final weights and at every kept snapshot (the learning curve).
+- ``apmae mae ship`` (:func:`ship_mae`) copies a run's trained and evaluated AP-MAE with its card.
+  A short training of the ``cpu`` preset reconstructs far worse than a long one (RESULTS.md
+  `mae-cpu-preset`, `mae-shipped`), so the default run installs the shipped AP-MAE
+  (:func:`install`) instead of training a weaker one, but only where its patterns come from the
+  very weights it was trained on (:func:`shipped_fits`).
 """
 
 from __future__ import annotations
@@ -14,16 +26,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..corpus import data_identity
-from ..extract import ExtractConfig, extract
-from ..report import task_table
-from ..paths import atomic_path, home_relative
-from ..run import Run
-from ..scenarios import mine, write_scenarios
-from .load import load_target
+from .corpus import data_identity
+from .extract import ExtractConfig, extract
+from .lm.load import load_target
+from .mae.config import APMAEConfig
+from .paths import (DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, atomic_dir, atomic_path, home_relative,
+                    weights_digest)
+from .report import task_table
+from .run import Run
+from .scenarios import mine, write_scenarios
 
-SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                 "tokenizer_config.json")
+# --- the target model (apmae lm ship) ----------------------------------------------------------
+
+LM_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+            "tokenizer_config.json")
 
 
 def heldout_accuracy(model_dir: Path, scenarios: Path, batch_size: int = 16) -> dict:
@@ -101,7 +117,7 @@ def _stage_line(n: int, stage: Stage) -> str:
             + (f" (from the weights of stage {n - 1}, fresh optimizer)" if c.get("init_from") else ""))
 
 
-def render_card(stages: list[Stage], final: dict, curve: dict[int, dict],
+def render_lm_card(stages: list[Stage], final: dict, curve: dict[int, dict],
                 data: dict, per_task: int) -> str:
     """The model card (README.md of the shipped folder), in Markdown."""
     config, log = stages[-1].config, stages[-1].log
@@ -224,7 +240,7 @@ def training_log(train_dir: Path, step: int | None) -> dict:
     return {"step": step, "tokens": log[-1]["tokens"], "seconds": log[-1]["seconds"], "log": log}
 
 
-def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
+def ship_lm(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
          snapshots: bool = True, step: int | None = None) -> dict:
     """Copy ``train_dir/final`` (or the snapshot of ``step``) into ``dest`` and write its card;
     returns the card's numbers."""
@@ -248,13 +264,118 @@ def ship(train_dir: Path, dest: Path, per_task: int = 100, seed: int = 1,
         offset += st.log["step"]
     curve[offset] = final
     dest.mkdir(parents=True, exist_ok=True)
-    for name in SHIPPED_FILES:
+    for name in LM_FILES:
         if (final_dir / name).exists():
             shutil.copy2(final_dir / name, dest / name)
     with atomic_path(dest / "train_config.json") as tmp:
         tmp.write_text(json.dumps([portable(st.config) for st in stages], indent=2))
-    (dest / "README.md").write_text(render_card(stages, final, curve, data, per_task))
+    (dest / "README.md").write_text(render_lm_card(stages, final, curve, data, per_task))
     (dest / "heldout.json").write_text(json.dumps({"final": final, "curve": curve}, indent=1))
     # the corpus's identity, which `apmae demo` checks its default corpus against
     (dest / "data.json").write_text(json.dumps(data, indent=1))
     return final
+
+
+# --- the AP-MAE (apmae mae ship) ---------------------------------------------------------------
+
+MAE_FILES = ("config.json", "model.safetensors")
+MAE_CARD = "card.json"  # what it was trained on and how; what it measured
+
+
+def ship_mae(run: Run, dest: Path = DEFAULT_MAE_DIR) -> dict:
+    """Copy ``run``'s trained and evaluated AP-MAE into ``dest`` with its card; returns the card.
+    Only an AP-MAE of the default model's patterns: the card pins those weights."""
+    src = run.mae_path
+    if not (src / "model" / "model.safetensors").exists() or not (src / "eval.json").exists():
+        raise ValueError(f"run {run.name}: ship a trained and evaluated AP-MAE "
+                         "(`apmae mae train`, then `apmae mae eval`)")
+    if run.meta().get("model") != "default":
+        raise ValueError(f"run {run.name}: its patterns are {run.meta().get('model')!r}'s; only an "
+                         "AP-MAE of the default model's patterns is shipped")
+    train = json.loads((src / "train_config.json").read_text())
+    log = json.loads((src / "train_log.json").read_text())
+    evaluation = json.loads((src / "eval.json").read_text())
+    if "generalization" in evaluation:  # the other model's folder, not as this machine names it
+        gen = evaluation["generalization"]
+        gen["other_model"] = home_relative(gen["other_model"])
+    card = {"target_weights": weights_digest(DEFAULT_MODEL_DIR),
+            "image_size": APMAEConfig.from_pretrained(src / "model").image_size,
+            "train_config": {k: v for k, v in train.items() if k not in ("run", "threads", "device")},
+            "train_seconds": round(log["seconds"], 1), "steps": log["step"],
+            "eval": evaluation}
+    with atomic_dir(dest) as tmp:
+        for name in MAE_FILES:
+            shutil.copy2(src / "model" / name, tmp / name)
+        (tmp / MAE_CARD).write_text(json.dumps(card, indent=2))
+        (tmp / "README.md").write_text(render_mae_card(card))
+    return card
+
+
+def render_mae_card(card: dict) -> str:
+    """The shipped AP-MAE's README: how to make it again and what it measured."""
+    t, rec = card["train_config"], card["eval"]["reconstruction"]
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in t.items()
+                     if k in ("preset", "image_size", "steps", "lr", "batch_size", "seed") and v)
+    gen = card["eval"].get("generalization")
+    lines = [
+        "# apmae default AP-MAE",
+        "",
+        f"AP-MAE (`{t['preset']}` preset, {card['image_size']} px images, {t['parameters']:,} parameters) "
+        f"trained on the default model's attention patterns (weights `{card['target_weights']}`): "
+        f"{t['train_scenarios']:,} train-split scenarios, {card['steps']:,} steps, "
+        f"{card['train_seconds'] / 60:.0f} min on 2 CPU cores.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        "apmae demo --run big --per-task 300 --keep all --no-atlas --build-only",
+        f"apmae mae train --run big {flags}",
+        "apmae mae eval --run big --other-run other-s1  # a run of a second model, see README",
+        "apmae mae ship --run big",
+        "```",
+        "",
+        "## Held-out reconstruction",
+        "",
+        f"Masked MSE {rec['mse']:.5f} on {rec['n_patterns']:,} test-split patterns: "
+        f"**{rec['ratio_to_best_baseline']:.3f}x** the best baseline's ({rec['best_baseline']}, "
+        f"{rec['baselines'][rec['best_baseline']]:.5f}).",
+        "",
+        "| layer | AP-MAE / head mean |",
+        "|---|---|",
+        *(f"| {l} | {v['model'] / v['head_mean']:.3f} |" for l, v in rec["by_layer"].items()),
+    ]
+    if gen:
+        lines += ["", f"On {gen['other_run']} (a model it never saw): masked MSE "
+                      f"{gen['mse_other_model']:.5f} against {gen['mse_same_model']:.5f} here "
+                      f"({gen['degradation']:+.1%})."]
+    return "\n".join(lines) + "\n"
+
+
+def shipped_for(run: Run, source: Path = DEFAULT_MAE_DIR) -> Path | None:
+    """``source`` if its AP-MAE fits ``run``'s patterns (:func:`shipped_fits`), else None."""
+    store = run.pattern_store()
+    return shipped_fits(run.meta().get("model"), store.meta.window if store else None, source)
+
+
+def shipped_fits(model: str | None, window: int | None, source: Path = DEFAULT_MAE_DIR) -> Path | None:
+    """``source`` if its AP-MAE was trained on patterns of ``model``'s weights (the default
+    model, unchanged since) and its images fit a ``window``-token pattern, else None; known
+    before extraction, so extraction can encode as it goes."""
+    if not (source / MAE_CARD).exists() or model != "default" or not window:
+        return None
+    card = json.loads((source / MAE_CARD).read_text())
+    size = APMAEConfig.from_pretrained(source).image_size
+    if card["target_weights"] != weights_digest(DEFAULT_MODEL_DIR) or window % size:
+        return None
+    return source
+
+
+def install(run: Run, source: Path) -> Path:
+    """Put the shipped AP-MAE in ``run`` as its own (``mae/model``, and its card beside it)."""
+    out = run.mae_path
+    with atomic_dir(out / "model") as tmp:
+        for name in MAE_FILES:
+            shutil.copy2(source / name, tmp / name)
+    with atomic_path(out / "shipped.json") as tmp:
+        tmp.write_text((source / MAE_CARD).read_text())
+    return out / "model"
