@@ -341,7 +341,7 @@ def cmd_db_downgrade(args: argparse.Namespace) -> None:
 
 def _add_dtype_flag(p: argparse.ArgumentParser, what: str = "the model's weights",
                     default: str = "auto") -> None:
-    from .lm.load import DTYPES
+    from .configs import DTYPES
 
     p.add_argument("--dtype", choices=["auto", *DTYPES], help=f"{what} (default: {default}); auto "
                    "is float32 below a billion parameters (the embedded model), bfloat16 above")
@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="base", help="Alembic revision (default: base)")
     p.set_defaults(func=cmd_db_downgrade)
 
-    from .extract import KEEP_HELP, PRECISIONS
+    from .configs import KEEP_HELP, PRECISIONS
     from .scenarios import TASKS
 
     p = sub.add_parser("mine", help="mine completion scenarios from Java source")

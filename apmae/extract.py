@@ -24,7 +24,6 @@ import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -35,6 +34,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .capture import record_attention
+from .configs import PRECISIONS, ExtractConfig
 from .distributed import rank_and_world
 from .lm.load import Target
 from .lm.score import exact_still_possible, greedy_continue, judge, to_completion
@@ -44,10 +44,6 @@ from .scenarios import Scenario, read_scenarios
 from .store.arrays import PatternStore, StoreMeta
 from .store.format import decode_codes
 
-KEEP_HELP = "which patterns to store: all | sample:N (a bounded sample) | none"
-#: Store dtype and log range per ``--precision``: 8 bits over log p in [-20, 0] (the default
-#: AP-MAE scaling's floor), or float16 log-probabilities floored at LOG_FLOOR.
-PRECISIONS = {"uint8": ("uint8", 20.0), "float16": ("float16", 0.0)}
 #: How long a rank that finished its share waits for the others: shares can take hours apart
 #: (a resumed rank may have nothing left), and torchrun ends every rank when one fails.
 SHARE_WAIT = timedelta(days=7)
@@ -56,43 +52,24 @@ SHARE_WAIT = timedelta(days=7)
 Sink = Callable[[list[Scenario], torch.Tensor], None]
 
 
-@dataclass
-class ExtractConfig:
-    batch_size: int = 8
-    keep: str = "all"  # all | sample:N | none (patterns can be recomputed by one forward pass)
-    extra_tokens: int = 2  # decoding budget beyond the target's length (+ end-of-text)
-    # kept patterns on disk: uint8 (log p in [-20, 0], 255 steps; see apmae.store.arrays) or
-    # float16; a run's store keeps the precision it was created with
-    precision: str = "uint8"
-
-    def store_meta(self, run: Run, target: Target, window: int) -> StoreMeta:
-        """The format of the run's pattern store: an existing store's precision, else ours."""
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision {self.precision!r}: expected {' or '.join(PRECISIONS)}")
-        dtype, log_range = PRECISIONS[self.precision]
-        existing = run.pattern_store()
-        if existing is not None:
-            dtype, log_range = existing.meta.dtype, existing.meta.log_range
-        return StoreMeta(layers=target.layers, heads=target.heads, window=window,
-                         model=target.name, dtype=dtype, log_range=log_range)
-
-    def keep_limit(self) -> int | None:
-        """How many scenarios' patterns to keep; None for all."""
-        if self.keep == "all":
-            return None
-        if self.keep == "none":
-            return 0
-        if self.keep.startswith("sample:") and self.keep[7:].isdigit():
-            return int(self.keep[7:])
-        raise ValueError(f"--keep {self.keep!r}: expected all, none or sample:N")
-
-
 def kept_ids(ids: list[str], limit: int | None) -> set[str]:
     """The scenarios whose patterns are kept: the ``limit`` smallest id hashes, so the same
     ones on every rerun and exactly ``limit`` of them (spread over tasks like the file)."""
     if limit is None:
         return set(ids)
     return set(sorted(ids, key=lambda i: hashlib.sha1(i.encode()).digest())[:limit])
+
+
+def store_meta(cfg: ExtractConfig, run: Run, target: Target, window: int) -> StoreMeta:
+    """The format of the run's pattern store: an existing store's precision, else ``cfg``'s."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"--precision {cfg.precision!r}: expected {' or '.join(PRECISIONS)}")
+    dtype, log_range = PRECISIONS[cfg.precision]
+    existing = run.pattern_store()
+    if existing is not None:
+        dtype, log_range = existing.meta.dtype, existing.meta.log_range
+    return StoreMeta(layers=target.layers, heads=target.heads, window=window,
+                     model=target.name, dtype=dtype, log_range=log_range)
 
 
 def _batches(items: Iterable[Scenario], n: int) -> Iterator[list[Scenario]]:
@@ -169,7 +146,7 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
     ``sink``: the atlas encodes the merged run afterwards)."""
     ids, window = check_scenarios(scenarios_path, target, cfg)
     keep = kept_ids(ids, cfg.keep_limit())
-    meta = cfg.store_meta(run, target, window)
+    meta = store_meta(cfg, run, target, window)
     rank, world = rank_and_world()
     # opened before any work: a store of other patterns is refused and run.json left alone
     store = run.pattern_store(meta) if keep and rank == 0 else None

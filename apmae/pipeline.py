@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .configs import DemoConfig
 from .corpus import (CorpusError, data_identity, default_source, find_jdk_src_zip, jdk_src_zips,
                      matching_corpus)
 from .extract import ExtractConfig, Sink, extract
@@ -29,34 +30,6 @@ from .lm.load import Target, load_target
 from .paths import DEFAULT_MODEL_DIR
 from .run import Run
 from .scenarios import TASKS, mine, write_scenarios
-
-
-@dataclass
-class DemoConfig:
-    per_task: int = 100  # scenarios per task (14 tasks) from the train split's files
-    # and per task (noise aside) from the held-out files, so that the held-out AUC's interval
-    # is narrow enough to compare predictors (RESULTS.md `heldout-attention`); a task with fewer
-    # held-out files gets fewer
-    heldout_per_task: int = 200
-    seed: int = 0  # mining, AP-MAE, clustering, predictor and sweep
-    window: int = 256  # prompt tokens per scenario (the embedded model's context)
-    # patterns kept for AP-MAE training and the explorer (the others are recomputed when
-    # needed): a bounded sample keeps the storage per pattern within the goal as runs grow
-    # (bench/storage.py, RESULTS.md `bytes-per-pattern`)
-    keep: str = "sample:600"
-    batch_size: int = 8  # scenarios per extraction forward pass
-    # AP-MAE: the shipped one (apmae.ship) where it fits the run's patterns, unless
-    # train_mae; else trained here for mae_steps, a short training that reconstructs worse
-    # than the shipped one's long one (RESULTS.md `mae-cpu-preset`, `mae-shipped`)
-    train_mae: bool = False
-    mae_steps: int = 1800  # steps when the AP-MAE is trained here (see train_mae)
-    # HDBSCAN's leaf clusters: at this run's size the paper's eom splits little more than code
-    # from the noise control, which leaves the cluster-label predictor at chance; leaf splits
-    # each head into many more clusters
-    cluster_selection: str = "leaf"
-    sweep_scenarios: int = 100  # held-out scenarios scored at each point of the collapse curve
-    atlas: bool = True  # also build the atlas (AP-MAE, encode, cluster, predictor, sweep)
-    accept_corpus: bool = False  # mine a corpus other than the one the embedded model trained on
 
 
 @dataclass

@@ -84,7 +84,7 @@ def paired(scenarios: Path, batch_size: int) -> None:
     from tqdm import tqdm
 
     from apmae.capture import CAPTURE_ATTENTION
-    from apmae.extract import ExtractConfig, _batches, _extract_batches
+    from apmae.extract import ExtractConfig, _batches, _extract_batches, store_meta
     from apmae.lm.load import load_target
     from apmae.run import Run
     from apmae.scenarios import read_scenarios
@@ -99,7 +99,7 @@ def paired(scenarios: Path, batch_size: int) -> None:
         tmp_dir = Path(tmp)
         ours_cfg, plain_cfg = ExtractConfig(batch_size, "all"), ExtractConfig(batch_size, "none")
         ours_run, plain_run = Run("ours", tmp_dir / "ours"), Run("plain", tmp_dir / "plain")
-        store = ours_run.pattern_store(ours_cfg.store_meta(ours_run, target, window))
+        store = ours_run.pattern_store(store_meta(ours_cfg, ours_run, target, window))
         (tmp_dir / "reference").mkdir()
         quiet = tqdm(disable=True)
 

@@ -23,28 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-@dataclass
-class ClusterConfig:
-    n_components: int = 8  # UMAP dimensions HDBSCAN clusters in (the paper's 8)
-    n_neighbors: int = 20  # UMAP neighbours (the paper's 20; fewer for small heads)
-    min_dist: float = 0.05  # UMAP min_dist (the paper's)
-    metric: str = "cosine"  # distance between embeddings (the paper's cosine)
-    min_samples: int = 20  # HDBSCAN min_samples (the paper's 20; fewer for small heads)
-    min_cluster_size: int = 25  # HDBSCAN min_cluster_size (the paper's 25; smaller for small heads)
-    selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
-    exemplars: int = 5  # per cluster, nearest to the medoid first
-    radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
-    n_epochs: int = 200  # UMAP's layout optimisation (its own default: 500 below 10k points)
-    map_epochs: int = 100  # the 2-D map's, which starts from the 8-D map's principal axes
-    exact_knn_below: int = 20000  # exact cosine neighbours (shared by both maps) below this size
-    workers: int = 0  # heads clustered in parallel processes; 0 = one per core
-    seed: int = 0  # UMAP's random state
-
-    def scaled(self, n: int) -> tuple[int, int, int]:
-        """``(n_neighbors, min_samples, min_cluster_size)`` for a head with ``n`` points."""
-        size = max(2, min(self.min_cluster_size, n // 10))
-        return max(2, min(self.n_neighbors, n - 1)), max(1, min(self.min_samples, size)), size
+from ..configs import ClusterConfig
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..capture import recompute_patterns
+from ..configs import EncodeConfig
 from ..store.format import packed_positions, tril_window
 from ..lm.fim import special_ids
 from ..lm.load import Target, load_target, load_tokenizer
@@ -31,13 +31,6 @@ from ..run import Run
 from ..scenarios import Scenario
 from ..store.arrays import PatternStore, StoreMeta
 from .rows import ROW_STATS, hole_of, row_stats
-
-
-@dataclass
-class EncodeConfig:
-    batch_size: int = 8  # scenarios per batch (each is layers x heads patterns)
-    pooling: str = "cls"  # cls (the paper's) | mean
-    bf16: bool = True  # bf16 autocast for the encoder (much faster on CPUs with bf16); stored in fp16
 
 
 #: Per-head statistics of a raw pattern, the features of the predictor's no-AP-MAE baseline.

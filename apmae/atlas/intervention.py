@@ -20,32 +20,17 @@ figure is paired against the same scenarios with nothing ablated.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
+from ..configs import InterventionConfig
 from ..scenarios import Scenario
 from .importance import HeadEffects, mean_interval
 from .sweep import FirstTokenScorer
 
 METHODS = ("shap", "causal", "greedy", "conditional")
 Head = tuple[int, int]
-
-
-@dataclass
-class InterventionConfig:
-    """The defaults fit the default build's time budget (a few minutes on 2 cores); larger
-    samples narrow the intervals (``apmae sweep --train-per-task 40 --heldout-per-task 60``)."""
-
-    train_per_task: int = 12  # train-split scenarios per task: single-head effects and greedy search
-    heldout_per_task: int = 12  # held-out scenarios per task that every chosen set is tested on
-    sizes: tuple[int, ...] = (1, 3)  # heads switched off per set
-    random_sets: int = 20  # random head sets per size, each tested like a chosen one
-    greedy_candidates: int = 4  # the best single-ablation heads the greedy search picks among
-    min_cluster: int = 4  # train members a cluster needs to count as failure-enriched
-    bootstrap: int = 1000  # resamples for every interval
-    seed: int = 0
 
 
 def head_name(head: Head) -> str:

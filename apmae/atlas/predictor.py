@@ -11,22 +11,11 @@ a model that did not train on it, which keeps small tasks measurable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..configs import PredictorConfig
+
 FEATURES = ("clusters", "embeddings", "baseline")
-
-
-@dataclass
-class PredictorConfig:
-    folds: int = 5  # k of the per-task k-fold (the paper's balanced design)
-    seed: int = 0  # folds, class balancing and boosting
-    max_iter: int = 200  # boosting rounds
-    learning_rate: float = 0.1  # boosting step size
-    max_depth: int = 6  # depth of each boosted tree
-    min_per_class: int = 10  # a task needs this many correct and incorrect completions
-    pca_components: int = 32  # embeddings variant
 
 
 def balanced(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:

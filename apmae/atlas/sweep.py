@@ -13,7 +13,6 @@ is what first-token correctness needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,19 +20,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ..capture import attention_modules
+from ..configs import SweepConfig
 from ..intervene import ablate_heads
 from ..lm.load import Target
 from ..scenarios import Scenario
 
 STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
-
-
-@dataclass
-class SweepConfig:
-    scenarios: int = 300  # held-out scenarios scored at every point
-    repeats: int = 3  # random orders averaged
-    batch_size: int = 32  # scenarios per ablated forward pass
-    seed: int = 0  # random orders and the scenarios drawn
 
 
 def head_counts(total: int) -> list[int]:

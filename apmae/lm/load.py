@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..capture import CAPTURE_ATTENTION
+from ..configs import DTYPES
 from ..distributed import rank_device
 from ..paths import DEFAULT_MODEL_DIR
 from .fim import SpecialIds, special_ids
@@ -72,9 +73,6 @@ def load_tokenizer(name: str | None = None):
     return AutoTokenizer.from_pretrained(resolve_model_name(name), trust_remote_code=trust_remote_code())
 
 
-#: ``--dtype`` names.
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
 #: Models of at least this many parameters load in half precision unless told otherwise.
 LARGE_MODEL_PARAMETERS = 1_000_000_000
 
@@ -95,7 +93,7 @@ def choose_dtype(dtype: str | torch.dtype | None, parameters: int,
     if dtype not in (None, "auto"):
         if dtype not in DTYPES:
             raise ModelLoadError(f"dtype {dtype!r}: one of auto, {', '.join(DTYPES)}")
-        return DTYPES[dtype]
+        return getattr(torch, dtype)
     if parameters < LARGE_MODEL_PARAMETERS:
         return torch.float32
     device = torch.device(device)

@@ -21,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 #: The released checkpoints' vocabulary: what the published parameter counts include.
 STARCODER2_VOCAB = 49152
 
@@ -88,6 +86,7 @@ def starcoder2_config(shape: Shape, vocab_size: int, eos: int = 0):
 def parameter_count(config, trust_remote_code: bool = False) -> int:
     """Parameters of the causal LM ``config`` describes, counted on the meta device (nothing
     allocated, so a 15B config costs what a tiny one does); tied weights counted once."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
@@ -100,6 +99,7 @@ def init_model(shape: Shape, out: Path, seed: int = 0, dtype: str | None = None)
     ``out`` (safetensors, a config marked random, a card); ``dtype`` None follows
     :func:`apmae.lm.load.choose_dtype` (float32 for small models, bfloat16 for large ones).
     Returns what the card records."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     from ..paths import DEFAULT_MODEL_DIR

@@ -9,10 +9,12 @@ masked identifier, literal or bracket always starts on a token boundary and the 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
 FIM_PREFIX = "<fim_prefix>"
@@ -33,6 +35,9 @@ PRETOKENIZE = (
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192) -> PreTrainedTokenizerFast:
     """Train the BPE tokenizer on ``texts``; special tokens take the first ids."""
+    # imported here, not at the top: mining and `apmae --help` need only the special tokens
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRETOKENIZE), behavior="isolated"),

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import Starcoder2Config, Starcoder2ForCausalLM
 
+from ..configs import LMTrainConfig
 from ..corpus import Corpus
 from ..spans import TASKS, find_spans, parse_java, random_token_span
 from ..paths import atomic_path
@@ -50,44 +51,6 @@ LEXEME = re.compile(
 )
 PROMPT, MIDDLE = 1, 2  # token roles in the loss
 
-
-@dataclass
-class LMTrainConfig:
-    """Everything that decides the trained model; the model card records it."""
-
-    source: str  # corpus (see apmae.corpus.Corpus); only its train split is used
-    seed: int = 0  # tokenizer sample, initial weights and data order
-    # tokenizer
-    vocab_size: int = 8192  # the BPE tokenizer's vocabulary
-    tokenizer_files: int = 2500  # files sampled to train the tokenizer
-    # model (Starcoder2 architecture)
-    hidden_size: int = 256  # model width
-    layers: int = 4  # transformer layers
-    heads: int = 8  # attention heads per layer
-    kv_heads: int = 4  # key-value heads (grouped-query attention)
-    mlp: int = 1024  # MLP width
-    # data
-    window: int = 256  # prompt tokens, as in the scenarios
-    short_windows: str = ""  # e.g. "64,128": some batches use these shorter prompts (see batch)
-    max_middle: int = 24  # middle tokens at most (longer spans are resampled)
-    plain_share: float = 0.1  # share of plain left-to-right windows
-    middle_share: float = 0.5  # share of the loss on middle + end-of-text tokens (see fim_loss)
-    task_share: float = 0.0  # share of FIM middles drawn as a scenario task's span (see above)
-    # optimisation
-    batch_size: int = 16  # windows per step
-    steps: int = 3600  # optimizer steps
-    lr: float = 1.5e-3  # peak learning rate (cosine decay after warmup)
-    min_lr: float = 1e-4  # learning rate at the last step
-    warmup: int = 300  # steps of linear warmup
-    weight_decay: float = 0.1  # AdamW weight decay on matrices
-    bf16: bool = True  # bf16 autocast: faster on CPUs with bf16 instructions, at the same loss
-    # bookkeeping
-    checkpoint_every: int = 200  # steps between resumable checkpoints
-    snapshot_every: int = 1000  # keep fp16 weights for the learning curve
-    threads: int = 0  # torch threads; 0 = all cores
-    # warm start: a finished run's folder whose fp32 weights and tokenizer this run continues
-    # with a fresh optimizer and schedule (a second stage with another data mix)
-    init_from: str = ""
 
 #: Fields that fix the architecture and tokenizer: a warm start must keep them.
 ARCHITECTURE = ("vocab_size", "hidden_size", "layers", "heads", "kv_heads", "mlp")

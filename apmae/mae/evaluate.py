@@ -15,28 +15,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..configs import MAEEvalConfig
 from ..paths import atomic_path
 from ..run import Run
 from .data import PatternFilter, all_items, load_packed, select
 from .model import APMAEModel
 
 BASELINES = ("head_mean", "visible_mean", "nearest_visible")
-
-
-@dataclass
-class MAEEvalConfig:
-    max_patterns: int = 4096  # held-out (scenario, layer, head) patterns, sampled
-    batch_size: int = 128  # patterns per forward pass
-    seed: int = 0  # which patterns are sampled and masked
-    triptychs: int = 8  # PNGs written
-    mean_scenarios: int = 400  # train-split scenarios averaged for head_mean
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

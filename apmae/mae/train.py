@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
+from ..configs import MAETrainConfig
 from ..distributed import rank_and_world, rank_device
 from ..paths import atomic_dir, atomic_path
 from ..run import Run
@@ -39,59 +40,19 @@ def image_size_for(preset: str, window: int) -> int:
 
 
 @dataclass
-class MAETrainConfig:
-    """Everything that decides the trained AP-MAE; saved beside it."""
-
-    preset: str = "cpu"  # cpu | paper (see apmae.mae.config.PRESETS)
-    scaling: str = "log_affine"  # see apmae.mae.scaling
-    log_floor: float = -20.0  # log_affine: weights below e^floor count as not attended
-    image_size: int = 0  # 0: image_size_for(preset, window); a divisor of the window average-pools
-    mask_ratio: float = 0.5  # share of the lower-triangular patches masked per image
-    decoder_profiles: bool | None = None  # the decoder gets the visible row/column profiles (model.py); unset: the preset's
-    position_bias: bool | None = None  # each attention head adds a learned bias per relative patch offset; unset: the preset's
-    patch_size: int = 0  # 0: image / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
-    tasks: str = "all"  # training patterns: tasks, or all but noise
-    completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
-    head_fraction: float = 0.25  # heads per layer drawn per inference and epoch (the paper's)
-    batch_size: int = 64  # patterns per step, over all ranks
-    steps: int = 1500  # optimizer steps
-    lr: float = 2e-3  # beat 1e-3 on the default run's patterns (RESULTS.md, steps and learning rate)
-    min_lr: float = 1e-5  # learning rate at the last step
-    warmup: int = 100  # steps of linear warmup
-    weight_decay: float = 0.05  # AdamW weight decay on matrices
-    seed: int = 0  # initial weights, masks and pattern sampling
-    checkpoint_every: int = 250  # steps between resumable checkpoints
-    threads: int = 0  # torch threads per rank; 0 = the cores shared among ranks
-    device: str = "cpu"  # cpu | cuda (under torchrun: the rank's own GPU) | auto (cuda if there is one)
-    # bf16 autocast for forward and backward (weights, optimizer and loss stay fp32): faster
-    # than fp32 on CPUs with bf16 instructions, as the LM trains and encode runs
-    bf16: bool = True
-
-    def pattern_filter(self) -> PatternFilter:
-        return PatternFilter("train", self.tasks, self.completions)
-
-    def check(self) -> None:
-        self.pattern_filter().check()
-        if not 0 < self.head_fraction <= 1:
-            raise ValueError("head_fraction must be in (0, 1]")
-        if self.batch_size < 1 or self.steps < 1:
-            raise ValueError("batch_size and steps must be >= 1")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device {self.device!r}: expected cpu, cuda or auto")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device cuda: no GPU is visible to torch")
-
-    def torch_device(self) -> torch.device:
-        """The device this process trains on (``auto``: a GPU when there is one)."""
-        cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
-        return rank_device("cuda") if cuda else torch.device("cpu")
-
-
-@dataclass
 class MAEState:
     step: int = 0
     seconds: float = 0.0
     log: list[dict] = field(default_factory=list)
+
+
+def train_device(device: str) -> torch.device:
+    """The device this process trains on (``auto``: a GPU when there is one); ``cuda`` is
+    refused where torch sees no GPU, before any work."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: no GPU is visible to torch")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return rank_device("cuda") if cuda else torch.device("cpu")
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -141,14 +102,16 @@ def pixel_stats(model: APMAEModel, store, ids: list[str], cfg: MAETrainConfig,
 
 def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | None = None) -> Path:
     """Train on ``run``'s train-split patterns; returns the saved model folder."""
+    flt = PatternFilter("train", cfg.tasks, cfg.completions)
+    flt.check()
     cfg.check()
-    device = cfg.torch_device()
+    device = train_device(cfg.device)
     rank, world = rank_and_world("nccl" if device.type == "cuda" else "gloo")
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} does not split over {world} ranks")
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
     out = out or run.mae_path
-    ids = select(run, cfg.pattern_filter())
+    ids = select(run, flt)
     if not ids:
         raise ValueError(f"run {run.name}: no stored train-split patterns match tasks={cfg.tasks} "
                          f"completions={cfg.completions}")
