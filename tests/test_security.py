@@ -49,11 +49,11 @@ def test_static_files_stay_in_their_folder(tmp_path, path):
 def test_serving_beyond_loopback_warns(monkeypatch, capsys):
     import uvicorn
 
-    from apmae.cli import _serve
+    from apmae.cli.serve import serve_explorer
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     monkeypatch.setattr("server.app.create_app", lambda settings: None)
-    _serve("default", "127.0.0.1", 8000)
+    serve_explorer("default", "127.0.0.1", 8000)
     assert "warning" not in capsys.readouterr().err
-    _serve("default", "0.0.0.0", 8000)
+    serve_explorer("default", "0.0.0.0", 8000)
     assert "warning: listening on 0.0.0.0" in capsys.readouterr().err
