@@ -277,7 +277,7 @@ def _atlas_engine():
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
-    from .atlas.build import cluster_run
+    from .atlas.cluster_stage import cluster_run
     from .atlas.cluster import ClusterConfig
 
     cfg = _dataclass_from_args(ClusterConfig, args)
@@ -286,7 +286,7 @@ def cmd_cluster(args: argparse.Namespace) -> None:
 
 
 def cmd_predictor_train(args: argparse.Namespace) -> None:
-    from .atlas.build import predictor_run
+    from .atlas.predictor_stage import predictor_run
     from .atlas.predictor import PredictorConfig
 
     section = predictor_run(_existing_run(args.run), _dataclass_from_args(PredictorConfig, args),
@@ -295,7 +295,7 @@ def cmd_predictor_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from .atlas.build import sweep_run
+    from .atlas.sweep_stage import sweep_run
     from .atlas.summaries import intervention_summary, sweep_summary
     from .atlas.intervention import InterventionConfig
     from .atlas.sweep import SweepConfig
