@@ -34,6 +34,7 @@ import pytest
 import torch
 from sqlalchemy import select
 
+import apmae
 from apmae.atlas.cluster_stage import cluster_run
 from apmae.atlas.predictor_stage import predictor_run
 from apmae.atlas.sweep_stage import sweep_run
@@ -52,6 +53,8 @@ from apmae.store.arrays import PatternStore
 
 #: One thread everywhere: the killed process, its rerun and the straight run compute alike.
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+#: The checkout whose apmae this process imports, which the killed processes run too.
+CHECKOUT = Path(apmae.__file__).resolve().parents[1]
 #: Folders of a built run that a stage's test starts without (it builds them itself).
 BUILT = ("mae", "embeddings", "pattern_stats")
 
@@ -84,7 +87,9 @@ def kill_when(args: list[str], home: Path, url: str | None, progressed: Callable
     ``progressed()``; ``meanwhile`` (the straight run the killed one is compared with) runs in
     a thread of this process meanwhile, and is waited for. A process that ends by itself is not
     killed; the caller tells a kill mid-stage from one too late."""
-    env = {**os.environ, **THREADS, "APMAE_HOME": str(home)}
+    env = {**os.environ, **THREADS, "APMAE_HOME": str(home),
+           # the code under test, not whichever checkout is installed (a worktree's tests)
+           "PYTHONPATH": os.pathsep.join([str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("APMAE_DEBUG", None)
     if url:
         env["APMAE_DATABASE_URL"] = url
