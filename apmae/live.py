@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .atlas.cluster import assign
+from .atlas.cluster_stage import Assignment, head_assignments
 from .atlas.encode import EncodeConfig, embed
 from .atlas.live_predictor import LivePredictor, fit_live_predictor, live_features, out_of_distribution
 from .atlas.rows import hole_of
@@ -174,7 +175,7 @@ class LiveAtlas:
     """
 
     def __init__(self, run: Run, target: Target, window: int, mae: APMAEModel | None = None,
-                 centers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+                 centers: dict[tuple[int, int], Assignment] | None = None,
                  predictor: LivePredictor | None = None, codec: PatternStore | None = None) -> None:
         """``codec``: the run's pattern store, whose precision live patterns are brought to
         before embedding, as ``apmae encode`` does with the patterns it recomputes."""
@@ -184,7 +185,8 @@ class LiveAtlas:
 
     @classmethod
     def load(cls, run: Run, engine=None, target: Target | None = None) -> LiveAtlas:
-        """Load everything the run has; ``engine`` (the SQL store) is needed for the predictor."""
+        """Load everything the run has; ``engine`` (the SQL store) is needed for the clusters and
+        the predictor."""
         meta = run.meta()
         if "layers" not in meta:
             raise LiveError(f"run {run.name} at {run.path} has no extraction results "
@@ -193,13 +195,7 @@ class LiveAtlas:
         window = _window_of(run)
         model_dir = run.mae_model_path
         mae = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval() if (model_dir / "config.json").exists() else None
-        centers = {}
-        if run.assignments_path.exists():
-            arrays = np.load(run.assignments_path)
-            centers = {(l, h): (arrays[f"L{l}H{h}_centers"], arrays[f"L{l}H{h}_labels"],
-                                arrays[f"L{l}H{h}_radii"])
-                       for l in range(target.layers) for h in range(target.heads)
-                       if f"L{l}H{h}_centers" in arrays}
+        centers = head_assignments(engine, run.name) if engine else {}
         predictor = fit_live_predictor(run, engine) if engine and centers else None
         return cls(run, target, window, mae, centers, predictor, codec=run.pattern_store())
 

@@ -155,7 +155,10 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
                 times: StageTimes | None = None) -> None:
     """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
     clusters, predictor and sweep."""
-    from .atlas.build import cluster_run, predictor_run, settled, sweep_run
+    from .atlas.build import settled
+    from .atlas.cluster_stage import cluster_run
+    from .atlas.predictor_stage import predictor_run
+    from .atlas.sweep_stage import sweep_run
     from .db.session import migrated_engine
     from .atlas.cluster import ClusterConfig
     from .atlas.encode import EncodeConfig, encode_run

@@ -15,7 +15,6 @@ runs/<name>/
   embeddings/         one AP-MAE embedding per (scenario, layer, head) (apmae encode)
   pattern_stats/      statistics of each whole pattern (the predictor's no-AP-MAE baseline)
   row_stats/          statistics of each head's predicting row (apmae.atlas.rows)
-  atlas/assign.npz    per head: cluster medoids, labels and radii, to place new patterns
 ```
 """
 
@@ -49,7 +48,6 @@ class Run:
     embeddings_path = property(lambda self: self.path / "embeddings")
     pattern_stats_path = property(lambda self: self.path / "pattern_stats")
     row_stats_path = property(lambda self: self.path / "row_stats")
-    assignments_path = property(lambda self: self.path / "atlas" / "assign.npz")
 
     @property
     def scenarios_source(self) -> Path:

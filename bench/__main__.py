@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 
-from apmae.run import Run
 
 GOALS = {  # key: (goal, "min" | "max")
     "capture_vs_output_attentions": (2.0, "min"),
@@ -57,6 +56,21 @@ def run_module(module: str, *flags: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def clustered(run: str) -> bool:
+    """Whether ``run``'s heads are clustered in the atlas database, which predict serves."""
+    from apmae.atlas.cluster_stage import head_assignments
+    from apmae.db.session import reading_engine
+
+    try:
+        engine = reading_engine()
+    except ValueError:  # no database at this code's schema: nothing this code built
+        return False
+    try:
+        return bool(head_assignments(engine, run))
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="every benchmark in its quick mode (< 2 min)")
@@ -77,7 +91,7 @@ def main() -> None:
     out.update({k: mae[k] for k in ("mae_train_vs_reference", "mae_train_fp32_vs_reference",
                                     "mae_encode_img_s", "mae_encode_bf16_vs_reference_fp32")})
     out.update(run_module("hardware", *quick))
-    built = (Run(args.run).path / "atlas" / "assign.npz").exists()
+    built = clustered(args.run)
     if built:
         predict = run_module("predict", "--run", args.run, *(["--requests", "20", "--warmup", "3"] if args.quick else []))
         out["predict_p50_ms"], out["predict_p95_ms"] = predict["predict_p50_ms"], predict["predict_p95_ms"]

@@ -81,7 +81,7 @@ class Clock:
 def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
     """CPU and wall seconds per (heads, points) in this process, the fit over points, and what
     apmae cluster's parallel path adds (process start, imports, compilation per worker)."""
-    from apmae.atlas.build import _cluster_heads
+    from apmae.atlas.cluster_stage import cluster_heads
     from apmae.atlas.cluster import ClusterConfig, cluster_head
 
     cfg = ClusterConfig(selection="leaf")  # what apmae demo clusters with
@@ -107,8 +107,8 @@ def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
     par_heads, par_points = 4 * workers, points[min(1, len(points) - 1)]
     x = synthetic_embeddings(par_heads, par_points, seed=7)[:, None]  # [n, 1 layer, heads, d]
     with Clock() as par:
-        done = list(_cluster_heads(x, [(0, h) for h in range(par_heads)],
-                                   ClusterConfig(selection="leaf", workers=workers)))
+        done = list(cluster_heads(x, [(0, h) for h in range(par_heads)],
+                                  ClusterConfig(selection="leaf", workers=workers)))
     assert len(done) == par_heads
     start_cpu = par.cpu - par_heads * a * par_points ** b  # all workers' start, CPU seconds
     n_store = points[-1]
@@ -129,12 +129,12 @@ def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
 
 def store_cost(clusterings: list, points: int) -> float:
     """CPU seconds per head of writing a head's clusters and memberships to SQL as apmae
-    cluster does (``_store_head``), into a scratch SQLite database of ``points`` scenarios."""
+    cluster does (``store_head``), into a scratch SQLite database of ``points`` scenarios."""
     import tempfile
 
     from sqlalchemy import select
 
-    from apmae.atlas.build import _store_head
+    from apmae.atlas.cluster_stage import store_head
     from apmae.db import models as m
     from apmae.db.session import get_or_create_run, migrated_engine, session_scope
 
@@ -153,7 +153,7 @@ def store_cost(clusterings: list, points: int) -> float:
                                        .where(m.Scenario.run_id == run_id)).all())
         with Clock() as c:
             for h, hc in enumerate(clusterings):
-                _store_head(engine, run_id, 0, h, hc, keys, ids, tasks, correct)
+                store_head(engine, run_id, 0, h, hc, keys, ids, tasks, correct)
         engine.dispose()
     return c.cpu / len(clusterings)
 

@@ -179,7 +179,9 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
     """A tiny run with its whole atlas built (clusters, predictor, sweep) in its own SQLite
     database: what the explorer serves in the server and browser tests. Returns
     ``(run, database_url)``; read-only."""
-    from apmae.atlas.build import cluster_run, predictor_run, sweep_run
+    from apmae.atlas.cluster_stage import cluster_run
+    from apmae.atlas.predictor_stage import predictor_run
+    from apmae.atlas.sweep_stage import sweep_run
     from apmae.atlas.cluster import ClusterConfig
     from apmae.atlas.intervention import InterventionConfig
     from apmae.atlas.predictor import PredictorConfig

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from apmae.atlas.build import cluster_run, predictor_run, sweep_run
+from apmae.atlas.cluster_stage import cluster_run, head_assignments
+from apmae.atlas.predictor_stage import predictor_run
+from apmae.atlas.sweep_stage import sweep_run
 from apmae.atlas.summaries import cluster_summary, intervention_summary
 from apmae.atlas.cluster import ClusterConfig
 from apmae.atlas.intervention import InterventionConfig
@@ -18,6 +21,8 @@ from apmae.db.session import migrated_engine
 from apmae.atlas.sweep import SweepConfig
 from apmae.db import models as m
 from apmae.db.session import session_scope
+from apmae.run import Run
+from apmae.store.arrays import StoreMeta
 
 
 def _counts(engine) -> dict[str, int]:
@@ -34,7 +39,7 @@ def test_stages_fill_sql_and_reruns_change_nothing(tmp_path, atlas_run, tiny_tar
     after_cluster = _counts(engine)
     n = len(list(atlas_run.results()))
     assert after_cluster["heads"] == heads and after_cluster["memberships"] == n * heads
-    assert atlas_run.assignments_path.exists()
+    assert len(head_assignments(engine, "atlas")) == heads  # every head can place new patterns
     assert cluster_run(atlas_run, ClusterConfig(), engine) == 0  # every head done: skipped
     assert _counts(engine) == after_cluster
     summary = cluster_summary(engine, "atlas")
@@ -103,8 +108,76 @@ def test_cli_runs_the_stages_and_the_report_shows_them(tmp_path, atlas_run, monk
     assert main(["sweep", "--run", "nope"]) == 2
 
 
+def _bytes_written() -> int:
+    """Bytes this process has written so far, to any file (Linux's ``/proc/self/io``)."""
+    return int(next(line.split()[1] for line in Path("/proc/self/io").read_text().splitlines()
+                    if line.startswith("wchar:")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts bytes with /proc/self/io")
+def test_storing_a_head_writes_as_much_however_many_heads_are_done(tmp_path, atlas_run,
+                                                                   monkeypatch):
+    """Clustering a wide run writes each head's own rows and nothing else, so the bytes
+    written per head stay flat as heads accumulate (rewriting every head's arrays after each
+    head grows with the heads done: quadratic at 720 heads). What is read back to place new
+    patterns is exactly what clustering computed. Clustering itself is a fixed split into 3
+    clusters here: only the writes are measured. Few scenarios: the memberships' index by
+    scenario takes a head's rows at one place per scenario, so its pages touched per head grow
+    with the heads done up to the number of scenarios (a bound, reached early), not beyond."""
+    from apmae.atlas import cluster_stage
+    from apmae.atlas.cluster import _summarise
+
+    run = Run("wide", path=tmp_path / "wide")
+    shutil.copytree(atlas_run.path, run.path, ignore=shutil.ignore_patterns("embeddings"))
+    keys = [r["id"] for r in atlas_run.results()][:4]
+    heads, width = 96, 1024
+    store = run.embeddings(StoreMeta(layers=1, heads=heads, window=0, model="wide",
+                                     dtype="float32", width=width))
+    store.append(keys, np.random.default_rng(0).normal(size=(len(keys), 1, heads, width)))
+    written, computed = [], []
+
+    def split_in_3(x, cfg):
+        written.append(_bytes_written())
+        computed.append(_summarise(x, np.arange(len(x)) % 3, np.zeros((len(x), 2), np.float32), cfg))
+        return computed[-1]
+
+    monkeypatch.setattr(cluster_stage, "cluster_head", split_in_3)
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'wide.db'}")
+    assert cluster_run(run, ClusterConfig(workers=1), engine) == heads
+    per_head = np.diff(written)  # storing head i: up to the clustering of head i + 1
+    early, late = np.median(per_head[:16]), np.median(per_head[-16:])
+    assert late < 1.5 * early, f"a head's writes grew from {early:.0f} to {late:.0f} bytes"
+    placing = head_assignments(engine, "wide")
+    assert sorted(placing) == [(0, h) for h in range(heads)]
+    for h, hc in enumerate(computed):
+        for got, want in zip(placing[0, h], (hc.centers, hc.center_labels, hc.radii)):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_a_head_without_centers_is_clustered_again(tmp_path, atlas_run):
+    """A head clustered before medoids moved into SQL (migration 0006 leaves its centers
+    null) places no pattern and is clustered again by the next run, alone."""
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    heads = atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
+    cfg = ClusterConfig(workers=1)
+    assert cluster_run(atlas_run, cfg, engine) == heads
+    before = head_assignments(engine, "atlas")
+    with session_scope(engine) as s:
+        head_id, *old = s.execute(select(m.Head.id, m.Head.layer, m.Head.head)
+                                  .where(m.Head.n_clusters > 0).limit(1)).one()
+        s.execute(m.Cluster.__table__.update().where(m.Cluster.head_id == head_id)
+                  .values(center=None, radius=None))
+    old = tuple(old)
+    assert old not in head_assignments(engine, "atlas")
+    assert cluster_run(atlas_run, cfg, engine) == 1
+    after = head_assignments(engine, "atlas")
+    assert sorted(after) == sorted(before)
+    for a, b in zip(after[old], before[old]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):
-    def rows(workers: int) -> tuple[list, list, bytes]:
+    def rows(workers: int) -> tuple[list, list, dict]:
         engine = migrated_engine(f"sqlite:///{tmp_path / f'w{workers}.db'}")
         cluster_run(atlas_run, ClusterConfig(workers=workers), engine)
         with session_scope(engine) as s:
@@ -117,8 +190,9 @@ def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):
             clusters = s.execute(select(m.Head.layer, m.Head.head, m.Cluster.label, m.Cluster.size,
                                         m.Cluster.exemplars).join(m.Head, m.Head.id == m.Cluster.head_id)
                                  .order_by(m.Head.layer, m.Head.head, m.Cluster.label)).all()
-        arrays = np.load(atlas_run.assignments_path)
-        return members, clusters, {k: arrays[k].tolist() for k in sorted(arrays.files)}
+        placing = {head: [a.tolist() for a in arrays]
+                   for head, arrays in sorted(head_assignments(engine, atlas_run.name).items())}
+        return members, clusters, placing
 
     parallel, inline = rows(2), rows(1)
     assert parallel[1] == inline[1]  # clusters
@@ -130,7 +204,7 @@ def test_heads_are_chosen_on_the_train_split_and_tested_on_held_out_only(tmp_pat
                                                                         tiny_target, monkeypatch):
     """A leak would be a held-out scenario reaching the single-head effects or the greedy
     search (which choose heads), or a train-split one reaching the evaluation."""
-    from apmae.atlas import build
+    from apmae.atlas import sweep_stage
 
     engine = migrated_engine(f"sqlite:///{tmp_path / 'leak.db'}")
     cluster_run(atlas_run, ClusterConfig(), engine)
@@ -143,9 +217,9 @@ def test_heads_are_chosen_on_the_train_split_and_tested_on_held_out_only(tmp_pat
             return fn(target, scenarios, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(build, "single_head_scores", spy("choose", build.single_head_scores))
-    monkeypatch.setattr(build, "greedy", spy("choose", build.greedy))
-    monkeypatch.setattr(build, "evaluate", spy("test", build.evaluate))
+    monkeypatch.setattr(sweep_stage, "single_head_scores", spy("choose", sweep_stage.single_head_scores))
+    monkeypatch.setattr(sweep_stage, "greedy", spy("choose", sweep_stage.greedy))
+    monkeypatch.setattr(sweep_stage, "evaluate", spy("test", sweep_stage.evaluate))
     sweep_run(atlas_run, SweepConfig(scenarios=4, repeats=1, batch_size=4), engine, tiny_target,
               InterventionConfig(train_per_task=2, heldout_per_task=2, sizes=(1,), random_sets=2,
                                  greedy_candidates=2, bootstrap=20))

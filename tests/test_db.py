@@ -69,11 +69,11 @@ def _scenario_rows(run_id: int, completion: str) -> list[dict]:
 
 
 def test_upgrade_downgrade_upgrade(url):
-    assert upgrade(url) == "0005"
+    assert upgrade(url) == "0006"
     assert TABLES <= _tables(url)
     assert downgrade(url) is None
     assert not TABLES & _tables(url)
-    assert upgrade(url) == "0005"
+    assert upgrade(url) == "0006"
     assert TABLES <= _tables(url)
 
 
@@ -138,7 +138,7 @@ def test_deleting_a_run_cascades(engine):
 def test_cli_upgrade_default_database(capsys):
     assert main(["db", "upgrade"]) == 0
     assert (apmae_home() / "apmae.db").is_file()
-    assert "at revision 0005" in capsys.readouterr().out
+    assert "at revision 0006" in capsys.readouterr().out
     assert main(["db", "downgrade"]) == 0
     assert "at revision base" in capsys.readouterr().out
 

@@ -20,7 +20,8 @@ ABOVE_LM = ("apmae.scenarios", "apmae.extract", "apmae.report", "apmae.atlas", "
 STAGES = ("apmae.pipeline", "apmae.extract", "apmae.ship", "apmae.cli", "apmae.lm.train",
           "apmae.mae.train", "apmae.mae.evaluate", "apmae.atlas.encode", "apmae.atlas.cluster",
           "apmae.atlas.predictor", "apmae.atlas.sweep", "apmae.atlas.importance",
-          "apmae.atlas.intervention", "apmae.atlas.build")
+          "apmae.atlas.intervention", "apmae.atlas.build", "apmae.atlas.cluster_stage",
+          "apmae.atlas.predictor_stage", "apmae.atlas.sweep_stage")
 
 
 def module_name(path: Path) -> str:

@@ -127,7 +127,7 @@ def test_a_rebuild_skips_the_atlas_stages_that_ran_with_the_same_settings(tmp_pa
     assert not build.settled(engine, run.name, predictor=asdict(PredictorConfig(seed=1)))
     selective = InterventionConfig()
     with session_scope(engine) as session:  # as sweep_run records it, with what it used
-        build._set_settings(session, session.scalar(build.select(build.m.Run.id)),
+        build.set_settings(session, session.scalar(build.select(build.m.Run.id)),
                             intervention={**asdict(selective), "train_used": 3})
     assert build.settled(engine, run.name, intervention=asdict(selective))  # sizes: tuple vs list
     assert not build.settled(engine, run.name, intervention=asdict(InterventionConfig(sizes=(2,))))

@@ -21,7 +21,7 @@ from ..db import models as m
 from ..db.session import session_scope
 from ..run import Run
 from ..spans import syntax_tree
-from .build import training_data
+from .predictor_stage import training_data
 from .encode import pattern_stats
 from .heldout import Classifier, Features, HeldoutConfig
 from .predictor import categorical
@@ -100,7 +100,7 @@ def fit_live_predictor(run: Run, engine: Engine) -> LivePredictor | None:
 
 def live_features(kind: str, patterns: torch.Tensor, hole: int, labels: np.ndarray | None,
                   embeddings: np.ndarray | None) -> Features | None:
-    """One prompt's features of ``kind``, built as :func:`apmae.atlas.build.heldout_training_set`
+    """One prompt's features of ``kind``, built as :func:`apmae.atlas.predictor_stage.training_data`
     builds the training rows: ``patterns [layers, heads, tri]`` log-probs in the store's
     precision, ``labels``/``embeddings`` ``[layers, heads(, d)]`` (None without an atlas)."""
     parts = []

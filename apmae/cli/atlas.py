@@ -26,7 +26,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
-    from ..atlas.build import cluster_run
+    from ..atlas.cluster_stage import cluster_run
 
     cfg = dataclass_from_args(ClusterConfig, args)
     n = cluster_run(existing_run(args.run), cfg, atlas_engine())
@@ -34,7 +34,7 @@ def cmd_cluster(args: argparse.Namespace) -> None:
 
 
 def cmd_predictor_train(args: argparse.Namespace) -> None:
-    from ..atlas.build import predictor_run
+    from ..atlas.predictor_stage import predictor_run
 
     section = predictor_run(existing_run(args.run), dataclass_from_args(PredictorConfig, args),
                             atlas_engine())
@@ -42,7 +42,7 @@ def cmd_predictor_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from ..atlas.build import sweep_run
+    from ..atlas.sweep_stage import sweep_run
     from ..atlas.summaries import intervention_summary, sweep_summary
     from ..lm.load import load_target
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -114,6 +115,10 @@ class Cluster(Base):
     exemplars: Mapped[list[str]] = mapped_column(JSON)  # scenario keys, best first
     by_task: Mapped[dict[str, int]] = mapped_column(JSON)  # {task: count}
     by_correct: Mapped[dict[str, int]] = mapped_column(JSON)  # {"correct": n, "incorrect": n}
+    # what places a new pattern here (apmae.atlas.cluster.assign): the medoid's unit vector as
+    # little-endian float32 bytes, and the cosine radius; null for the noise
+    center: Mapped[bytes | None] = mapped_column(LargeBinary)
+    radius: Mapped[float | None] = mapped_column(Float)
 
 
 class Membership(Base):
