@@ -38,7 +38,7 @@ from .lm.score import greedy_continue, judge, to_completion
 from .mae.model import APMAEModel
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
-from .spans import TASKS as SPAN_TASKS, find_spans, parse_java, syntax_tree
+from .spans import SPAN_TASKS, find_spans, parse_java, syntax_tree
 from .store.arrays import PatternStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.

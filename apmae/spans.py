@@ -44,7 +44,8 @@ TREE_SITTER_TASKS = ("identifiers", "string_literals", "boolean_literals", "nume
                      "function_call", "function_name")
 REGEX_TASKS = ("closing_bracket", "eol", "keywords", "mathematical_operators",
                "boolean_operators", "assignment_operators")
-TASKS = TREE_SITTER_TASKS + REGEX_TASKS
+#: Every task with a span finder here; ``scenarios.TASKS`` adds ``random`` and ``noise``.
+SPAN_TASKS = TREE_SITTER_TASKS + REGEX_TASKS
 
 #: Reserved keywords of Java 17 (JLS §3.9), without the literals true/false/null.
 JAVA_KEYWORDS = frozenset("""
@@ -179,8 +180,8 @@ def find_spans(task: str, text: str, tree: Tree) -> list[tuple[int, int]]:
 
     ``tree`` must be ``parse_java(text)``. Raises ``ValueError`` for an unknown task.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown completion task {task!r}; expected one of {', '.join(TASKS)}")
+    if task not in SPAN_TASKS:
+        raise ValueError(f"unknown completion task {task!r}; expected one of {', '.join(SPAN_TASKS)}")
     to_char = _byte_to_char(text)
     spans: set[tuple[int, int]] = set()
     for node in _target_nodes(task, tree):
