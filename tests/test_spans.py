@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from apmae import spans
-from apmae.spans import REGEX_TASKS, SPAN_TASKS, TREE_SITTER_TASKS, find_spans, parse_java
+from apmae.spans import TOKEN_TASKS, SPAN_TASKS, TREE_SITTER_TASKS, find_spans, parse_java
 
 FIXTURES = Path(__file__).parent / "fixtures" / "java"
 JAVA_FILES = sorted(FIXTURES.glob("*.java"))
@@ -46,7 +46,7 @@ def node_spans(text: str, types: set[str]) -> list[tuple[int, int]]:
 
 
 def test_task_names() -> None:
-    assert len(set(SPAN_TASKS)) == 12 and set(SPAN_TASKS) == set(TREE_SITTER_TASKS) | set(REGEX_TASKS)
+    assert len(set(SPAN_TASKS)) == 12 and set(SPAN_TASKS) == set(TREE_SITTER_TASKS) | set(TOKEN_TASKS)
 
 
 def test_import_does_no_work() -> None:
@@ -192,7 +192,7 @@ def test_no_regex_task_span_inside_comments_or_literals(path: Path) -> None:
     tree = parse_java(text)
     assert tree is not None
     hidden = node_spans(text, {"line_comment", "block_comment", "string_literal", "character_literal"})
-    for task in REGEX_TASKS:
+    for task in TOKEN_TASKS:
         for s, e in find_spans(task, text, tree):
             assert not any(hs <= s and e <= he for hs, he in hidden), (task, text[s:e], s)
 
