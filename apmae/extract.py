@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .capture import record_attention
 from .configs import PRECISIONS, ExtractConfig
 from .distributed import rank_and_world
-from .lm.load import Target
+from .lm.load import TargetModel
 from .lm.score import exact_still_possible, greedy_continue, judge, to_completion
 from .paths import fsync_dir
 from .run import Run
@@ -60,7 +60,7 @@ def kept_ids(ids: list[str], limit: int | None) -> set[str]:
     return set(sorted(ids, key=lambda i: hashlib.sha1(i.encode()).digest())[:limit])
 
 
-def store_meta(cfg: ExtractConfig, run: Run, target: Target, window: int) -> StoreMeta:
+def store_meta(cfg: ExtractConfig, run: Run, target: TargetModel, window: int) -> StoreMeta:
     """The format of the run's pattern store: an existing store's precision, else ``cfg``'s."""
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"--precision {cfg.precision!r}: expected {' or '.join(PRECISIONS)}")
@@ -78,7 +78,7 @@ def _batches(items: Iterable[Scenario], n: int) -> Iterator[list[Scenario]]:
         yield batch
 
 
-def check_scenarios(path: Path, target: Target, cfg: ExtractConfig) -> tuple[list[str], int]:
+def check_scenarios(path: Path, target: TargetModel, cfg: ExtractConfig) -> tuple[list[str], int]:
     """Validate the file against the model before any work; returns its ids and window."""
     sha, ids, windows, longest = target.tokenizer_sha, [], set(), 0
     for s in read_scenarios(path):
@@ -98,7 +98,7 @@ def check_scenarios(path: Path, target: Target, cfg: ExtractConfig) -> tuple[lis
 
 
 @torch.inference_mode()
-def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
+def run_batch(target: TargetModel, batch: list[Scenario], cfg: ExtractConfig,
               capture: StoreMeta | None = None) -> tuple[list[dict], torch.Tensor | None]:
     """Complete one batch; returns result rows and, with ``capture`` (the store's format),
     ``[batch, layers, heads, tri]`` patterns already in that format."""
@@ -139,7 +139,7 @@ def confidence(logprobs: torch.Tensor) -> dict[str, float]:
             "entropy": round(-(logprobs.exp() * logprobs).nansum().item(), 5)}
 
 
-def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
+def extract(run: Run, scenarios_path: Path, target: TargetModel, cfg: ExtractConfig,
             sink: Sink | None = None) -> int:
     """Extract every unfinished scenario of the file into ``run``; returns how many this
     process extracted (under torchrun: this rank's share, see :func:`_extract_share`, and no
@@ -164,7 +164,7 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
 
 
 def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[list[Scenario]],
-                     keep: set[str], target: Target, cfg: ExtractConfig, bar: tqdm,
+                     keep: set[str], target: TargetModel, cfg: ExtractConfig, bar: tqdm,
                      meta: StoreMeta, sink: Sink | None = None) -> int:
     """Extract ``batches`` into ``run``; returns how many scenarios were done.
 
@@ -204,7 +204,7 @@ def _write_batch(run: Run, store: PatternStore | None, ids: list[str], patterns:
 
 
 def _extract_share(run: Run, scenarios_path: Path, ids: list[str], keep: set[str],
-                   meta: StoreMeta, target: Target, cfg: ExtractConfig, rank: int,
+                   meta: StoreMeta, target: TargetModel, cfg: ExtractConfig, rank: int,
                    world: int) -> int:
     """This rank's share into its part of ``run``, then, once every rank is done, rank 0's
     merge; returns how many scenarios this rank extracted.

@@ -33,7 +33,7 @@ from .capture import record_attention
 from .store.format import lower_triangle, tril_window, unpack_lower_triangle
 from .intervene import ablate_heads
 from .lm.fim import Window, build_prompt
-from .lm.load import ModelLoadError, Target, load_target
+from .lm.load import ModelLoadError, TargetModel, load_target
 from .lm.score import greedy_continue, judge, to_completion
 from .mae.model import APMAEModel
 from .run import Run
@@ -174,7 +174,7 @@ class LiveAtlas:
     which parts are missing in :attr:`missing`.
     """
 
-    def __init__(self, run: Run, target: Target, window: int, mae: APMAEModel | None = None,
+    def __init__(self, run: Run, target: TargetModel, window: int, mae: APMAEModel | None = None,
                  centers: dict[tuple[int, int], Assignment] | None = None,
                  predictor: LivePredictor | None = None, codec: PatternStore | None = None) -> None:
         """``codec``: the run's pattern store, whose precision live patterns are brought to
@@ -184,7 +184,7 @@ class LiveAtlas:
         self.codec = codec
 
     @classmethod
-    def load(cls, run: Run, engine=None, target: Target | None = None) -> LiveAtlas:
+    def load(cls, run: Run, engine=None, target: TargetModel | None = None) -> LiveAtlas:
         """Load everything the run has; ``engine`` (the SQL store) is needed for the clusters and
         the predictor."""
         meta = run.meta()

@@ -26,7 +26,7 @@ from .configs import DemoConfig
 from .corpus import (CorpusError, data_identity, default_source, find_jdk_src_zip, jdk_src_zips,
                      matching_corpus)
 from .extract import ExtractConfig, Sink, extract
-from .lm.load import Target, load_target
+from .lm.load import TargetModel, load_target
 from .paths import DEFAULT_MODEL_DIR
 from .run import Run
 from .scenarios import TASKS, mine, write_scenarios
@@ -135,7 +135,7 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
     return run
 
 
-def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
+def _encoder_for(run: Run, cfg: DemoConfig, target: TargetModel) -> Sink | None:
     """Where the run's AP-MAE is known before extraction (installed already, or the shipped one
     that fits this model), the encoder that embeds each batch as extraction captures it;
     else None, and :func:`build_atlas` encodes afterwards."""
@@ -151,7 +151,7 @@ def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
     return Encoder(run, EncodeConfig(), model, target.layers, target.heads, target.name).write
 
 
-def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = None,
+def build_atlas(run: Run, cfg: DemoConfig, target: TargetModel, url: str | None = None,
                 times: StageTimes | None = None) -> None:
     """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
     clusters, predictor and sweep."""

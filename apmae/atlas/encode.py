@@ -24,7 +24,7 @@ from ..capture import recompute_patterns
 from ..configs import EncodeConfig
 from ..store.format import packed_positions, tril_window
 from ..lm.fim import special_ids
-from ..lm.load import Target, load_target, load_tokenizer
+from ..lm.load import TargetModel, load_target, load_tokenizer
 from ..mae.model import APMAEModel
 from ..paths import weights_digest
 from ..run import Run
@@ -125,7 +125,7 @@ class Encoder:
 
 
 def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
-               target: Callable[[], Target] | None = None) -> int:
+               target: Callable[[], TargetModel] | None = None) -> int:
     """Encode every scenario of ``run`` not encoded yet; returns how many were encoded.
     ``target`` loads the run's target model, only if some patterns must be recomputed."""
     meta = run.meta()
@@ -135,7 +135,7 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
                       meta["model"])
     patterns = run.pattern_store()
     todo = [s for s in run.scenarios() if not encoder.done(s.id)]
-    loaded: Target | None = None
+    loaded: TargetModel | None = None
     bar = tqdm(total=len(todo), desc="encode", unit="scenario")
     for start in range(0, len(todo), cfg.batch_size):
         batch = todo[start:start + cfg.batch_size]

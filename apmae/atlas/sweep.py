@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..capture import attention_modules
 from ..configs import SweepConfig
 from ..intervene import ablate_heads
-from ..lm.load import Target
+from ..lm.load import TargetModel
 from ..scenarios import Scenario
 
 STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
@@ -77,7 +77,7 @@ class FirstTokenScorer:
     the duration of a batch: the scorer must own its model (the CLI's and the build's do).
     """
 
-    def __init__(self, target: Target, batch_size: int, replay_bytes: int = 1 << 30) -> None:
+    def __init__(self, target: TargetModel, batch_size: int, replay_bytes: int = 1 << 30) -> None:
         self.target, self.batch_size, self.replay_left = target, batch_size, replay_bytes
         self.layers = decoder_layers(target.model)
         self._scores: dict[tuple[str, frozenset[Head]], tuple[bool, float]] = {}
