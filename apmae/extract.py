@@ -78,9 +78,9 @@ def _batches(items: Iterable[Scenario], n: int) -> Iterator[list[Scenario]]:
         yield batch
 
 
-def check_scenarios(path: Path, target: TargetModel, cfg: ExtractConfig) -> tuple[list[str], int]:
+def check_scenarios(path: Path, lm: TargetModel, cfg: ExtractConfig) -> tuple[list[str], int]:
     """Validate the file against the model before any work; returns its ids and window."""
-    sha, ids, windows, longest = target.tokenizer_sha, [], set(), 0
+    sha, ids, windows, longest = lm.tokenizer_sha, [], set(), 0
     for s in read_scenarios(path):
         if s.tokenizer != sha:
             raise ValueError(f"{path}: scenario {s.id} was mined with another tokenizer "
@@ -93,16 +93,16 @@ def check_scenarios(path: Path, target: TargetModel, cfg: ExtractConfig) -> tupl
     if len(windows) > 1:
         raise ValueError(f"{path}: scenarios of different window lengths {sorted(windows)}")
     window = windows.pop()
-    target.check_window(window, extra=longest + cfg.extra_tokens)
+    lm.check_window(window, extra=longest + cfg.extra_tokens)
     return ids, window
 
 
 @torch.inference_mode()
-def run_batch(target: TargetModel, batch: list[Scenario], cfg: ExtractConfig,
+def run_batch(lm: TargetModel, batch: list[Scenario], cfg: ExtractConfig,
               capture: StoreMeta | None = None) -> tuple[list[dict], torch.Tensor | None]:
     """Complete one batch; returns result rows and, with ``capture`` (the store's format),
     ``[batch, layers, heads, tri]`` patterns already in that format."""
-    model, ids = target.model, target.ids
+    model, ids = lm.model, lm.ids
     input_ids = torch.tensor([s.input_ids for s in batch], device=model.device)
     recorder = record_attention(model, log_range=capture.log_range) if capture else nullcontext()
     with recorder as rec:
@@ -112,11 +112,11 @@ def run_batch(target: TargetModel, batch: list[Scenario], cfg: ExtractConfig,
     logprobs = last.log_softmax(-1)
     stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
     budget = max(len(s.target_ids) for s in batch) + cfg.extra_tokens
-    viable = exact_still_possible(target.tokenizer, [s.target for s in batch])
+    viable = exact_still_possible(lm.tokenizer, [s.target for s in batch])
     rows = greedy_continue(model, out.past_key_values, last, budget, stops, viable)
     results = []
     for s, row, lp in zip(batch, rows, logprobs):
-        c = to_completion(target.tokenizer, row, stops)
+        c = to_completion(lm.tokenizer, row, stops)
         exact, first = judge(c, s.target, s.target_ids, fim=ids.fim)
         if s.task == "noise":  # the control's labels are assigned, not judged
             exact = first = bool(s.label)

@@ -194,7 +194,7 @@ class Explorer:
         scenario = self.scenarios.get(key)
         if scenario is None or self.atlas is None:
             raise LookupError(key)
-        patterns = recompute_patterns(self.atlas.target, [scenario])[0].numpy()
+        patterns = recompute_patterns(self.atlas.lm, [scenario])[0].numpy()
         self.cache.put({"baseline": patterns}, f"scenario:{key}")
         return patterns
 
