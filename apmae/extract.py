@@ -41,7 +41,7 @@ from .lm.score import exact_still_possible, greedy_continue, judge, to_completio
 from .paths import fsync_dir
 from .run import Run
 from .scenarios import Scenario, read_scenarios
-from .store.arrays import PatternStore, StoreMeta
+from .store.arrays import ArrayStore, StoreMeta
 from .store.format import decode_codes
 
 #: How long a rank that finished its share waits for the others: shares can take hours apart
@@ -163,7 +163,7 @@ def extract(run: Run, scenarios_path: Path, target: TargetModel, cfg: ExtractCon
                             meta, sink)
 
 
-def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[list[Scenario]],
+def _extract_batches(run: Run, store: ArrayStore | None, batches: Iterable[list[Scenario]],
                      keep: set[str], target: TargetModel, cfg: ExtractConfig, bar: tqdm,
                      meta: StoreMeta, sink: Sink | None = None) -> int:
     """Extract ``batches`` into ``run``; returns how many scenarios were done.
@@ -195,7 +195,7 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
     return n
 
 
-def _write_batch(run: Run, store: PatternStore | None, ids: list[str], patterns: torch.Tensor | None,
+def _write_batch(run: Run, store: ArrayStore | None, ids: list[str], patterns: torch.Tensor | None,
                  results: list[dict]) -> None:
     """One batch made durable: its patterns, then its results (the record a rerun skips by)."""
     if ids:

@@ -39,7 +39,7 @@ from .mae.model import APMAEModel
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
 from .spans import SPAN_TASKS, find_spans, parse_java, syntax_tree
-from .store.arrays import PatternStore
+from .store.arrays import ArrayStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
 EXTRA_TOKENS = 4
@@ -176,7 +176,7 @@ class LiveAtlas:
 
     def __init__(self, run: Run, lm: TargetModel, window: int, mae: APMAEModel | None = None,
                  centers: dict[tuple[int, int], Assignment] | None = None,
-                 predictor: LivePredictor | None = None, codec: PatternStore | None = None) -> None:
+                 predictor: LivePredictor | None = None, codec: ArrayStore | None = None) -> None:
         """``codec``: the run's pattern store, whose precision live patterns are brought to
         before embedding, as ``apmae encode`` does with the patterns it recomputes."""
         self.run, self.lm, self.window = run, lm, window

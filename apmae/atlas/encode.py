@@ -29,7 +29,7 @@ from ..mae.model import APMAEModel
 from ..paths import weights_digest
 from ..run import Run
 from ..scenarios import Scenario
-from ..store.arrays import PatternStore, StoreMeta
+from ..store.arrays import ArrayStore, StoreMeta
 from .rows import ROW_STATS, hole_of, row_stats
 
 
@@ -89,7 +89,7 @@ class Encoder:
         wanted = StoreMeta(layers=layers, heads=heads, window=0, model=model_identity(model_dir),
                            width=self.model.config.hidden_size)
         old = run.embeddings_path / "meta.json"
-        if old.exists() and PatternStore(run.embeddings_path).meta != wanted:
+        if old.exists() and ArrayStore(run.embeddings_path).meta != wanted:
             # embeddings of another AP-MAE (retrained in place): start over, or clusters built
             # on them would pass for this model's
             print(f"encode: {run.embeddings_path} holds another AP-MAE's embeddings; encoding afresh",
@@ -97,7 +97,7 @@ class Encoder:
             shutil.rmtree(run.embeddings_path)
         self.embeddings = run.embeddings(wanted)
 
-        def side(open_: Callable[[StoreMeta], PatternStore], width: int) -> PatternStore:
+        def side(open_: Callable[[StoreMeta], ArrayStore], width: int) -> ArrayStore:
             return open_(StoreMeta(layers=layers, heads=heads, window=0, model=target_name,
                                         dtype="float32", width=width))
 
