@@ -90,7 +90,8 @@ class MAETrainConfig:
     image_size: int = 0  # 0: image_size_for(preset, window); a divisor of the window average-pools
     mask_ratio: float = 0.5  # share of the lower-triangular patches masked per image
     decoder_profiles: bool | None = None  # the decoder gets the visible row/column profiles (model.py); unset: the preset's
-    position_bias: bool | None = None  # each attention head adds a learned bias per relative patch offset; unset: the preset's
+    # each attention head adds a learned bias per relative patch offset; unset: the preset's
+    relative_position_bias: bool | None = None
     patch_size: int = 0  # 0: image / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
     tasks: str = "all"  # training patterns: tasks, or all but noise
     completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
