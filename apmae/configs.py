@@ -145,7 +145,7 @@ class ClusterConfig:
     metric: str = "cosine"  # distance between embeddings (the paper's cosine)
     min_samples: int = 20  # HDBSCAN min_samples (the paper's 20; fewer for small heads)
     min_cluster_size: int = 25  # HDBSCAN min_cluster_size (the paper's 25; smaller for small heads)
-    selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
+    cluster_selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
     exemplars: int = 5  # per cluster, nearest to the medoid first
     radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
     n_epochs: int = 200  # UMAP's layout optimisation (its own default: 500 below 10k points)

@@ -184,7 +184,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target: TargetModel, url: str | None 
         encode_run(run, EncodeConfig(), target=lambda: target)
     engine = migrated_engine(url)
     with times.stage("cluster"):
-        changed = cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed),
+        changed = cluster_run(run, ClusterConfig(cluster_selection=cfg.cluster_selection, seed=cfg.seed),
                               engine) > 0
     # what ran before with the same settings on the same clusters is not run again
     predictor = PredictorConfig(seed=cfg.seed)
