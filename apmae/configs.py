@@ -171,6 +171,11 @@ class PredictorConfig:
     pca_components: int = 32  # embeddings variant
 
 
+#: The orders ``apmae sweep`` ablates heads in (:mod:`apmae.atlas.sweep`), as the report and
+#: the API name them.
+STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
+
+
 @dataclass
 class SweepConfig:
     scenarios: int = 300  # held-out scenarios scored at every point

@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from apmae.atlas.sweep import STRATEGIES, collapse_points
+from apmae.atlas.summaries import collapse_points
+from apmae.configs import STRATEGIES
 from apmae.db import models as m
 from apmae.report import build_report
 
