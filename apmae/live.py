@@ -25,9 +25,10 @@ import torch
 
 from .atlas.cluster import assign
 from .atlas.cluster_stage import Assignment, head_assignments
-from .atlas.encode import EncodeConfig, embed
+from .atlas.encode import embed
 from .atlas.live_predictor import LivePredictor, fit_live_predictor, live_features, out_of_distribution
 from .atlas.rows import hole_of
+from .configs import EncodeConfig
 from .extract import confidence
 from .capture import record_attention
 from .store.format import lower_triangle, tril_window, unpack_lower_triangle

@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .configs import DemoConfig
+from .configs import (ClusterConfig, DemoConfig, EncodeConfig, ExtractConfig, InterventionConfig,
+                      MAEEvalConfig, MAETrainConfig, PredictorConfig, SweepConfig)
 from .corpus import (CorpusError, data_identity, default_source, find_jdk_src_zip, jdk_src_zips,
                      matching_corpus)
-from .extract import ExtractConfig, Sink, extract
+from .extract import Sink, extract
 from .lm.load import TargetModel, load_target
 from .paths import DEFAULT_MODEL_DIR
 from .run import Run
@@ -139,7 +140,7 @@ def _encoder_for(run: Run, cfg: DemoConfig, target: TargetModel) -> Sink | None:
     """Where the run's AP-MAE is known before extraction (installed already, or the shipped one
     that fits this model), the encoder that embeds each batch as extraction captures it;
     else None, and :func:`build_atlas` encodes afterwards."""
-    from .atlas.encode import EncodeConfig, Encoder
+    from .atlas.encode import Encoder
     from .ship import install, shipped_fits
 
     model = run.mae_model_path
@@ -160,14 +161,10 @@ def build_atlas(run: Run, cfg: DemoConfig, target: TargetModel, url: str | None 
     from .atlas.predictor_stage import predictor_run
     from .atlas.sweep_stage import sweep_run
     from .db.session import migrated_engine
-    from .atlas.cluster import ClusterConfig
-    from .atlas.encode import EncodeConfig, encode_run
-    from .atlas.intervention import InterventionConfig
-    from .atlas.predictor import PredictorConfig
-    from .atlas.sweep import SweepConfig
-    from .mae.evaluate import MAEEvalConfig, evaluate
+    from .atlas.encode import encode_run
+    from .mae.evaluate import evaluate
     from .ship import install, shipped_for
-    from .mae.train import MAETrainConfig, train_mae
+    from .mae.train import train_mae
 
     times = times or StageTimes()
     if not (run.mae_model_path / "config.json").exists():

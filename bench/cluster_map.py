@@ -17,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from apmae.atlas.cluster import ClusterConfig, exact_neighbors, jitter_duplicates, principal_axes
+from apmae.atlas.cluster import exact_neighbors, jitter_duplicates, principal_axes
+from apmae.configs import ClusterConfig
 from apmae.run import Run
 
 

@@ -82,7 +82,8 @@ def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
     """CPU and wall seconds per (heads, points) in this process, the fit over points, and what
     apmae cluster's parallel path adds (process start, imports, compilation per worker)."""
     from apmae.atlas.cluster_stage import cluster_heads
-    from apmae.atlas.cluster import ClusterConfig, cluster_head
+    from apmae.atlas.cluster import cluster_head
+    from apmae.configs import ClusterConfig
 
     cfg = ClusterConfig(cluster_selection="leaf")  # what apmae demo clusters with
     with Clock() as warm:

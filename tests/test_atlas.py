@@ -14,11 +14,8 @@ from apmae.atlas.cluster_stage import cluster_run, head_assignments
 from apmae.atlas.predictor_stage import predictor_run
 from apmae.atlas.sweep_stage import sweep_run
 from apmae.atlas.summaries import cluster_summary, intervention_summary
-from apmae.atlas.cluster import ClusterConfig
-from apmae.atlas.intervention import InterventionConfig
-from apmae.atlas.predictor import PredictorConfig
+from apmae.configs import ClusterConfig, InterventionConfig, PredictorConfig, SweepConfig
 from apmae.db.session import migrated_engine
-from apmae.atlas.sweep import SweepConfig
 from apmae.db import models as m
 from apmae.db.session import session_scope
 from apmae.run import Run

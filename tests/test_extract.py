@@ -14,9 +14,10 @@ import torch
 
 from conftest import eager_attentions
 
+from apmae.configs import ExtractConfig
 import apmae.extract as extract_mod
 from apmae.store.format import unpack_lower_triangle
-from apmae.extract import ExtractConfig, extract
+from apmae.extract import extract
 from apmae.lm.load import ModelLoadError
 from apmae.lm.score import Completion, greedy_continue, judge, to_completion
 from apmae.run import Run

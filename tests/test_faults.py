@@ -38,11 +38,8 @@ import apmae
 from apmae.atlas.cluster_stage import cluster_run
 from apmae.atlas.predictor_stage import predictor_run
 from apmae.atlas.sweep_stage import sweep_run
-from apmae.atlas.cluster import ClusterConfig
-from apmae.atlas.intervention import InterventionConfig
-from apmae.atlas.predictor import PredictorConfig
-from apmae.atlas.sweep import SweepConfig
 from apmae.cli import main
+from apmae.configs import ClusterConfig, InterventionConfig, PredictorConfig, SweepConfig
 from apmae.db import models as m
 from apmae.db.session import migrated_engine
 from apmae.db.session import make_engine, session_scope

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from apmae.configs import LMTrainConfig
 from apmae.ship import ship_lm
-from apmae.lm.train import LMTrainConfig, sample_span, train_lm
+from apmae.lm.train import sample_span, train_lm
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,9 @@ import numpy as np
 import torch
 
 from apmae.atlas.summaries import collapse_points
-from apmae.atlas.sweep import (FirstTokenScorer, SweepConfig, decoder_layers, head_counts, orders,
-                               sweep)
-from apmae.configs import STRATEGIES
+from apmae.atlas.sweep import FirstTokenScorer, decoder_layers, head_counts, orders, sweep
 from apmae.capture import attention_modules
+from apmae.configs import STRATEGIES, SweepConfig
 from apmae.intervene import ablate_heads
 from apmae.scenarios import read_scenarios
 
