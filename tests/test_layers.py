@@ -130,3 +130,19 @@ def test_the_report_reaches_no_stage():
     bad = sorted(" -> ".join(chain) for name, chain in reached_from("apmae.report").items()
                  if _banned(name, STAGES))
     assert not bad, bad
+
+
+def test_settings_are_imported_from_configs_only():
+    """A stage's settings have one home, :mod:`apmae.configs`; importing them through a stage
+    module would tie a light reader (the CLI's parser, a test) to that stage's heavy imports."""
+    tree = ast.parse((PACKAGE / "configs.py").read_text(encoding="utf-8"))
+    settings = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert {"MAETrainConfig", "ClusterConfig", "DemoConfig"} <= settings
+    bad = []
+    for root in ("apmae", "server", "bench", "tests", "tools"):
+        for path in sorted((PACKAGE.parent / root).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2] != "configs":
+                    bad += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {alias.name}"
+                            for alias in node.names if alias.name in settings]
+    assert not bad, bad
