@@ -60,7 +60,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from .store.format import LOG_FLOOR, code_affine, fold_in, halves, lower_triangle, to_stored
 
 if TYPE_CHECKING:
-    from .lm.load import Target
+    from .lm.load import TargetModel
     from .scenarios import Scenario
 
 #: The attention implementation that captures (see the module docstring); load a model with
@@ -255,7 +255,7 @@ def record_attention(model: nn.Module, floor: float = LOG_FLOOR,
 
 
 @torch.inference_mode()
-def recompute_patterns(target: Target, batch: list[Scenario], log_range: float = 0.0) -> torch.Tensor:
+def recompute_patterns(target: TargetModel, batch: list[Scenario], log_range: float = 0.0) -> torch.Tensor:
     """``[batch, layers, heads, tri]`` patterns of scenarios whose patterns were not kept: the
     same prefill pass that extraction captured them from (``log_range``: as uint8 codes)."""
     input_ids = torch.tensor([s.input_ids for s in batch], device=target.model.device)

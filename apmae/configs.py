@@ -90,7 +90,8 @@ class MAETrainConfig:
     image_size: int = 0  # 0: image_size_for(preset, window); a divisor of the window average-pools
     mask_ratio: float = 0.5  # share of the lower-triangular patches masked per image
     decoder_profiles: bool | None = None  # the decoder gets the visible row/column profiles (model.py); unset: the preset's
-    position_bias: bool | None = None  # each attention head adds a learned bias per relative patch offset; unset: the preset's
+    # each attention head adds a learned bias per relative patch offset; unset: the preset's
+    relative_position_bias: bool | None = None
     patch_size: int = 0  # 0: image / 8, the paper's 8 x 8 grid (36 lower-triangular patches)
     tasks: str = "all"  # training patterns: tasks, or all but noise
     completions: str = "any"  # any | correct | incorrect (the paper: correct random-task ones)
@@ -144,7 +145,7 @@ class ClusterConfig:
     metric: str = "cosine"  # distance between embeddings (the paper's cosine)
     min_samples: int = 20  # HDBSCAN min_samples (the paper's 20; fewer for small heads)
     min_cluster_size: int = 25  # HDBSCAN min_cluster_size (the paper's 25; smaller for small heads)
-    selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
+    cluster_selection: str = "eom"  # HDBSCAN's cluster_selection_method: eom (the paper's) | leaf (finer)
     exemplars: int = 5  # per cluster, nearest to the medoid first
     radius_quantile: float = 0.95  # a new point within this quantile of members' distances joins
     n_epochs: int = 200  # UMAP's layout optimisation (its own default: 500 below 10k points)
@@ -168,6 +169,11 @@ class PredictorConfig:
     max_depth: int = 6  # depth of each boosted tree
     min_per_class: int = 10  # a task needs this many correct and incorrect completions
     pca_components: int = 32  # embeddings variant
+
+
+#: The orders ``apmae sweep`` ablates heads in (:mod:`apmae.atlas.sweep`), as the report and
+#: the API name them.
+STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
 
 
 @dataclass

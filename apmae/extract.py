@@ -36,12 +36,12 @@ from tqdm import tqdm
 from .capture import record_attention
 from .configs import PRECISIONS, ExtractConfig
 from .distributed import rank_and_world
-from .lm.load import Target
+from .lm.load import TargetModel
 from .lm.score import exact_still_possible, greedy_continue, judge, to_completion
 from .paths import fsync_dir
 from .run import Run
 from .scenarios import Scenario, read_scenarios
-from .store.arrays import PatternStore, StoreMeta
+from .store.arrays import ArrayStore, StoreMeta
 from .store.format import decode_codes
 
 #: How long a rank that finished its share waits for the others: shares can take hours apart
@@ -60,7 +60,7 @@ def kept_ids(ids: list[str], limit: int | None) -> set[str]:
     return set(sorted(ids, key=lambda i: hashlib.sha1(i.encode()).digest())[:limit])
 
 
-def store_meta(cfg: ExtractConfig, run: Run, target: Target, window: int) -> StoreMeta:
+def store_meta(cfg: ExtractConfig, run: Run, target: TargetModel, window: int) -> StoreMeta:
     """The format of the run's pattern store: an existing store's precision, else ``cfg``'s."""
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"--precision {cfg.precision!r}: expected {' or '.join(PRECISIONS)}")
@@ -78,9 +78,9 @@ def _batches(items: Iterable[Scenario], n: int) -> Iterator[list[Scenario]]:
         yield batch
 
 
-def check_scenarios(path: Path, target: Target, cfg: ExtractConfig) -> tuple[list[str], int]:
+def check_scenarios(path: Path, lm: TargetModel, cfg: ExtractConfig) -> tuple[list[str], int]:
     """Validate the file against the model before any work; returns its ids and window."""
-    sha, ids, windows, longest = target.tokenizer_sha, [], set(), 0
+    sha, ids, windows, longest = lm.tokenizer_sha, [], set(), 0
     for s in read_scenarios(path):
         if s.tokenizer != sha:
             raise ValueError(f"{path}: scenario {s.id} was mined with another tokenizer "
@@ -93,16 +93,16 @@ def check_scenarios(path: Path, target: Target, cfg: ExtractConfig) -> tuple[lis
     if len(windows) > 1:
         raise ValueError(f"{path}: scenarios of different window lengths {sorted(windows)}")
     window = windows.pop()
-    target.check_window(window, extra=longest + cfg.extra_tokens)
+    lm.check_window(window, extra=longest + cfg.extra_tokens)
     return ids, window
 
 
 @torch.inference_mode()
-def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
+def run_batch(lm: TargetModel, batch: list[Scenario], cfg: ExtractConfig,
               capture: StoreMeta | None = None) -> tuple[list[dict], torch.Tensor | None]:
     """Complete one batch; returns result rows and, with ``capture`` (the store's format),
     ``[batch, layers, heads, tri]`` patterns already in that format."""
-    model, ids = target.model, target.ids
+    model, ids = lm.model, lm.ids
     input_ids = torch.tensor([s.input_ids for s in batch], device=model.device)
     recorder = record_attention(model, log_range=capture.log_range) if capture else nullcontext()
     with recorder as rec:
@@ -112,11 +112,11 @@ def run_batch(target: Target, batch: list[Scenario], cfg: ExtractConfig,
     logprobs = last.log_softmax(-1)
     stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
     budget = max(len(s.target_ids) for s in batch) + cfg.extra_tokens
-    viable = exact_still_possible(target.tokenizer, [s.target for s in batch])
+    viable = exact_still_possible(lm.tokenizer, [s.target for s in batch])
     rows = greedy_continue(model, out.past_key_values, last, budget, stops, viable)
     results = []
     for s, row, lp in zip(batch, rows, logprobs):
-        c = to_completion(target.tokenizer, row, stops)
+        c = to_completion(lm.tokenizer, row, stops)
         exact, first = judge(c, s.target, s.target_ids, fim=ids.fim)
         if s.task == "noise":  # the control's labels are assigned, not judged
             exact = first = bool(s.label)
@@ -139,7 +139,7 @@ def confidence(logprobs: torch.Tensor) -> dict[str, float]:
             "entropy": round(-(logprobs.exp() * logprobs).nansum().item(), 5)}
 
 
-def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
+def extract(run: Run, scenarios_path: Path, target: TargetModel, cfg: ExtractConfig,
             sink: Sink | None = None) -> int:
     """Extract every unfinished scenario of the file into ``run``; returns how many this
     process extracted (under torchrun: this rank's share, see :func:`_extract_share`, and no
@@ -163,8 +163,8 @@ def extract(run: Run, scenarios_path: Path, target: Target, cfg: ExtractConfig,
                             meta, sink)
 
 
-def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[list[Scenario]],
-                     keep: set[str], target: Target, cfg: ExtractConfig, bar: tqdm,
+def _extract_batches(run: Run, store: ArrayStore | None, batches: Iterable[list[Scenario]],
+                     keep: set[str], target: TargetModel, cfg: ExtractConfig, bar: tqdm,
                      meta: StoreMeta, sink: Sink | None = None) -> int:
     """Extract ``batches`` into ``run``; returns how many scenarios were done.
 
@@ -195,7 +195,7 @@ def _extract_batches(run: Run, store: PatternStore | None, batches: Iterable[lis
     return n
 
 
-def _write_batch(run: Run, store: PatternStore | None, ids: list[str], patterns: torch.Tensor | None,
+def _write_batch(run: Run, store: ArrayStore | None, ids: list[str], patterns: torch.Tensor | None,
                  results: list[dict]) -> None:
     """One batch made durable: its patterns, then its results (the record a rerun skips by)."""
     if ids:
@@ -204,7 +204,7 @@ def _write_batch(run: Run, store: PatternStore | None, ids: list[str], patterns:
 
 
 def _extract_share(run: Run, scenarios_path: Path, ids: list[str], keep: set[str],
-                   meta: StoreMeta, target: Target, cfg: ExtractConfig, rank: int,
+                   meta: StoreMeta, target: TargetModel, cfg: ExtractConfig, rank: int,
                    world: int) -> int:
     """This rank's share into its part of ``run``, then, once every rank is done, rank 0's
     merge; returns how many scenarios this rank extracted.

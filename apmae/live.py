@@ -25,21 +25,22 @@ import torch
 
 from .atlas.cluster import assign
 from .atlas.cluster_stage import Assignment, head_assignments
-from .atlas.encode import EncodeConfig, embed
+from .atlas.encode import embed
 from .atlas.live_predictor import LivePredictor, fit_live_predictor, live_features, out_of_distribution
 from .atlas.rows import hole_of
+from .configs import EncodeConfig
 from .extract import confidence
 from .capture import record_attention
 from .store.format import lower_triangle, tril_window, unpack_lower_triangle
 from .intervene import ablate_heads
 from .lm.fim import Window, build_prompt
-from .lm.load import ModelLoadError, Target, load_target
+from .lm.load import ModelLoadError, TargetModel, load_target
 from .lm.score import greedy_continue, judge, to_completion
 from .mae.model import APMAEModel
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
-from .spans import TASKS as SPAN_TASKS, find_spans, parse_java, syntax_tree
-from .store.arrays import PatternStore
+from .spans import SPAN_TASKS, find_spans, parse_java, syntax_tree
+from .store.arrays import ArrayStore
 
 #: Decoding budget beyond the target's length; an open completion gets ``OPEN_TOKENS``.
 EXTRA_TOKENS = 4
@@ -174,30 +175,30 @@ class LiveAtlas:
     which parts are missing in :attr:`missing`.
     """
 
-    def __init__(self, run: Run, target: Target, window: int, mae: APMAEModel | None = None,
+    def __init__(self, run: Run, lm: TargetModel, window: int, mae: APMAEModel | None = None,
                  centers: dict[tuple[int, int], Assignment] | None = None,
-                 predictor: LivePredictor | None = None, codec: PatternStore | None = None) -> None:
+                 predictor: LivePredictor | None = None, codec: ArrayStore | None = None) -> None:
         """``codec``: the run's pattern store, whose precision live patterns are brought to
         before embedding, as ``apmae encode`` does with the patterns it recomputes."""
-        self.run, self.target, self.window = run, target, window
+        self.run, self.lm, self.window = run, lm, window
         self.mae, self.centers, self.predictor = mae, centers or {}, predictor
         self.codec = codec
 
     @classmethod
-    def load(cls, run: Run, engine=None, target: Target | None = None) -> LiveAtlas:
+    def load(cls, run: Run, engine=None, lm: TargetModel | None = None) -> LiveAtlas:
         """Load everything the run has; ``engine`` (the SQL store) is needed for the clusters and
         the predictor."""
         meta = run.meta()
         if "layers" not in meta:
             raise LiveError(f"run {run.name} at {run.path} has no extraction results "
                             "(build it with `apmae demo` or `apmae extract`)")
-        target = target or load_target(meta["model"], dtype=meta.get("model_dtype"))
+        lm = lm or load_target(meta["model"], dtype=meta.get("model_dtype"))
         window = _window_of(run)
         model_dir = run.mae_model_path
         mae = APMAEModel.from_pretrained(model_dir, use_safetensors=True).eval() if (model_dir / "config.json").exists() else None
         centers = head_assignments(engine, run.name) if engine else {}
         predictor = fit_live_predictor(run, engine) if engine and centers else None
-        return cls(run, target, window, mae, centers, predictor, codec=run.pattern_store())
+        return cls(run, lm, window, mae, centers, predictor, codec=run.pattern_store())
 
     @property
     def missing(self) -> list[str]:
@@ -214,7 +215,7 @@ class LiveAtlas:
 
     def check_heads(self, heads: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
         """Validated ``(layer, head)`` pairs to ablate."""
-        total = self.target.layers * self.target.heads
+        total = self.lm.layers * self.lm.heads
         if len(heads) > total:
             raise LiveError(f"{len(heads)} heads to ablate, but the model has only {total}")
         out = []
@@ -222,9 +223,9 @@ class LiveAtlas:
             if len(pair) != 2:
                 raise LiveError(f"ablate entry {list(pair)} is not [layer, head]")
             layer, head = int(pair[0]), int(pair[1])
-            if not (0 <= layer < self.target.layers and 0 <= head < self.target.heads):
-                raise LiveError(f"head [{layer}, {head}] does not exist: layers 0..{self.target.layers - 1}, "
-                                f"heads 0..{self.target.heads - 1}")
+            if not (0 <= layer < self.lm.layers and 0 <= head < self.lm.heads):
+                raise LiveError(f"head [{layer}, {head}] does not exist: layers 0..{self.lm.layers - 1}, "
+                                f"heads 0..{self.lm.heads - 1}")
             if (layer, head) in out:
                 raise LiveError(f"head [{layer}, {head}] is listed twice")
             out.append((layer, head))
@@ -233,15 +234,15 @@ class LiveAtlas:
     def analyze(self, code: str, span: Span, ablate: Sequence[Sequence[int]] = ()) -> Analysis:
         """Complete ``span`` of ``code``; with ``ablate``, again with those heads switched off."""
         heads = self.check_heads(ablate)
-        window = build_prompt(self.target.tokenizer, code, span.start, span.end, self.window,
-                              self.target.ids)
+        window = build_prompt(self.lm.tokenizer, code, span.start, span.end, self.window,
+                              self.lm.ids)
         if not window.input_ids:
             raise LiveError("there is no code before the span for a left-to-right model to continue")
         try:
-            self.target.check_window(len(window.input_ids), extra=_budget(window, span))
+            self.lm.check_window(len(window.input_ids), extra=_budget(window, span))
         except ModelLoadError as e:
             raise LiveError(f"{e}: mask a shorter span") from None
-        tokens = [self.target.tokenizer.decode([i]) for i in window.input_ids]
+        tokens = [self.lm.tokenizer.decode([i]) for i in window.input_ids]
         task = span.task or task_of_span(code, span)
         out = Analysis(span, window, tokens, len(window.input_ids) != self.window,
                        self.complete(window, span, code=code, task=task), task=task)
@@ -256,7 +257,7 @@ class LiveAtlas:
         """Greedy completion of one prompt with ``heads`` ablated, judged against the span's
         target when there is one, its prefill's patterns placed in the atlas and read by the
         predictor as a completion of ``task`` (withheld when ``code`` is unlike its training)."""
-        model, ids = self.target.model, self.target.ids
+        model, ids = self.lm.model, self.lm.ids
         input_ids = torch.tensor([window.input_ids], device=model.device)
         stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
         budget = _budget(window, span)
@@ -266,14 +267,14 @@ class LiveAtlas:
             patterns = rec.take()[0]
             last = out.logits[:, -1].float()
             row = greedy_continue(model, out.past_key_values, last, budget, stops)[0]
-        c = to_completion(self.target.tokenizer, row, stops)
+        c = to_completion(self.lm.tokenizer, row, stops)
         exact = first = logprob = None
         logp = last[0].log_softmax(-1)
         if span.target is not None:
             exact, first = judge(c, span.target, window.target_ids, fim=ids.fim)
             logprob = float(logp[window.target_ids[0]]) if window.target_ids else None
         best = logp.topk(min(TOP_K, logp.numel()))
-        top = [{"token": self.target.tokenizer.decode([i]), "token_id": i, "prob": math.exp(v),
+        top = [{"token": self.lm.tokenizer.decode([i]), "token_id": i, "prob": math.exp(v),
                 "logprob": v} for v, i in zip(best.values.tolist(), best.indices.tolist())]
         coded = self._coded(patterns)
         labels, embeddings = self.labels(coded)
@@ -289,7 +290,7 @@ class LiveAtlas:
                                                                  labels, embeddings), task)
         return Outcome(
             completion=c.text, finished=c.finished,
-            first_token=self.target.tokenizer.decode([c.first_token]) if c.first_token >= 0 else "",
+            first_token=self.lm.tokenizer.decode([c.first_token]) if c.first_token >= 0 else "",
             correct_exact=exact, correct_first_token=first,
             target_first_prob=None if logprob is None else math.exp(logprob),
             target_first_logprob=logprob, top_k=top,

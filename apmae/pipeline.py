@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .configs import DemoConfig
+from .configs import (ClusterConfig, DemoConfig, EncodeConfig, ExtractConfig, InterventionConfig,
+                      MAEEvalConfig, MAETrainConfig, PredictorConfig, SweepConfig)
 from .corpus import (CorpusError, data_identity, default_source, find_jdk_src_zip, jdk_src_zips,
                      matching_corpus)
-from .extract import ExtractConfig, Sink, extract
-from .lm.load import Target, load_target
+from .extract import Sink, extract
+from .lm.load import TargetModel, load_target
 from .paths import DEFAULT_MODEL_DIR
 from .run import Run
 from .scenarios import TASKS, mine, write_scenarios
@@ -135,11 +136,11 @@ def build_default_run(run: Run, cfg: DemoConfig, source: str | None = None,
     return run
 
 
-def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
+def _encoder_for(run: Run, cfg: DemoConfig, target: TargetModel) -> Sink | None:
     """Where the run's AP-MAE is known before extraction (installed already, or the shipped one
     that fits this model), the encoder that embeds each batch as extraction captures it;
     else None, and :func:`build_atlas` encodes afterwards."""
-    from .atlas.encode import EncodeConfig, Encoder
+    from .atlas.encode import Encoder
     from .ship import install, shipped_fits
 
     model = run.mae_model_path
@@ -151,7 +152,7 @@ def _encoder_for(run: Run, cfg: DemoConfig, target: Target) -> Sink | None:
     return Encoder(run, EncodeConfig(), model, target.layers, target.heads, target.name).write
 
 
-def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = None,
+def build_atlas(run: Run, cfg: DemoConfig, target: TargetModel, url: str | None = None,
                 times: StageTimes | None = None) -> None:
     """AP-MAE (the shipped one where it fits, else trained once; evaluated once), embeddings,
     clusters, predictor and sweep."""
@@ -160,14 +161,10 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
     from .atlas.predictor_stage import predictor_run
     from .atlas.sweep_stage import sweep_run
     from .db.session import migrated_engine
-    from .atlas.cluster import ClusterConfig
-    from .atlas.encode import EncodeConfig, encode_run
-    from .atlas.intervention import InterventionConfig
-    from .atlas.predictor import PredictorConfig
-    from .atlas.sweep import SweepConfig
-    from .mae.evaluate import MAEEvalConfig, evaluate
+    from .atlas.encode import encode_run
+    from .mae.evaluate import evaluate
     from .ship import install, shipped_for
-    from .mae.train import MAETrainConfig, train_mae
+    from .mae.train import train_mae
 
     times = times or StageTimes()
     if not (run.mae_model_path / "config.json").exists():
@@ -184,7 +181,7 @@ def build_atlas(run: Run, cfg: DemoConfig, target: Target, url: str | None = Non
         encode_run(run, EncodeConfig(), target=lambda: target)
     engine = migrated_engine(url)
     with times.stage("cluster"):
-        changed = cluster_run(run, ClusterConfig(selection=cfg.cluster_selection, seed=cfg.seed),
+        changed = cluster_run(run, ClusterConfig(cluster_selection=cfg.cluster_selection, seed=cfg.seed),
                               engine) > 0
     # what ran before with the same settings on the same clusters is not run again
     predictor = PredictorConfig(seed=cfg.seed)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .paths import atomic_path, run_dir
-from .store.arrays import PatternStore, StoreMeta
+from .store.arrays import ArrayStore, StoreMeta
 
 if TYPE_CHECKING:
     from .scenarios import Scenario
@@ -108,17 +108,17 @@ class Run:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def embeddings(self, meta: StoreMeta | None = None) -> PatternStore:
-        return PatternStore(self.embeddings_path, meta)
+    def embeddings(self, meta: StoreMeta | None = None) -> ArrayStore:
+        return ArrayStore(self.embeddings_path, meta)
 
-    def pattern_stats(self, meta: StoreMeta | None = None) -> PatternStore:
-        return PatternStore(self.pattern_stats_path, meta)
+    def pattern_stats(self, meta: StoreMeta | None = None) -> ArrayStore:
+        return ArrayStore(self.pattern_stats_path, meta)
 
-    def row_stats(self, meta: StoreMeta | None = None) -> PatternStore:
-        return PatternStore(self.row_stats_path, meta)
+    def row_stats(self, meta: StoreMeta | None = None) -> ArrayStore:
+        return ArrayStore(self.row_stats_path, meta)
 
-    def pattern_store(self, meta: StoreMeta | None = None) -> PatternStore | None:
+    def pattern_store(self, meta: StoreMeta | None = None) -> ArrayStore | None:
         """The run's pattern store: created with ``meta``, else opened if it exists."""
         if meta is None and not (self.patterns_path / "meta.json").exists():
             return None
-        return PatternStore(self.patterns_path, meta)
+        return ArrayStore(self.patterns_path, meta)

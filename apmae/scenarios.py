@@ -22,9 +22,9 @@ from .corpus import Corpus, CorpusError, split_of
 from .lm.fim import SpecialIds, Window, build_window, encode, special_ids
 from .lm.tokenizer import tokenizer_fingerprint
 from .paths import atomic_path
-from .spans import REGEX_TASKS, TREE_SITTER_TASKS, find_spans, parse_java, random_token_span
+from .spans import TOKEN_TASKS, TREE_SITTER_TASKS, find_spans, parse_java, random_token_span
 
-TASKS: tuple[str, ...] = (*TREE_SITTER_TASKS, *REGEX_TASKS, "random", "noise")
+TASKS: tuple[str, ...] = (*TREE_SITTER_TASKS, *TOKEN_TASKS, "random", "noise")
 
 
 @dataclass

@@ -26,8 +26,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .configs import ExtractConfig
 from .corpus import data_identity
-from .extract import ExtractConfig, extract
+from .extract import extract
 from .lm.load import load_target
 from .mae.config import APMAEConfig
 from .paths import (DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, atomic_dir, atomic_path, home_relative,

@@ -10,8 +10,9 @@ other half with regular expressions over the raw text. Plain regexes also match 
 comments and string literals (a ``}`` in ``"a}b"``, a ``;`` in ``// x;``), and mistake ``!``
 in ``!=`` or ``-`` in ``->`` for operators. Here every task reads the syntax tree instead:
 the parser has already tokenised the file, so comments and literals are single nodes with no
-operator or bracket tokens inside them, and each operator is exactly one token. The names
-``REGEX_TASKS`` / ``TREE_SITTER_TASKS`` keep the paper's grouping.
+operator or bracket tokens inside them, and each operator is exactly one token.
+``TREE_SITTER_TASKS`` / ``TOKEN_TASKS`` keep the paper's grouping: its regex tasks are the
+ones whose target is one token (``eol``: the ``;`` and its newline).
 
 Decisions, where the paper leaves room:
 
@@ -42,9 +43,10 @@ from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 TREE_SITTER_TASKS = ("identifiers", "string_literals", "boolean_literals", "numeric_literals",
                      "function_call", "function_name")
-REGEX_TASKS = ("closing_bracket", "eol", "keywords", "mathematical_operators",
+TOKEN_TASKS = ("closing_bracket", "eol", "keywords", "mathematical_operators",
                "boolean_operators", "assignment_operators")
-TASKS = TREE_SITTER_TASKS + REGEX_TASKS
+#: Every task with a span finder here; ``scenarios.TASKS`` adds ``random`` and ``noise``.
+SPAN_TASKS = TREE_SITTER_TASKS + TOKEN_TASKS
 
 #: Reserved keywords of Java 17 (JLS §3.9), without the literals true/false/null.
 JAVA_KEYWORDS = frozenset("""
@@ -179,8 +181,8 @@ def find_spans(task: str, text: str, tree: Tree) -> list[tuple[int, int]]:
 
     ``tree`` must be ``parse_java(text)``. Raises ``ValueError`` for an unknown task.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown completion task {task!r}; expected one of {', '.join(TASKS)}")
+    if task not in SPAN_TASKS:
+        raise ValueError(f"unknown completion task {task!r}; expected one of {', '.join(SPAN_TASKS)}")
     to_char = _byte_to_char(text)
     spans: set[tuple[int, int]] = set()
     for node in _target_nodes(task, tree):

@@ -17,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from apmae.atlas.cluster import ClusterConfig, exact_neighbors, jitter_duplicates, principal_axes
+from apmae.atlas.cluster import exact_neighbors, jitter_duplicates, principal_axes
+from apmae.configs import ClusterConfig
 from apmae.run import Run
 
 
@@ -37,7 +38,7 @@ def compare(x: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator) -> dict
 
     reduced = umap_map(cfg.n_components, cfg.n_epochs, "spectral")
     labels = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
-                             cluster_selection_method=cfg.selection).fit(reduced).labels_
+                             cluster_selection_method=cfg.cluster_selection).fit(reduced).labels_
     sample = rng.choice(len(x), min(1500, len(x)), replace=False)
     clustered = sample[labels[sample] >= 0]
     out = {}
@@ -67,7 +68,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     layers, heads = data.shape[1:3]
     picks = rng.choice(layers * heads, min(args.heads, layers * heads), replace=False)
-    cfg = ClusterConfig(selection="leaf", seed=args.seed)  # as the default build clusters
+    cfg = ClusterConfig(cluster_selection="leaf", seed=args.seed)  # as the default build clusters
     rows: dict[str, list[tuple]] = {}
     for i in picks:
         layer, head = divmod(int(i), heads)

@@ -54,7 +54,8 @@ CHUNK = 3  # batches per timed call in the paired timing
 
 def _reference_batch(out: Path, batch: list, target) -> None:
     """The reference's extraction of one batch (the model on eager attention)."""
-    from apmae.extract import ExtractConfig, run_batch
+    from apmae.configs import ExtractConfig
+    from apmae.extract import run_batch
 
     ids = torch.tensor([s.input_ids for s in batch])
     with torch.inference_mode():
@@ -84,7 +85,8 @@ def paired(scenarios: Path, batch_size: int) -> None:
     from tqdm import tqdm
 
     from apmae.capture import CAPTURE_ATTENTION
-    from apmae.extract import ExtractConfig, _batches, _extract_batches, store_meta
+    from apmae.configs import ExtractConfig
+    from apmae.extract import _batches, _extract_batches, store_meta
     from apmae.lm.load import load_target
     from apmae.run import Run
     from apmae.scenarios import read_scenarios
@@ -129,7 +131,8 @@ def paired(scenarios: Path, batch_size: int) -> None:
 
 def child(path: str, scenarios: Path, batch_size: int) -> None:
     """Run one path in this process; print ``{"path", "n", "seconds", "peak_rss_mb", "bytes"}``."""
-    from apmae.extract import ExtractConfig, extract
+    from apmae.configs import ExtractConfig
+    from apmae.extract import extract
     from apmae.lm.load import load_target
     from apmae.run import Run
 

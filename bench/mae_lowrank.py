@@ -29,8 +29,9 @@ import time
 import numpy as np
 import torch
 
+from apmae.configs import MAEEvalConfig
 from apmae.mae.data import load_packed
-from apmae.mae.evaluate import MAEEvalConfig, eval_items, head_mean_patches
+from apmae.mae.evaluate import eval_items, head_mean_patches
 from apmae.mae.model import APMAEModel
 from apmae.run import Run
 

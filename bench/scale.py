@@ -82,9 +82,10 @@ def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
     """CPU and wall seconds per (heads, points) in this process, the fit over points, and what
     apmae cluster's parallel path adds (process start, imports, compilation per worker)."""
     from apmae.atlas.cluster_stage import cluster_heads
-    from apmae.atlas.cluster import ClusterConfig, cluster_head
+    from apmae.atlas.cluster import cluster_head
+    from apmae.configs import ClusterConfig
 
-    cfg = ClusterConfig(selection="leaf")  # what apmae demo clusters with
+    cfg = ClusterConfig(cluster_selection="leaf")  # what apmae demo clusters with
     with Clock() as warm:
         cluster_head(synthetic_embeddings(1, 200, seed=99)[:, 0], cfg)
     grid, largest = [], []
@@ -108,7 +109,7 @@ def cluster_grid(points: list[int], heads: list[int], workers: int) -> dict:
     x = synthetic_embeddings(par_heads, par_points, seed=7)[:, None]  # [n, 1 layer, heads, d]
     with Clock() as par:
         done = list(cluster_heads(x, [(0, h) for h in range(par_heads)],
-                                  ClusterConfig(selection="leaf", workers=workers)))
+                                  ClusterConfig(cluster_selection="leaf", workers=workers)))
     assert len(done) == par_heads
     start_cpu = par.cpu - par_heads * a * par_points ** b  # all workers' start, CPU seconds
     n_store = points[-1]

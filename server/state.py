@@ -27,7 +27,7 @@ from apmae.db.session import migrated_engine, session_scope
 from apmae.live import LiveAtlas, LiveError
 from apmae.run import Run
 from apmae.scenarios import Scenario
-from apmae.store.arrays import PatternStore
+from apmae.store.arrays import ArrayStore
 
 from .settings import Settings
 
@@ -159,7 +159,7 @@ class Explorer:
     run_id: int | None = None
     tasks: list[str] = field(default_factory=list)
     report: dict | None = None  # built on first request
-    patterns: PatternStore | None = None  # the run's kept patterns, opened once
+    patterns: ArrayStore | None = None  # the run's kept patterns, opened once
     similar: dict[tuple[str, str], HeadVectors] = field(default_factory=dict)  # (run, measure)
 
     @classmethod
@@ -194,7 +194,7 @@ class Explorer:
         scenario = self.scenarios.get(key)
         if scenario is None or self.atlas is None:
             raise LookupError(key)
-        patterns = recompute_patterns(self.atlas.target, [scenario])[0].numpy()
+        patterns = recompute_patterns(self.atlas.lm, [scenario])[0].numpy()
         self.cache.put({"baseline": patterns}, f"scenario:{key}")
         return patterns
 

@@ -93,7 +93,8 @@ def tiny_tokenizer(java_texts):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     """A random 2-layer Starcoder2 with the tiny tokenizer, saved like any HF model."""
-    from apmae.lm.train import LMTrainConfig, model_config
+    from apmae.configs import LMTrainConfig
+    from apmae.lm.train import model_config
     from transformers import Starcoder2ForCausalLM
 
     cfg = LMTrainConfig(source="-", hidden_size=32, layers=2, heads=4, kv_heads=2, mlp=64)
@@ -128,7 +129,8 @@ def split_corpus(tmp_path_factory, java_dir) -> Path:
 
 def build_pattern_run(root: Path, corpus: Path, model_dir: Path, per_task: int = 2):
     """A run of ``model_dir`` over ``corpus``: 64-token windows, every pattern stored."""
-    from apmae.extract import ExtractConfig, extract
+    from apmae.configs import ExtractConfig
+    from apmae.extract import extract
     from apmae.lm.load import load_target
     from apmae.run import Run
     from apmae.scenarios import mine, write_scenarios
@@ -153,8 +155,9 @@ def build_atlas_run(root: Path, pattern_run):
     import json
     import shutil
 
-    from apmae.atlas.encode import EncodeConfig, encode_run
-    from apmae.mae.train import MAETrainConfig, train_mae
+    from apmae.atlas.encode import encode_run
+    from apmae.configs import EncodeConfig, MAETrainConfig
+    from apmae.mae.train import train_mae
     from apmae.run import Run
 
     run = Run(root.name, path=root)
@@ -182,10 +185,7 @@ def explorer_run(tmp_path_factory, pattern_run, tiny_target):
     from apmae.atlas.cluster_stage import cluster_run
     from apmae.atlas.predictor_stage import predictor_run
     from apmae.atlas.sweep_stage import sweep_run
-    from apmae.atlas.cluster import ClusterConfig
-    from apmae.atlas.intervention import InterventionConfig
-    from apmae.atlas.predictor import PredictorConfig
-    from apmae.atlas.sweep import SweepConfig
+    from apmae.configs import ClusterConfig, InterventionConfig, PredictorConfig, SweepConfig
     from apmae.db.session import migrated_engine
 
     root = tmp_path_factory.mktemp("explorer")

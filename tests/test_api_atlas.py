@@ -21,7 +21,7 @@ from apmae.atlas.describe import METRICS, pattern_metrics
 from apmae.store.format import unpack_lower_triangle
 from apmae.db import models as m
 from apmae.db.session import migrated_engine, session_scope
-from apmae.store.arrays import PatternStore, StoreMeta
+from apmae.store.arrays import ArrayStore, StoreMeta
 from server.app import create_app
 from server.settings import Settings
 from server.state import Explorer
@@ -148,7 +148,7 @@ def _other_run(home: Path, layers: int, heads: int, window: int) -> None:
                                                "scenarios": str(root / "scenarios.jsonl")}))
     rng = np.random.default_rng(0)
     for name, width in (("pattern_stats", 4), ("row_stats", 10)):
-        store = PatternStore(root / name, StoreMeta(layers=layers, heads=heads, window=0, model="other",
+        store = ArrayStore(root / name, StoreMeta(layers=layers, heads=heads, window=0, model="other",
                                                     dtype="float32", width=width))
         store.append(["s0", "s1"], rng.random((2, layers, heads, width), np.float32))
 
@@ -180,8 +180,8 @@ def test_similar_heads_within_and_across_runs(client, explorer_run):
         assert response.status_code == status and message in response.json()["detail"], response.text
     assert client.get("/api/heads/9/0/similar").status_code == 404
     # embeddings of another AP-MAE: not comparable by embedding, still by profile
-    width = PatternStore(run.path / "embeddings").meta.width
-    PatternStore(home / "runs" / "wide" / "embeddings", StoreMeta(
+    width = ArrayStore(run.path / "embeddings").meta.width
+    ArrayStore(home / "runs" / "wide" / "embeddings", StoreMeta(
         layers=3, heads=6, window=0, model="another-mae", width=width)).append(
         ["s0"], np.ones((1, 3, 6, width), np.float16))
     response = client.get("/api/heads/1/1/similar", params={"run": "wide", "by": "embedding"})

@@ -14,11 +14,8 @@ from apmae.atlas.cluster_stage import cluster_run, head_assignments
 from apmae.atlas.predictor_stage import predictor_run
 from apmae.atlas.sweep_stage import sweep_run
 from apmae.atlas.summaries import cluster_summary, intervention_summary
-from apmae.atlas.cluster import ClusterConfig
-from apmae.atlas.intervention import InterventionConfig
-from apmae.atlas.predictor import PredictorConfig
+from apmae.configs import ClusterConfig, InterventionConfig, PredictorConfig, SweepConfig
 from apmae.db.session import migrated_engine
-from apmae.atlas.sweep import SweepConfig
 from apmae.db import models as m
 from apmae.db.session import session_scope
 from apmae.run import Run
@@ -174,6 +171,26 @@ def test_a_head_without_centers_is_clustered_again(tmp_path, atlas_run):
     assert sorted(after) == sorted(before)
     for a, b in zip(after[old], before[old]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_fingerprint_of_older_fields_reclusters_every_head(tmp_path, atlas_run):
+    """Runs clustered before ``ClusterConfig.selection`` became ``cluster_selection`` hold the
+    old field name in their stored settings: the next run reads them as other settings and
+    clusters every head again under the new fingerprint, no error."""
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'renamed.db'}")
+    heads = atlas_run.meta()["layers"] * atlas_run.meta()["heads"]
+    cfg = ClusterConfig(workers=1)
+    assert cluster_run(atlas_run, cfg, engine) == heads
+    with session_scope(engine) as s:
+        run = s.scalar(select(m.Run).where(m.Run.name == "atlas"))
+        new = run.settings["cluster"]
+        config = dict(new["config"])
+        config["selection"] = config.pop("cluster_selection")
+        run.settings = {**run.settings, "cluster": {**new, "config": config}}
+    assert cluster_run(atlas_run, cfg, engine) == heads
+    with session_scope(engine) as s:
+        assert s.scalar(select(m.Run.settings).where(m.Run.name == "atlas"))["cluster"] == new
+    assert len(head_assignments(engine, "atlas")) == heads
 
 
 def test_heads_clustered_in_parallel_equal_one_process(tmp_path, atlas_run):

@@ -23,9 +23,10 @@ LAYERS, HEADS = 30, 24
 @pytest.fixture(scope="module")
 def wide_url(tmp_path_factory, tiny_tokenizer):
     """The explorer over a run of a random 30 × 24 Starcoder2 (hidden size 48)."""
-    from apmae.extract import ExtractConfig, extract
+    from apmae.configs import ExtractConfig, LMTrainConfig
+    from apmae.extract import extract
     from apmae.lm.load import load_target
-    from apmae.lm.train import LMTrainConfig, model_config
+    from apmae.lm.train import model_config
     from apmae.run import Run
     from apmae.scenarios import mine, write_scenarios
     from server.app import create_app

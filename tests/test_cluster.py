@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from apmae.atlas.cluster import (ClusterConfig, assign, cluster_head, exact_neighbors, jitter_duplicates,
-                                 principal_axes)
+from apmae.atlas.cluster import assign, cluster_head, exact_neighbors, jitter_duplicates, principal_axes
+from apmae.configs import ClusterConfig
 
 
 def blobs(seed: int = 0, per: int = 60, k: int = 3, d: int = 16) -> tuple[np.ndarray, np.ndarray]:

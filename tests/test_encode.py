@@ -7,9 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from apmae.atlas.encode import EncodeConfig, Encoder, encode_run
-from apmae.extract import ExtractConfig, extract
-from apmae.mae.train import MAETrainConfig, train_mae
+from apmae.atlas.encode import Encoder, encode_run
+from apmae.configs import EncodeConfig, ExtractConfig, MAETrainConfig
+from apmae.extract import extract
+from apmae.mae.train import train_mae
 from apmae.run import Run
 
 

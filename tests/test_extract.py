@@ -14,14 +14,15 @@ import torch
 
 from conftest import eager_attentions
 
+from apmae.configs import ExtractConfig
 import apmae.extract as extract_mod
 from apmae.store.format import unpack_lower_triangle
-from apmae.extract import ExtractConfig, extract
+from apmae.extract import extract
 from apmae.lm.load import ModelLoadError
 from apmae.lm.score import Completion, greedy_continue, judge, to_completion
 from apmae.run import Run
 from apmae.scenarios import mine, read_scenarios, write_scenarios
-from apmae.store.arrays import PatternStore
+from apmae.store.arrays import ArrayStore
 
 WINDOW = 64
 
@@ -209,7 +210,7 @@ def test_resume_after_a_crash(tmp_path, scenarios_file, scenarios, tiny_target, 
     assert sorted(ids) == sorted(s.id for s in scenarios)
     shard_ids = _shard_ids(run)
     assert len(shard_ids) == len(set(shard_ids)) == 14
-    assert len(PatternStore(run.patterns_path)) == 14
+    assert len(ArrayStore(run.patterns_path)) == 14
 
 
 def test_resume_after_a_crash_between_patterns_and_results(tmp_path, scenarios_file,
@@ -226,7 +227,7 @@ def test_resume_after_a_crash_between_patterns_and_results(tmp_path, scenarios_f
     assert len(list(run.results())) == 4 and len(_shard_ids(run)) == 8
     extract(run, scenarios_file, tiny_target, cfg)
     assert len({r["id"] for r in run.results()}) == len(list(run.results())) == 14
-    assert len(PatternStore(run.patterns_path)) == 14
+    assert len(ArrayStore(run.patterns_path)) == 14
 
 
 def test_torn_result_line_is_ignored_then_cut(tmp_path):

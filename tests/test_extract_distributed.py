@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from apmae.configs import ExtractConfig
 import apmae.extract as extract_mod
 from apmae.distributed import rank_device
-from apmae.extract import ExtractConfig, extract
+from apmae.extract import extract
 from apmae.run import Run
 from apmae.scenarios import mine, write_scenarios
 

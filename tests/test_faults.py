@@ -38,18 +38,15 @@ import apmae
 from apmae.atlas.cluster_stage import cluster_run
 from apmae.atlas.predictor_stage import predictor_run
 from apmae.atlas.sweep_stage import sweep_run
-from apmae.atlas.cluster import ClusterConfig
-from apmae.atlas.intervention import InterventionConfig
-from apmae.atlas.predictor import PredictorConfig
-from apmae.atlas.sweep import SweepConfig
 from apmae.cli import main
+from apmae.configs import ClusterConfig, InterventionConfig, PredictorConfig, SweepConfig
 from apmae.db import models as m
 from apmae.db.session import migrated_engine
 from apmae.db.session import make_engine, session_scope
 from apmae.mae.model import APMAEModel
 from apmae.run import Run
 from apmae.scenarios import mine, write_scenarios
-from apmae.store.arrays import PatternStore
+from apmae.store.arrays import ArrayStore
 
 #: One thread everywhere: the killed process, its rerun and the straight run compute alike.
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -184,7 +181,7 @@ def assert_whole_files(root: Path) -> None:
             raise AssertionError(f"{path.relative_to(root)} is not whole: {e!r}") from e
 
 
-def assert_store_committed(root: Path) -> PatternStore:
+def assert_store_committed(root: Path) -> ArrayStore:
     """Every shard an ids file commits loads with one row per id; no id is stored twice."""
     ids = []
     for ids_file in sorted((root / "shards").glob("*.ids.json")):
@@ -193,12 +190,12 @@ def assert_store_committed(root: Path) -> PatternStore:
         assert shard.shape[0] == len(rows), ids_file
         ids += rows
     assert len(ids) == len(set(ids)), f"{root}: an id stored twice"
-    store = PatternStore(root)
+    store = ArrayStore(root)
     assert store.ids() == ids
     return store
 
 
-def assert_same_store(a: PatternStore, b: PatternStore) -> None:
+def assert_same_store(a: ArrayStore, b: ArrayStore) -> None:
     assert a.ids() == b.ids()
     for i in a.ids():
         np.testing.assert_array_equal(a.get(i), b.get(i), err_msg=i)

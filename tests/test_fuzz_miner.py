@@ -33,7 +33,7 @@ from apmae.lm.fim import SpecialIds, build_prompt, build_window, special_ids
 from apmae.scenarios import TASKS as SCENARIO_TASKS
 from apmae.scenarios import mine
 from apmae.spans import random_token_span
-from apmae.spans import JAVA_KEYWORDS, TASKS, find_spans, parse_java
+from apmae.spans import JAVA_KEYWORDS, SPAN_TASKS, find_spans, parse_java
 
 #: The conftest's autouse ``_isolated_home`` is function-scoped; it only points APMAE_HOME
 #: somewhere harmless, so sharing it between the examples of one test is fine.
@@ -250,7 +250,7 @@ def _naive_identifier_spans(text: str, tree) -> list[tuple[int, int]]:
 def check_spans(text: str, tree) -> dict[str, list[tuple[int, int]]]:
     """Every task's spans, each checked to lie on the text and be that task's kind."""
     found = {}
-    for task in TASKS:
+    for task in SPAN_TASKS:
         spans = find_spans(task, text, tree)
         assert spans == sorted(set(spans)), task
         for start, end in spans:
@@ -361,7 +361,7 @@ def text_and_span(draw, tokenizer) -> tuple[str, int, int]:
     text = draw(java_files().filter(str.strip))
     tree = parse_java(text)
     assert tree is not None
-    candidates = [s for task in TASKS for s in find_spans(task, text, tree)]
+    candidates = [s for task in SPAN_TASKS for s in find_spans(task, text, tree)]
     how = draw(st.sampled_from(["task", "random", "any"]))
     if how == "task" and candidates:
         return text, *draw(st.sampled_from(candidates))

@@ -13,7 +13,7 @@ from apmae.atlas.importance import (causal_effects, mean_interval, per_head, sha
 from apmae.atlas.intervention import change, enriched_pairs, sample_per_task, versus_random
 from apmae.atlas.sweep import FirstTokenScorer
 from apmae.intervene import ablate_heads
-from apmae.lm.load import Target
+from apmae.lm.load import TargetModel
 from apmae.scenarios import Scenario
 
 from conftest import TINY_VOCAB, tiny_starcoder2
@@ -36,7 +36,7 @@ def planted():
     with torch.no_grad():
         model.model.layers[PLANTED[0]].self_attn.o_proj.weight[
             :, PLANTED[1] * width:(PLANTED[1] + 1) * width] *= 30
-    target = Target("planted", model, None, None, 2, 4, 64)
+    target = TargetModel("planted", model, None, None, 2, 4, 64)
     rng = np.random.default_rng(0)
     prompts = [rng.integers(0, TINY_VOCAB, 16).tolist() for _ in range(60)]
     with ablate_heads(model, [PLANTED]), torch.no_grad():

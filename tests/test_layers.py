@@ -6,6 +6,7 @@ under ``if TYPE_CHECKING:`` (an annotation, never run) does not."""
 from __future__ import annotations
 
 import ast
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,41 @@ def imports_of(source: str, module: str, is_package: bool = False) -> set[str]:
     return found
 
 
+def module_path(name: str) -> Path | None:
+    """The source of module ``name`` under apmae; None when the name is not a module (an
+    attribute imported from one, or outside apmae)."""
+    if name.split(".")[0] != PACKAGE.name:
+        return None
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.exists()), None)
+
+
+def reached_from(root: str) -> dict[str, list[str]]:
+    """Every apmae module that loading ``root`` loads, directly or through other apmae modules
+    (a package with each module in it), each with a shortest chain of imports that reaches it."""
+    chains = {root: [root]}
+    todo = deque([root])
+    while todo:
+        name = todo.popleft()
+        path = module_path(name)
+        source = path.read_text(encoding="utf-8")
+        for imported in sorted(imports_of(source, name, path.name == "__init__.py")):
+            parts = imported.split(".")
+            for module in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):
+                if module not in chains and module_path(module) is not None:
+                    chains[module] = [*chains[name], module]
+                    todo.append(module)
+    return chains
+
+
+def _banned(name: str, banned: tuple[str, ...]) -> bool:
+    return any(name == b or name.startswith(b + ".") for b in banned)
+
+
 def _violations(modules: list[Path], banned: tuple[str, ...]) -> list[str]:
     return sorted(f"{module_name(p)} imports {name}" for p in modules
                   for name in imports_of(p.read_text(encoding="utf-8"), module_name(p), p.name == "__init__.py")
-                  if any(name == b or name.startswith(b + ".") for b in banned))
+                  if _banned(name, banned))
 
 
 def test_the_reader_resolves_relative_lazy_and_type_only_imports():
@@ -85,6 +117,32 @@ def test_the_language_model_imports_nothing_above_it():
     assert not bad, bad
 
 
-def test_the_report_imports_no_stage():
-    bad = _violations([PACKAGE / "report.py"], STAGES)
+def test_the_import_walk_follows_modules_through_others():
+    reached = reached_from("apmae.report")
+    assert reached["apmae.store.arrays"] == ["apmae.report", "apmae.run", "apmae.store.arrays"]
+    assert "apmae.atlas.summaries" in reached  # imported inside a function
+    assert "apmae.atlas" in reached  # the package a module is loaded from
+    assert not any(name.endswith("cluster_summary") for name in reached)  # a function, no module
+
+
+def test_the_report_reaches_no_stage():
+    """Not directly, nor through a module it imports (the read side must not load a stage)."""
+    bad = sorted(" -> ".join(chain) for name, chain in reached_from("apmae.report").items()
+                 if _banned(name, STAGES))
+    assert not bad, bad
+
+
+def test_settings_are_imported_from_configs_only():
+    """A stage's settings have one home, :mod:`apmae.configs`; importing them through a stage
+    module would tie a light reader (the CLI's parser, a test) to that stage's heavy imports."""
+    tree = ast.parse((PACKAGE / "configs.py").read_text(encoding="utf-8"))
+    settings = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert {"MAETrainConfig", "ClusterConfig", "DemoConfig"} <= settings
+    bad = []
+    for root in ("apmae", "server", "bench", "tests", "tools"):
+        for path in sorted((PACKAGE.parent / root).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2] != "configs":
+                    bad += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {alias.name}"
+                            for alias in node.names if alias.name in settings]
     assert not bad, bad

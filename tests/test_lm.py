@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from apmae.configs import LMTrainConfig
 from apmae.ship import ship_lm
-from apmae.lm.train import LMTrainConfig, sample_span, train_lm
+from apmae.lm.train import sample_span, train_lm
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,11 @@ def test_task_share_draws_middles_from_the_scenario_tasks(corpus, tiny_tokenizer
     """With task_share 1 every middle is a span the miner's queries find (or a random-task
     run of tokens), and rare kinds such as boolean literals and operators do come up."""
     from apmae.lm.train import ExampleSampler
-    from apmae.spans import TASKS, find_spans, parse_java
+    from apmae.spans import SPAN_TASKS, find_spans, parse_java
 
     text = java_texts["Inventory.java"]
     tree = parse_java(text)
-    by_span = {span: task for task in TASKS for span in find_spans(task, text, tree)}
+    by_span = {span: task for task in SPAN_TASKS for span in find_spans(task, text, tree)}
     sampler = ExampleSampler([text], tiny_tokenizer, tiny(corpus, task_share=1.0),
                              np.random.default_rng(0))
     drawn = [s for s in (sampler._task_span(text) for _ in range(400)) if s is not None]

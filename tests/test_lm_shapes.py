@@ -105,7 +105,7 @@ def test_extract_loads_in_the_dtype_asked_and_the_run_remembers_it(tmp_path, tin
     # what serves the run loads the model as its patterns were extracted
     from apmae.live import LiveAtlas
 
-    assert LiveAtlas.load(run).target.dtype == torch.bfloat16
+    assert LiveAtlas.load(run).lm.dtype == torch.bfloat16
     with pytest.raises(SystemExit):
         main(["extract", "--scenarios", str(scenarios), "--model", str(tiny_model_dir),
               "--run", "bad", "--dtype", "int8"])

@@ -6,11 +6,12 @@ import shutil
 import pytest
 import torch
 
+from apmae.configs import MAEEvalConfig, MAETrainConfig
 from apmae.store.format import lower_triangle
-from apmae.mae.evaluate import MAEEvalConfig, evaluate
+from apmae.mae.evaluate import evaluate
 from apmae.mae.model import APMAEModel
 from apmae.ship import MAE_CARD, install, ship_mae, shipped_for
-from apmae.mae.train import MAETrainConfig, train_mae
+from apmae.mae.train import train_mae
 from apmae.paths import DEFAULT_MAE_DIR, DEFAULT_MODEL_DIR, home_relative, weights_digest
 from apmae.run import Run
 

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from apmae.cli import main
+from apmae.configs import MAEEvalConfig, MAETrainConfig
 from apmae.mae.data import PatternFilter, epoch_items, select
-from apmae.mae.evaluate import MAEEvalConfig, baseline_predictions, evaluate
+from apmae.mae.evaluate import baseline_predictions, evaluate
 from apmae.mae.model import APMAEModel
-from apmae.mae.train import MAETrainConfig, step_items, train_mae
+from apmae.mae.train import step_items, train_mae
 from apmae.report import build_report
 
 from conftest import build_pattern_run
@@ -138,7 +139,8 @@ def test_eval_on_another_models_patterns(tmp_path, pattern_run, trained, split_c
                                          tiny_tokenizer):
     from transformers import Starcoder2ForCausalLM
 
-    from apmae.lm.train import LMTrainConfig, model_config
+    from apmae.configs import LMTrainConfig
+    from apmae.lm.train import model_config
 
     torch.manual_seed(1)  # another model: other weights
     other_model = tmp_path / "other_model"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from apmae.configs import DemoConfig
 from apmae.paths import DEFAULT_MODEL_DIR
-from apmae.pipeline import DemoConfig, build_default_run
+from apmae.pipeline import build_default_run
 from apmae.run import Run
 
 
@@ -108,8 +109,7 @@ def test_a_rebuild_skips_the_atlas_stages_that_ran_with_the_same_settings(tmp_pa
     from dataclasses import asdict
 
     from apmae.atlas import build
-    from apmae.atlas.intervention import InterventionConfig
-    from apmae.atlas.predictor import PredictorConfig
+    from apmae.configs import InterventionConfig, PredictorConfig
     from apmae.db.session import migrated_engine, session_scope
     from apmae.pipeline import StageTimes
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from apmae.atlas.predictor import PredictorConfig, balanced, categorical, cross_validate
+from apmae.atlas.predictor import balanced, categorical, cross_validate
+from apmae.configs import PredictorConfig
 
 CFG = PredictorConfig(max_iter=50)
 

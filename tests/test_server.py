@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apmae.atlas.sweep import STRATEGIES
+from apmae.configs import STRATEGIES
 from fastapi.testclient import TestClient
 
 from apmae.store.format import unpack_lower_triangle

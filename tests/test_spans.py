@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from apmae import spans
-from apmae.spans import REGEX_TASKS, TASKS, TREE_SITTER_TASKS, find_spans, parse_java
+from apmae.spans import TOKEN_TASKS, SPAN_TASKS, TREE_SITTER_TASKS, find_spans, parse_java
 
 FIXTURES = Path(__file__).parent / "fixtures" / "java"
 JAVA_FILES = sorted(FIXTURES.glob("*.java"))
@@ -46,7 +46,7 @@ def node_spans(text: str, types: set[str]) -> list[tuple[int, int]]:
 
 
 def test_task_names() -> None:
-    assert len(set(TASKS)) == 12 and set(TASKS) == set(TREE_SITTER_TASKS) | set(REGEX_TASKS)
+    assert len(set(SPAN_TASKS)) == 12 and set(SPAN_TASKS) == set(TREE_SITTER_TASKS) | set(TOKEN_TASKS)
 
 
 def test_import_does_no_work() -> None:
@@ -168,7 +168,7 @@ def test_non_ascii_does_not_shift_spans(path: Path) -> None:
     assert ascii_text != text
     tree, ascii_tree = parse_java(text), parse_java(ascii_text)
     assert tree is not None and ascii_tree is not None
-    for task in TASKS:
+    for task in SPAN_TASKS:
         assert find_spans(task, text, tree) == find_spans(task, ascii_text, ascii_tree), task
 
 
@@ -192,7 +192,7 @@ def test_no_regex_task_span_inside_comments_or_literals(path: Path) -> None:
     tree = parse_java(text)
     assert tree is not None
     hidden = node_spans(text, {"line_comment", "block_comment", "string_literal", "character_literal"})
-    for task in REGEX_TASKS:
+    for task in TOKEN_TASKS:
         for s, e in find_spans(task, text, tree):
             assert not any(hs <= s and e <= he for hs, he in hidden), (task, text[s:e], s)
 
@@ -214,7 +214,7 @@ def test_broken_files_do_not_parse(text: str) -> None:
 def test_empty_text() -> None:
     tree = parse_java("")
     assert tree is not None
-    assert all(find_spans(task, "", tree) == [] for task in TASKS)
+    assert all(find_spans(task, "", tree) == [] for task in SPAN_TASKS)
 
 
 # --- every span of every task on every fixture ------------------------------------------
@@ -241,8 +241,8 @@ def test_every_span_round_trips(path: Path) -> None:
     text = load(path.name)
     tree = parse_java(text)
     assert tree is not None
-    assert set(PLAUSIBLE) == set(TASKS)
-    for task in TASKS:
+    assert set(PLAUSIBLE) == set(SPAN_TASKS)
+    for task in SPAN_TASKS:
         found = find_spans(task, text, tree)
         if path.name == "Inventory.java":  # the fixture meant to cover every task
             assert found, task

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from apmae.atlas.sweep import (STRATEGIES, FirstTokenScorer, SweepConfig, collapse_points,
-                               decoder_layers, head_counts, orders, sweep)
+from apmae.atlas.summaries import collapse_points
+from apmae.atlas.sweep import FirstTokenScorer, decoder_layers, head_counts, orders, sweep
 from apmae.capture import attention_modules
+from apmae.configs import STRATEGIES, SweepConfig
 from apmae.intervene import ablate_heads
 from apmae.scenarios import read_scenarios
 

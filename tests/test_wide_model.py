@@ -7,7 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apmae.cli import main
-from apmae.pipeline import DemoConfig, build_default_run
+from apmae.configs import DemoConfig
+from apmae.pipeline import build_default_run
 from apmae.run import Run
 
 LAYERS, HEADS = 2, 24

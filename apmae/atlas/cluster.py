@@ -88,7 +88,7 @@ def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
         reduced = umap_map(min(cfg.n_components, n - 2), cfg.n_epochs, "spectral")
         coords = umap_map(2, cfg.map_epochs, principal_axes(reduced, 2))
     fit = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
-                          cluster_selection_method=cfg.selection, allow_single_cluster=True).fit(reduced)
+                          cluster_selection_method=cfg.cluster_selection, allow_single_cluster=True).fit(reduced)
     return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32), cfg)
 
 

@@ -22,11 +22,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ColumnElement
 from tqdm import tqdm
 
+from ..configs import ClusterConfig
 from ..db import models as m
 from ..db.session import session_scope, upsert_rows
 from ..run import Run
 from .build import labels_of, scenario_ids, sync_run
-from .cluster import ClusterConfig, HeadClusters, cluster_head
+from .cluster import HeadClusters, cluster_head
 
 #: How a medoid vector is kept in ``clusters.center``: little-endian float32, as clustered.
 CENTER_DTYPE = np.dtype("<f4")

@@ -24,12 +24,12 @@ from ..capture import recompute_patterns
 from ..configs import EncodeConfig
 from ..store.format import packed_positions, tril_window
 from ..lm.fim import special_ids
-from ..lm.load import Target, load_target, load_tokenizer
+from ..lm.load import TargetModel, load_target, load_tokenizer
 from ..mae.model import APMAEModel
 from ..paths import weights_digest
 from ..run import Run
 from ..scenarios import Scenario
-from ..store.arrays import PatternStore, StoreMeta
+from ..store.arrays import ArrayStore, StoreMeta
 from .rows import ROW_STATS, hole_of, row_stats
 
 
@@ -89,7 +89,7 @@ class Encoder:
         wanted = StoreMeta(layers=layers, heads=heads, window=0, model=model_identity(model_dir),
                            width=self.model.config.hidden_size)
         old = run.embeddings_path / "meta.json"
-        if old.exists() and PatternStore(run.embeddings_path).meta != wanted:
+        if old.exists() and ArrayStore(run.embeddings_path).meta != wanted:
             # embeddings of another AP-MAE (retrained in place): start over, or clusters built
             # on them would pass for this model's
             print(f"encode: {run.embeddings_path} holds another AP-MAE's embeddings; encoding afresh",
@@ -97,7 +97,7 @@ class Encoder:
             shutil.rmtree(run.embeddings_path)
         self.embeddings = run.embeddings(wanted)
 
-        def side(open_: Callable[[StoreMeta], PatternStore], width: int) -> PatternStore:
+        def side(open_: Callable[[StoreMeta], ArrayStore], width: int) -> ArrayStore:
             return open_(StoreMeta(layers=layers, heads=heads, window=0, model=target_name,
                                         dtype="float32", width=width))
 
@@ -125,7 +125,7 @@ class Encoder:
 
 
 def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
-               target: Callable[[], Target] | None = None) -> int:
+               target: Callable[[], TargetModel] | None = None) -> int:
     """Encode every scenario of ``run`` not encoded yet; returns how many were encoded.
     ``target`` loads the run's target model, only if some patterns must be recomputed."""
     meta = run.meta()
@@ -135,7 +135,7 @@ def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
                       meta["model"])
     patterns = run.pattern_store()
     todo = [s for s in run.scenarios() if not encoder.done(s.id)]
-    loaded: Target | None = None
+    loaded: TargetModel | None = None
     bar = tqdm(total=len(todo), desc="encode", unit="scenario")
     for start in range(0, len(todo), cfg.batch_size):
         batch = todo[start:start + cfg.batch_size]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
+from ..configs import PredictorConfig
 from ..db import models as m
 from ..db.session import session_scope, upsert_rows
 from ..run import Run
@@ -23,7 +24,7 @@ from .build import labels_of, set_settings, store_effects, sync_run
 from .cluster_stage import membership_labels
 from .heldout import Classifier, Features, HeldoutConfig, evaluate_heldout
 from .importance import HeadEffects, per_head, shap_effects
-from .predictor import FEATURES, PredictorConfig, balanced, categorical, cross_validate
+from .predictor import FEATURES, balanced, categorical, cross_validate
 from .summaries import predictor_summary
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..run import Run
 from ..scenarios import read_scenarios
-from ..store.arrays import PatternStore
+from ..store.arrays import ArrayStore
 from .encode import STATS
 from .rows import ROW_STATS
 
@@ -48,14 +48,14 @@ class HeadVectors:
     source: str  # what made them: the AP-MAE's identity, or "profile"
 
 
-def _stack(store: PatternStore) -> np.ndarray:
+def _stack(store: ArrayStore) -> np.ndarray:
     keys = store.ids()
     if not keys:
         raise SimilarError(f"{store.root} is empty")
     return np.stack([np.asarray(store.get(k), np.float32) for k in keys])
 
 
-def _store(run: Run, name: str) -> PatternStore:
+def _store(run: Run, name: str) -> ArrayStore:
     """``run``'s store ``name`` (``embeddings``, ``pattern_stats``, ``row_stats``: written by
     :mod:`apmae.atlas.encode`), which must exist."""
     try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import Engine, select
 
+from ..configs import STRATEGIES
 from ..db import models as m
 from ..db.session import session_scope
-from .sweep import collapse_points
 
 
 def cluster_summary(engine: Engine, run_name: str) -> dict | None:
@@ -130,3 +130,17 @@ def sweep_summary(engine: Engine, run_name: str) -> dict | None:
     if not points:
         return None
     return {"points": points, "collapse": collapse_points(points)}
+
+
+def collapse_points(points: list[dict]) -> dict[str, int | None]:
+    """Per strategy, the fewest heads at which mean accuracy falls to half the unablated one
+    or below (None if it never does)."""
+    base = next(p["accuracy"] for p in points if p["strategy"] == "none")
+    out: dict[str, int | None] = {}
+    for s in STRATEGIES:
+        by_n: dict[int, list[float]] = {}
+        for p in points:
+            if p["strategy"] == s:
+                by_n.setdefault(p["n_heads"], []).append(p["accuracy"])
+        out[s] = next((n for n in sorted(by_n) if np.mean(by_n[n]) <= base / 2), None)
+    return out

@@ -20,12 +20,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..capture import attention_modules
-from ..configs import SweepConfig
+from ..configs import STRATEGIES, SweepConfig
 from ..intervene import ablate_heads
-from ..lm.load import Target
+from ..lm.load import TargetModel
 from ..scenarios import Scenario
-
-STRATEGIES = ("positive", "negative", "neutral", "causal", "random")
 
 
 def head_counts(total: int) -> list[int]:
@@ -77,7 +75,7 @@ class FirstTokenScorer:
     the duration of a batch: the scorer must own its model (the CLI's and the build's do).
     """
 
-    def __init__(self, target: Target, batch_size: int, replay_bytes: int = 1 << 30) -> None:
+    def __init__(self, target: TargetModel, batch_size: int, replay_bytes: int = 1 << 30) -> None:
         self.target, self.batch_size, self.replay_left = target, batch_size, replay_bytes
         self.layers = decoder_layers(target.model)
         self._scores: dict[tuple[str, frozenset[Head]], tuple[bool, float]] = {}
@@ -141,17 +139,3 @@ def sweep(scorer: FirstTokenScorer, scenarios: list[Scenario],
             "loss_change": float((base_lp - lp).mean()),  # mean rise of -log p(target)
             "heads": [list(h) for h in heads]})
     return points
-
-
-def collapse_points(points: list[dict]) -> dict[str, int | None]:
-    """Per strategy, the fewest heads at which mean accuracy falls to half the unablated one
-    or below (None if it never does)."""
-    base = next(p["accuracy"] for p in points if p["strategy"] == "none")
-    out: dict[str, int | None] = {}
-    for s in STRATEGIES:
-        by_n: dict[int, list[float]] = {}
-        for p in points:
-            if p["strategy"] == s:
-                by_n.setdefault(p["n_heads"], []).append(p["accuracy"])
-        out[s] = next((n for n in sorted(by_n) if np.mean(by_n[n]) <= base / 2), None)
-    return out

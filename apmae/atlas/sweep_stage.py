@@ -15,16 +15,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from ..configs import InterventionConfig, SweepConfig
 from ..db import models as m
 from ..db.session import session_scope
 from ..run import Run
 from .build import effects_of, labels_of, set_settings, store_effects, sync_run
 from .cluster_stage import membership_labels
 from .importance import HeadEffects, causal_effects, single_head_scores
-from .intervention import (InterventionConfig, enriched_pairs, evaluate, greedy, ranked,
-                           sample_per_task)
+from .intervention import enriched_pairs, evaluate, greedy, ranked, sample_per_task
 from .summaries import sweep_summary
-from .sweep import FirstTokenScorer, SweepConfig, sweep
+from .sweep import FirstTokenScorer, sweep
 
 
 def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,

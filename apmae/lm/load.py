@@ -26,7 +26,7 @@ class ModelLoadError(ValueError):
 
 
 @dataclass
-class Target:
+class TargetModel:
     """A loaded target model with what the pipeline needs to know about it."""
 
     name: str
@@ -103,7 +103,7 @@ def choose_dtype(dtype: str | torch.dtype | None, parameters: int,
 
 
 def load_target(name: str | None = None, device: str | torch.device = "cpu",
-                dtype: str | torch.dtype | None = None, device_map: str | None = None) -> Target:
+                dtype: str | torch.dtype | None = None, device_map: str | None = None) -> TargetModel:
     """Load a causal LM and its tokenizer with capturing attention, in eval mode, in ``dtype``
     (:func:`choose_dtype`; None: by the model's size); under torchrun a bare ``cuda`` device is
     this rank's GPU (:func:`apmae.distributed.rank_device`)."""
@@ -132,7 +132,7 @@ def load_target(name: str | None = None, device: str | torch.device = "cpu",
         model.to(rank_device(device))
     model.eval()
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return Target(
+    return TargetModel(
         name="default" if path == str(DEFAULT_MODEL_DIR) else path,
         model=model, tokenizer=tokenizer, ids=special_ids(tokenizer),
         layers=text_config.num_hidden_layers, heads=text_config.num_attention_heads,

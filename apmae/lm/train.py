@@ -34,14 +34,14 @@ from transformers import Starcoder2Config, Starcoder2ForCausalLM
 
 from ..configs import LMTrainConfig
 from ..corpus import Corpus
-from ..spans import TASKS, find_spans, parse_java, random_token_span
+from ..spans import SPAN_TASKS, find_spans, parse_java, random_token_span
 from ..paths import atomic_path
 from ..training import adamw, lr_at
 from .fim import SpecialIds, build_window, encode, special_ids
 from .tokenizer import train_tokenizer
 
 #: Tasks a ``task_share`` middle is drawn from: every scenario task but the noise control.
-TASK_SPAN_TASKS = (*TASKS, "random")
+TASK_SPAN_TASKS = (*SPAN_TASKS, "random")
 
 #: Java lexemes: string/char literals, numbers, identifiers, punctuation, operator runs.
 LEXEME = re.compile(
@@ -146,7 +146,7 @@ class ExampleSampler:
         key = (id(text), task)
         if key not in self.task_spans:  # the texts live as long as the sampler: ids are stable
             tree = parse_java(text)
-            for t in TASKS:
+            for t in SPAN_TASKS:
                 found = [] if tree is None else find_spans(t, text, tree)
                 self.task_spans[(id(text), t)] = np.asarray(found, dtype=np.int32).reshape(-1, 2)
         spans = self.task_spans[key]

@@ -17,7 +17,7 @@ import torch
 
 from ..run import Run
 from ..scenarios import TASKS
-from ..store.arrays import PatternStore
+from ..store.arrays import ArrayStore
 
 COMPLETIONS = ("any", "correct", "incorrect")
 
@@ -85,7 +85,7 @@ def all_items(n_scenarios: int, layers: int, heads: int) -> np.ndarray:
     return np.stack([s.ravel(), l.ravel(), h.ravel()], axis=1)
 
 
-def load_packed(store: PatternStore, ids: list[str], items: np.ndarray) -> torch.Tensor:
+def load_packed(store: ArrayStore, ids: list[str], items: np.ndarray) -> torch.Tensor:
     """``[B, L]`` packed log-probability patterns of ``items`` (see :mod:`apmae.capture`),
     decoded as one batch: per row, decoding cost 20x the read (a training step's 64)."""
     rows = [store.get(ids[s], int(l), int(h), raw=True) for s, l, h in items]

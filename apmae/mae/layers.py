@@ -21,7 +21,7 @@ class Block(nn.Module):
     head look along them from the first step. Measured on the default run: a small gain in
     masked MSE (ratio to the head-mean baseline 0.989 vs 0.996 at 64 px, 600 steps; 0.617 vs
     0.624 at 256 px, 1,800 steps, with decoder profiles) for ~15-20% of the training
-    throughput; off in both presets, an option (``--position-bias``).
+    throughput; off in both presets, an option (``--relative-position-bias``).
     """
 
     def __init__(self, dim: int, heads: int, intermediate: int, eps: float,

@@ -122,7 +122,7 @@ def train_mae(run: Run, cfg: MAETrainConfig, resume: bool = False, out: Path | N
                                 log_floor=cfg.log_floor, patch_size=cfg.patch_size or max(1, size // 8),
                                 mask_ratio=cfg.mask_ratio,
                                 **{k: v for k, v in (("decoder_profiles", cfg.decoder_profiles),
-                                                     ("relative_position_bias", cfg.position_bias))
+                                                     ("relative_position_bias", cfg.relative_position_bias))
                                    if v is not None})
     torch.manual_seed(cfg.seed)
     model = APMAEModel(config)

@@ -1,5 +1,5 @@
 """Persistent stores of a run's artifacts."""
 
-from .arrays import PatternStore, StoreMeta
+from .arrays import ArrayStore, StoreMeta
 
-__all__ = ["PatternStore", "StoreMeta"]
+__all__ = ["ArrayStore", "StoreMeta"]

@@ -1,7 +1,9 @@
-"""The on-disk store of a run's attention patterns: append-only shards, resumable, memory-mapped.
+"""The on-disk store of a run's per-head arrays: append-only shards, resumable, memory-mapped.
 
-One entry per scenario id: ``[layers, heads, L]`` (``L = T*(T+1)/2``, the packed lower triangle
-of :mod:`apmae.store.format`) in float16, or in 8 bits (``dtype="uint8"``): code ``k`` stands for
+It holds the attention patterns, and with ``StoreMeta.width`` other per-head entries of a fixed
+length (AP-MAE embeddings, pattern and row statistics). For patterns, one entry per scenario id:
+``[layers, heads, L]`` (``L = T*(T+1)/2``, the packed lower triangle of :mod:`apmae.store.format`)
+in float16, or in 8 bits (``dtype="uint8"``): code ``k`` stands for
 ``log p = k * log_range / 255 - log_range``, i.e. ``max(log p, -log_range)`` in 255 equal steps
 (0.078 nats, 8% of ``p``, for a range of 20). Half the disk of float16; the AP-MAE's default
 scaling ignores weights below ``e^-20`` anyway, and its input images are 8-bit deep like any
@@ -21,7 +23,7 @@ its commit record and is written only after the shard itself: a ``kill -9`` betw
 leaves a shard without ids, which is ignored (its scenarios count as not done and are recomputed
 on resume). Stray ``*.tmp`` files are ignored too. At most the batch in flight is lost.
 
-:meth:`PatternStore.link` adds another store's shard as a hard link (a merge without a copy).
+:meth:`ArrayStore.link` adds another store's shard as a hard link (a merge without a copy).
 
 One writer at a time; any number of readers. A reader sees the shards committed when it opened
 the store (open it again to see later ones).
@@ -70,8 +72,9 @@ class StoreMeta:
         return (self.layers, self.heads, self.length)
 
 
-class PatternStore:
-    """Append-only pattern store keyed by scenario id (see the module docstring for the layout)."""
+class ArrayStore:
+    """Append-only store of ``[layers, heads, length]`` arrays keyed by scenario id (see the module
+    docstring for the layout)."""
 
     def __init__(self, root: str | os.PathLike[str], meta: StoreMeta | None = None, **fields: Any) -> None:
         """Open the store at ``root``.
@@ -179,7 +182,7 @@ class PatternStore:
                 os.fsync(f.fileno())  # shard on disk before its commit record
         self._commit(shard, ids)
 
-    def link(self, ids: Sequence[str], source: PatternStore) -> bool:
+    def link(self, ids: Sequence[str], source: ArrayStore) -> bool:
         """Store ``ids`` as a hard link to the shard of ``source`` that holds exactly them, in
         this order: merging a store into another (sharded extraction) then neither copies
         the patterns nor needs twice their disk. False, and nothing stored, when ``source`` has

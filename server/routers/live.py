@@ -34,7 +34,7 @@ def _analyze(state: Explorer, body: PredictRequest, ablate: list[list[int]]) -> 
     if size > state.settings.max_code_bytes:
         raise HTTPException(413, f"code is {size} bytes; the limit is {state.settings.max_code_bytes}")
     try:
-        span = locate(body.code, atlas.target.tokenizer, start=body.start, end=body.end,
+        span = locate(body.code, atlas.lm.tokenizer, start=body.start, end=body.end,
                       task=body.task, cursor=body.cursor)
         return atlas.analyze(body.code, span, ablate)
     except LiveError as e:
@@ -62,7 +62,7 @@ def _predictor(state: Explorer, a: Analysis) -> dict | None:
 
 
 def _heads(state: Explorer, rid: str, labels: np.ndarray | None) -> list[dict]:
-    t = state.atlas.target
+    t = state.atlas.lm
     return [{"layer": l, "head": h, "cluster": None if labels is None else int(labels[l, h]),
              "pattern_url": f"/api/live/{rid}/heads/{l}/{h}/pattern",
              "thumb_url": f"/api/live/{rid}/heads/{l}/{h}/thumb.png"}

@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from apmae.atlas.sweep import STRATEGIES, collapse_points
+from apmae.atlas.summaries import collapse_points
+from apmae.configs import STRATEGIES
 from apmae.db import models as m
 from apmae.report import build_report
 
@@ -34,10 +35,10 @@ def run_overview(state: ExplorerDep) -> dict:
     atlas = state.atlas
     return {"report": state.report, "tasks": state.tasks, "ready": atlas is not None,
             "problem": state.problem, "missing": atlas.missing if atlas else [],
-            "layers": atlas.target.layers if atlas else None,
-            "heads": atlas.target.heads if atlas else None,
+            "layers": atlas.lm.layers if atlas else None,
+            "heads": atlas.lm.heads if atlas else None,
             "window": atlas.window if atlas else None,
-            "model_card": "/api/model-card" if atlas and atlas.target.name == "default" else None}
+            "model_card": "/api/model-card" if atlas and atlas.lm.name == "default" else None}
 
 
 @router.get("/model-card", response_class=Response,

@@ -193,7 +193,7 @@ async def stored_pattern(state: Explorer, key: str, layer: int, head: int):
 
 def prompt_tokens(state: Explorer, key: str) -> list[str]:
     """The stored scenario's prompt tokens (empty without the model's tokenizer)."""
-    return [state.atlas.target.tokenizer.decode([i]) for i in state.scenarios.get(key).input_ids] \
+    return [state.atlas.lm.tokenizer.decode([i]) for i in state.scenarios.get(key).input_ids] \
         if state.atlas else []
 
 
