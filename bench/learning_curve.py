@@ -4,8 +4,8 @@
 
 The run is any extracted run with both splits (``apmae demo --run lc300 --per-task 300
 --no-atlas --build-only`` mines 300 train-split scenarios per task and the default held-out
-ones). The predicting row's statistics (:mod:`apmae.atlas.rows`) are computed from one prefill
-per batch; the held-out predictor (:class:`apmae.atlas.heldout.Classifier`) is fitted on a
+ones). The predicting row's statistics (:mod:`apmae.atlas.rows`) are the ones encoding stored,
+or computed from one prefill per batch for a run not encoded; the held-out predictor (:class:`apmae.atlas.heldout.Classifier`) is fitted on a
 per-task share of the train split, several seeds of it, and scored on the whole held-out split,
 beside the model's own confidence fitted on the same rows, and the paired difference of the two
 (one set of bootstrap replicates for both). If the AUC still climbs at the full size, more
@@ -32,10 +32,15 @@ from .decision_rows import fit_and_score, labelled
 
 
 def row_features(run: Run, batch_size: int = 16) -> tuple[list, np.ndarray]:
-    """The run's scenarios and their ``[scenarios, layers * heads * len(ROW_STATS)]`` features."""
+    """The run's scenarios and their ``[scenarios, layers * heads * len(ROW_STATS)]`` features:
+    the ones encoding stored (what the predictor stage fits on) where every scenario has them,
+    else computed from one prefill per batch."""
+    scenarios = run.scenarios()
+    stored = run.row_stats() if (run.row_stats_path / "meta.json").exists() else None
+    if stored is not None and all(stored.has(s.id) for s in scenarios):
+        return scenarios, np.stack([np.asarray(stored.get(s.id), np.float32).reshape(-1) for s in scenarios])
     target = load_target(run.meta()["model"])
     suffix = special_ids(target.tokenizer).suffix
-    scenarios = run.scenarios()
     out = []
     for start in tqdm(range(0, len(scenarios), batch_size), desc="patterns", unit="batch"):
         batch = scenarios[start:start + batch_size]
