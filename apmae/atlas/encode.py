@@ -11,6 +11,7 @@ skips encoded scenarios, and a crash loses at most the batch in flight.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
@@ -44,15 +45,22 @@ def pattern_stats(packed: torch.Tensor) -> torch.Tensor:
     first token and the weight on itself."""
     lead, L = packed.shape[:-1], packed.shape[-1]
     T = tril_window(L)
-    rows, cols = packed_positions(T)
+    distance_of, first_token, diagonal = _stat_positions(T)
     logp = packed.reshape(-1, L).float()
     p = logp.exp()
     # a mean over rows of per-row sums is the whole triangle's sum over T: no unpacking
     entropy = -(p * logp).sum(-1) / T
-    distance = p @ (rows - cols).float() / T
-    first = p[:, cols == 0].mean(-1)
-    self_ = p[:, rows == cols].mean(-1)
+    distance = p @ distance_of / T
+    first = p.index_select(1, first_token).mean(-1)
+    self_ = p.index_select(1, diagonal).mean(-1)
     return torch.stack([entropy, distance, first, self_], -1).reshape(*lead, len(STATS))
+
+
+@functools.lru_cache(maxsize=8)
+def _stat_positions(T: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per packed position its distance ``q - k``; the positions of key 0 and of the diagonal."""
+    rows, cols = packed_positions(T)
+    return (rows - cols).float(), torch.nonzero(cols == 0).squeeze(1), torch.nonzero(rows == cols).squeeze(1)
 
 
 @torch.inference_mode()
@@ -110,18 +118,24 @@ class Encoder:
     def write(self, batch: list[Scenario], patterns: torch.Tensor) -> None:
         """``patterns``: the batch's ``[batch, layers, heads, tri]`` log-probabilities."""
         ids = [s.id for s in batch]
+
+        def fresh(store: ArrayStore) -> tuple[list[int], torch.Tensor]:
+            """The batch rows ``store`` lacks, and their patterns (no copy when it lacks all)."""
+            rows = [i for i, sid in enumerate(ids) if not store.has(sid)]
+            return rows, patterns if len(rows) == len(ids) else patterns[rows]
+
         # statistics first: the embeddings and row statistics are the records a rerun checks
-        fresh = [i for i, sid in enumerate(ids) if not self.stats.has(sid)]
-        if fresh:
-            self.stats.append([ids[i] for i in fresh], pattern_stats(patterns[fresh]).numpy())
-        fresh = [i for i, sid in enumerate(ids) if not self.rows.has(sid)]
-        if fresh:
-            holes = [hole_of(batch[i].input_ids, self.suffix_id) for i in fresh]
-            self.rows.append([ids[i] for i in fresh], row_stats(patterns[fresh], holes).numpy())
-        fresh = [i for i, sid in enumerate(ids) if not self.embeddings.has(sid)]
-        if fresh:
-            self.embeddings.append([ids[i] for i in fresh],
-                                   embed(self.model, patterns[fresh], self.cfg).to(torch.float16).numpy())
+        rows, x = fresh(self.stats)
+        if rows:
+            self.stats.append([ids[i] for i in rows], pattern_stats(x).numpy())
+        rows, x = fresh(self.rows)
+        if rows:
+            holes = [hole_of(batch[i].input_ids, self.suffix_id) for i in rows]
+            self.rows.append([ids[i] for i in rows], row_stats(x, holes).numpy())
+        rows, x = fresh(self.embeddings)
+        if rows:
+            self.embeddings.append([ids[i] for i in rows],
+                                   embed(self.model, x, self.cfg).to(torch.float16).numpy())
 
 
 def encode_run(run: Run, cfg: EncodeConfig, model_dir: Path | None = None,
