@@ -327,6 +327,47 @@ def ablation_probe(run_name: str, probes: int) -> None:
                       "ablation_cpu_s": statistics.mean(costs), "heads": meta["layers"] * meta["heads"]}))
 
 
+def paste_profile(run_name: str, pastes: int) -> None:
+    """Where a live paste's CPU goes, in this process: ``LiveAtlas.analyze`` (what ``POST
+    /api/predict`` runs) on held-out code after one warm-up, its parts' CPU seconds summed by
+    wrapping them: the greedy decoding after the prefill, AP-MAE's encoding of every head's
+    pattern, the cluster assignment, the predictor's features; the rest is the captured prefill
+    and the prompt's tokenisation. Prints a JSON line: CPU seconds per paste, in all and by part."""
+    import apmae.live as live
+    from apmae.db.session import migrated_engine
+    from apmae.run import Run
+
+    from .serving import held_out_bodies
+
+    parts = ("greedy_continue", "embed", "assign", "live_features")
+    spent = dict.fromkeys(parts, 0.0)
+
+    def timed(name: str, fn):
+        def wrapper(*args, **kwargs):
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - t
+        return wrapper
+
+    for name in parts:
+        setattr(live, name, timed(name, getattr(live, name)))
+    run = Run(run_name)
+    atlas = live.LiveAtlas.load(run, migrated_engine())
+    bodies = [b for _, b in sorted(held_out_bodies(run), key=lambda tb: tb[0])][:pastes + 1]
+    for i, body in enumerate(bodies):
+        if i == 1:  # after the warm-up
+            spent.update(dict.fromkeys(parts, 0.0))
+            t0 = time.process_time()
+        atlas.analyze(body["code"], live.locate(body["code"], atlas.target.tokenizer,
+                                                start=body["start"], end=body["end"]))
+    n = len(bodies) - 1
+    total = time.process_time() - t0
+    print(json.dumps({"pastes": n, "cpu_s_per_paste": total / n, "prefill_and_rest_cpu_s": (total - sum(spent.values())) / n,
+                      **{f"{k}_cpu_s": v / n for k, v in spent.items()}}))
+
+
 def _paste(env: dict, run: str, logs: Path, warmup: int, requests: int) -> tuple[dict, dict]:
     """``apmae serve`` in its own process, then ``warmup`` + ``requests`` live pastes
     (``POST /api/predict`` with held-out scenarios' code), one at a time. Returns the server's
@@ -410,6 +451,9 @@ def pipeline(shape: Shape, per_task: int, heldout_per_task: int, mae_steps: int,
              _stage("predictor", ["predictor", "train", "--run", run], env, logs)]
     serve, paste = _paste(env, run, logs, warmup=1, requests=requests)
     rows.append(serve)
+    profile = _stage("paste_profile", ["-c", f"from bench.scale import paste_profile; paste_profile({run!r}, 3)"],
+                     env, logs, apmae=False)
+    rows.append({**profile, **json.loads((logs / "paste_profile.log").read_text().strip().splitlines()[-1])})
     # apmae sweep ranks heads by the predictor's SHAP importance, which a random-weight model
     # (every completion wrong) never gets: its dominant cost, one ablated pass per head, is probed
     probe = _stage("sweep_probe", ["-c", f"from bench.scale import ablation_probe; ablation_probe({run!r}, 3)"],
@@ -445,6 +489,11 @@ def print_pipeline(p: dict) -> None:
         if r["stage"] == "serve":
             note = (f"ready after {r['ready_s']:.0f} s; {r['pastes']} pastes: p50 {r['paste_p50_s']:.1f} s, "
                     f"p95 {r['paste_p95_s']:.1f} s")
+        elif r["stage"] == "paste_profile":
+            note = (f"CPU s per paste {r['cpu_s_per_paste']:.1f}: prefill and the rest "
+                    f"{r['prefill_and_rest_cpu_s']:.1f}, decoding {r['greedy_continue_cpu_s']:.1f}, AP-MAE "
+                    f"{r['embed_cpu_s']:.1f}, assignment {r['assign_cpu_s']:.2f}, predictor "
+                    f"{r['live_features_cpu_s']:.2f}")
         elif r["stage"] == "sweep_probe":
             note = (f"unablated pass over {r['scenarios']} scenarios {r['unablated_cpu_s']:.0f} CPU s, one "
                     f"ablation {r['ablation_cpu_s']:.1f}: all {r['heads']} single-head ablations "
