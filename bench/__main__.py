@@ -16,12 +16,15 @@ matmul_gflops, *_fraction_*       bench.hardware                              (r
 cluster_2000_idle_min_*           bench.scale: every head x 2,000 points,     (reported)
                                   2 idle cores, per StarCoder2 shape
 prefill_cpu_s_*, prefill_peak_*   bench.scale: a shape's 256-token prefill    (reported)
+paste_p50_s_3b, paste_p95_s_3b    bench.scale: live paste, 3B-shaped run      (reported)
+serve_peak_gib_3b                 bench.scale: that server's peak RSS         (reported)
 ================================  ==========================================  ========
 
 ``predict_*`` and ``bytes_per_pattern`` need a built run (``--run``, default ``default``: what
 ``apmae demo`` builds); without one they are null and the reason is printed. Full mode also times
 the default build from nothing and the 1x/2x/4x scaling (bench.pipeline, about an hour), and the
-cost at StarCoder2 scale (bench.scale: clustering and per-layer prefill, extrapolated; minutes).
+cost at StarCoder2 scale (bench.scale: clustering and per-layer prefill, extrapolated, minutes;
+then the whole pipeline and live pastes at StarCoder2-3B shape, an hour or more on 2 cores).
 Prints a table, then (``--json``) one JSON object as the last line.
 """
 
