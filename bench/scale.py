@@ -47,7 +47,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import re
 import resource
 import signal
 import statistics
