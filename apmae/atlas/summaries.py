@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from ..configs import STRATEGIES
 from ..db import models as m
@@ -118,15 +119,21 @@ def verdict(pooled: dict[str, dict]) -> dict:
             "paper_gain_reached": bool(helps) and relative is not None and relative >= PAPER_GAIN}
 
 
+def sweep_points(session: Session, run_id: int, with_heads: bool = False) -> list[dict]:
+    """The run's collapse-curve points in (strategy, heads off, repeat) order; ``with_heads``
+    adds each point's ablated heads (the explorer shows them, the report does not)."""
+    q = select(m.SweepPoint).where(m.SweepPoint.run_id == run_id).order_by(
+        m.SweepPoint.strategy, m.SweepPoint.n_heads, m.SweepPoint.repeat)
+    return [{"strategy": p.strategy, "n_heads": p.n_heads, "repeat": p.repeat, "accuracy": p.accuracy,
+             "incorrect_to_correct": p.incorrect_to_correct,
+             "correct_to_incorrect": p.correct_to_incorrect, "loss_change": p.loss_change,
+             **({"heads": p.heads} if with_heads else {})} for p in session.scalars(q)]
+
+
 def sweep_summary(engine: Engine, run_name: str) -> dict | None:
     with session_scope(engine) as session:
         run_id = session.scalar(select(m.Run.id).where(m.Run.name == run_name))
-        points = [{"strategy": p.strategy, "n_heads": p.n_heads, "repeat": p.repeat,
-                   "accuracy": p.accuracy, "incorrect_to_correct": p.incorrect_to_correct,
-                   "correct_to_incorrect": p.correct_to_incorrect, "loss_change": p.loss_change}
-                  for p in session.scalars(select(m.SweepPoint).where(m.SweepPoint.run_id == run_id)
-                                           .order_by(m.SweepPoint.strategy, m.SweepPoint.n_heads,
-                                                     m.SweepPoint.repeat))] if run_id else []
+        points = sweep_points(session, run_id) if run_id else []
     if not points:
         return None
     return {"points": points, "collapse": collapse_points(points)}

@@ -6,11 +6,9 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from apmae.atlas.summaries import collapse_points
+from apmae.atlas.summaries import collapse_points, sweep_points
 from apmae.configs import STRATEGIES
-from apmae.db import models as m
 from apmae.report import build_report
 
 from ..deps import ExplorerDep, SessionDep, run_id
@@ -70,13 +68,7 @@ def interventions(state: ExplorerDep) -> dict:
 @router.get("/sweep", response_model=SweepOut, responses=errors(404, 422))
 def sweep(state: ExplorerDep, session: SessionDep, strategy: Literal[STRATEGIES] | None = None) -> dict:
     """Accuracy against the number of ablated heads per strategy, flips, collapse points."""
-    rid = run_id(state)
-    q = select(m.SweepPoint).where(m.SweepPoint.run_id == rid)
-    rows = session.scalars(q.order_by(m.SweepPoint.strategy, m.SweepPoint.n_heads, m.SweepPoint.repeat)).all()
-    points = [{"strategy": p.strategy, "n_heads": p.n_heads, "repeat": p.repeat, "accuracy": p.accuracy,
-               "incorrect_to_correct": p.incorrect_to_correct,
-               "correct_to_incorrect": p.correct_to_incorrect, "loss_change": p.loss_change,
-               "heads": p.heads} for p in rows]
+    points = sweep_points(session, run_id(state), with_heads=True)
     collapse = collapse_points(points) if any(p["strategy"] == "none" for p in points) else {}
     if strategy:
         points = [p for p in points if p["strategy"] in (strategy, "none")]
