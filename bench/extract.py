@@ -110,12 +110,12 @@ def paired(scenarios: Path, batch_size: int) -> None:
             t0 = time.perf_counter()
             if path == "ours":
                 _extract_batches(ours_run, store, chunk, {s.id for b in chunk for s in b}, target,
-                                 ours_cfg, quiet)
+                                 ours_cfg, quiet, store.meta)
             elif path == "reference":
                 for batch in chunk:
                     _reference_batch(tmp_dir / "reference", batch, target)
             else:
-                _extract_batches(plain_run, None, chunk, set(), target, plain_cfg, quiet)
+                _extract_batches(plain_run, None, chunk, set(), target, plain_cfg, quiet, store.meta)
             return time.perf_counter() - t0
 
         for path in implementation:  # warm-up, not timed: the first batch again under its own ids
