@@ -447,7 +447,7 @@ def pipeline(shape: Shape, per_task: int, heldout_per_task: int, mae_steps: int,
                                   "--warmup", str(max(1, mae_steps // 10)),
                                   "--checkpoint-every", str(mae_steps)], env, logs),
              _stage("encode", ["encode", "--run", run], env, logs),
-             _stage("cluster", ["cluster", "--run", run, "--selection", "leaf"], env, logs),
+             _stage("cluster", ["cluster", "--run", run, "--cluster-selection", "leaf"], env, logs),
              _stage("predictor", ["predictor", "train", "--run", run], env, logs)]
     serve, paste = _paste(env, run, logs, warmup=1, requests=requests)
     rows.append(serve)
