@@ -17,26 +17,20 @@ import warnings
 
 import numpy as np
 
-from apmae.atlas.cluster import exact_neighbors, jitter_duplicates, principal_axes
+from apmae.atlas.cluster import exact_neighbors, jitter_duplicates, principal_axes, umap_map
 from apmae.configs import ClusterConfig
 from apmae.run import Run
 
 
 def compare(x: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator) -> dict[str, tuple]:
     import hdbscan
-    import umap
     from sklearn.manifold import trustworthiness
     from sklearn.metrics import silhouette_score
 
     neighbors, min_samples, min_size = cfg.scaled(len(x))
     knn = exact_neighbors(x, neighbors, cfg.metric)
 
-    def umap_map(k: int, epochs: int, init) -> np.ndarray:
-        return umap.UMAP(n_components=k, n_neighbors=neighbors, min_dist=cfg.min_dist,
-                         metric=cfg.metric, random_state=cfg.seed, n_epochs=epochs, init=init,
-                         precomputed_knn=knn).fit_transform(x)
-
-    reduced = umap_map(cfg.n_components, cfg.n_epochs, "spectral")
+    reduced = umap_map(x, cfg.n_components, cfg.n_epochs, "spectral", knn, neighbors, cfg)
     labels = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
                              cluster_selection_method=cfg.cluster_selection).fit(reduced).labels_
     sample = rng.choice(len(x), min(1500, len(x)), replace=False)
@@ -46,7 +40,7 @@ def compare(x: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator) -> dict
                                (f"principal axes, {cfg.map_epochs} epochs", cfg.map_epochs,
                                 lambda: principal_axes(reduced, 2))):
         t = time.process_time()
-        coords = umap_map(2, epochs, init())
+        coords = umap_map(x, 2, epochs, init(), knn, neighbors, cfg)
         seconds = time.process_time() - t
         sil = (silhouette_score(coords[clustered], labels[clustered])
                if len(set(labels[clustered])) > 1 else float("nan"))

@@ -68,7 +68,6 @@ def jitter_duplicates(x: np.ndarray, seed: int) -> np.ndarray:
 def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
     """Cluster ``x`` (``[n, d]`` embeddings of one head)."""
     import hdbscan
-    import umap
 
     x = jitter_duplicates(np.asarray(x, np.float64), cfg.seed)
     n = len(x)
@@ -77,19 +76,24 @@ def cluster_head(x: np.ndarray, cfg: ClusterConfig) -> HeadClusters:
         labels, coords = np.zeros(n, int), np.zeros((n, 2), np.float32)
         return _summarise(x, labels, coords, cfg)
     knn = exact_neighbors(x, neighbors, cfg.metric) if n < cfg.exact_knn_below else None
-
-    def umap_map(k: int, epochs: int, init: str | np.ndarray) -> np.ndarray:
-        return umap.UMAP(n_components=k, n_neighbors=neighbors, min_dist=cfg.min_dist,
-                         metric=cfg.metric, random_state=cfg.seed, n_epochs=epochs, init=init,
-                         precomputed_knn=knn or (None, None, None)).fit_transform(x)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # n_jobs overridden by random_state; spectral fallbacks
-        reduced = umap_map(min(cfg.n_components, n - 2), cfg.n_epochs, "spectral")
-        coords = umap_map(2, cfg.map_epochs, principal_axes(reduced, 2))
+    reduced = umap_map(x, min(cfg.n_components, n - 2), cfg.n_epochs, "spectral", knn, neighbors, cfg)
+    coords = umap_map(x, 2, cfg.map_epochs, principal_axes(reduced, 2), knn, neighbors, cfg)
     fit = hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_size,
                           cluster_selection_method=cfg.cluster_selection, allow_single_cluster=True).fit(reduced)
     return _summarise(x, fit.labels_.astype(int), coords.astype(np.float32), cfg)
+
+
+def umap_map(x: np.ndarray, k: int, epochs: int, init: str | np.ndarray,
+             knn: tuple | None, neighbors: int, cfg: ClusterConfig) -> np.ndarray:
+    """``x`` laid out in ``k`` dimensions by UMAP with the head's settings, on the neighbour
+    graph ``knn`` (:func:`exact_neighbors`; None: UMAP searches), from ``init``."""
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs overridden by random_state; spectral fallbacks
+        return umap.UMAP(n_components=k, n_neighbors=neighbors, min_dist=cfg.min_dist,
+                         metric=cfg.metric, random_state=cfg.seed, n_epochs=epochs, init=init,
+                         precomputed_knn=knn or (None, None, None)).fit_transform(x)
 
 
 def principal_axes(x: np.ndarray, k: int) -> np.ndarray:
