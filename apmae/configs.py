@@ -194,6 +194,9 @@ class InterventionConfig:
     sizes: tuple[int, ...] = (1, 3)  # heads switched off per set
     random_sets: int = 20  # random head sets per size, each tested like a chosen one
     greedy_candidates: int = 4  # the best single-ablation heads the greedy search picks among
+    # heads ablated one at a time for their causal effect: every head of a model with no more,
+    # else the ones the correctness predictor reads most (each costs a forward pass per scenario)
+    candidates: int = 64
     min_cluster: int = 4  # train members a cluster needs to count as failure-enriched
     bootstrap: int = 1000  # resamples for every interval
     seed: int = 0

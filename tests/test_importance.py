@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from apmae.atlas.heldout import Classifier, Features, HeldoutConfig
-from apmae.atlas.importance import (causal_effects, mean_interval, per_head, shap_effects,
-                                    single_head_scores)
+from apmae.atlas.importance import (candidates, causal_effects, mean_interval, per_head,
+                                    shap_effects, single_head_scores)
 from apmae.atlas.intervention import change, enriched_pairs, sample_per_task, versus_random
 from apmae.atlas.sweep import FirstTokenScorer
 from apmae.intervene import ablate_heads
@@ -46,10 +46,11 @@ def planted():
 
 def test_causal_importance_finds_the_head_whose_ablation_fixes_the_planted_model(planted):
     target, scenarios = planted
-    hits, lps = single_head_scores(FirstTokenScorer(target, 16), scenarios, 2, 4)
+    every = [(layer, head) for layer in range(2) for head in range(4)]
+    hits, lps = single_head_scores(FirstTokenScorer(target, 16), scenarios, every)
     assert hits.shape == (9, len(scenarios)) and hits[0].mean() < 0.5  # the head hurts as it is
     effects = {(e.measure, e.task): e for e in causal_effects(
-        hits, lps, np.array([s.task for s in scenarios]), 200, 0)}
+        hits, lps, np.array([s.task for s in scenarios]), np.arange(8), 8, 200, 0)}
     index = PLANTED[0] * 4 + PLANTED[1]
     for task in ("a", "b", "all"):
         acc = effects[("causal_accuracy", task)]
@@ -63,6 +64,29 @@ def test_causal_importance_finds_the_head_whose_ablation_fixes_the_planted_model
     first = torch.tensor([s.target_ids[0] for s in scenarios])
     assert (hits[1 + index] == (lp.argmax(-1) == first).numpy()).all()
     assert np.allclose(lps[1 + index], lp.gather(1, first[:, None])[:, 0].numpy(), atol=1e-4)
+
+
+def test_a_subset_of_heads_is_measured_and_only_it_is_stored(planted):
+    target, scenarios = planted
+    index = PLANTED[0] * 4 + PLANTED[1]
+    measured = np.array([0, index, 7])
+    hits, lps = single_head_scores(FirstTokenScorer(target, 16), scenarios,
+                                   [(int(i) // 4, int(i) % 4) for i in measured])
+    acc = next(e for e in causal_effects(hits, lps, np.array([s.task for s in scenarios]), measured,
+                                         8, 100, 0) if e.measure == "causal_accuracy")
+    assert np.isnan(acc.value).sum() == 5 and not np.isnan(acc.value[measured]).any()
+    assert int(np.nanargmax(acc.value)) == index
+    assert [(r["layer"], r["head"]) for r in acc.rows(4)] == [(0, 0), PLANTED, (1, 3)]
+
+
+def test_candidates_are_every_head_else_the_predictors_most_read_else_random():
+    shap_abs = np.array([0.1, 0.5, 0.0, 0.3, 0.2])
+    assert candidates(shap_abs, 5, 5, 0)[1] == "all"
+    chosen, why = candidates(shap_abs, 5, 2, 0)
+    assert why == "shap_abs" and chosen.tolist() == [1, 3]
+    chosen, why = candidates(None, 720, 64, 0)
+    assert why == "random" and len(set(chosen.tolist())) == 64 and chosen.max() < 720
+    assert (chosen == candidates(None, 720, 64, 0)[0]).all()  # seeded
 
 
 def test_shap_finds_the_head_a_planted_predictor_reads():

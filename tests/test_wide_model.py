@@ -49,6 +49,32 @@ def test_the_pipeline_clusters_every_head_of_a_wide_model(wide_run):
     assert {n for *_, n in per_head} == {len(list(run.results()))}  # every scenario in every head
 
 
+def test_the_sweep_of_a_wide_model_measures_only_its_candidates(wide_run):
+    """A model that is never right has no SHAP to choose heads by: the sweep still measures
+    causal effects, of a seeded random sample when the model has more heads than allowed."""
+    from sqlalchemy import select
+
+    from apmae.atlas.sweep_stage import sweep_run
+    from apmae.configs import InterventionConfig, SweepConfig
+    from apmae.db import models as m
+    from apmae.db.session import migrated_engine, reading_engine, session_scope
+    from apmae.lm.load import load_target
+
+    run, url = wide_run
+    sweep_run(run, SweepConfig(scenarios=2, repeats=1, batch_size=8), migrated_engine(url),
+              load_target(run.meta()["model"]),
+              InterventionConfig(train_per_task=1, heldout_per_task=1, sizes=(1,), random_sets=2,
+                                 greedy_candidates=2, candidates=5, bootstrap=20))
+    with session_scope(reading_engine(url)) as session:
+        settings = session.scalar(select(m.Run.settings).where(m.Run.name == run.name))
+        measured = session.execute(select(m.HeadEffect.layer, m.HeadEffect.head).where(
+            m.HeadEffect.measure == "causal_accuracy", m.HeadEffect.task == "all")).all()
+        methods = set(session.scalars(select(m.Intervention.method)))
+    assert settings["intervention"]["heads_measured_by"] == "random"
+    assert settings["intervention"]["heads_measured"] == len(measured) == 5
+    assert "shap" not in methods and "causal" in methods
+
+
 def test_the_explorer_lists_every_head_of_a_wide_model(wide_run):
     from server.app import create_app
     from server.settings import Settings

@@ -52,7 +52,7 @@ def set_settings(session: Session, run_id: int, **stage: object) -> None:
 
 
 #: What a stage records beside its settings: how much it used, not how it was asked to run.
-USED = ("scenarios_used", "train_used", "heldout_used")
+USED = ("scenarios_used", "train_used", "heldout_used", "heads_measured", "heads_measured_by")
 
 
 def settled(engine: Engine, run_name: str, **stages: dict) -> bool:
@@ -65,6 +65,13 @@ def settled(engine: Engine, run_name: str, **stages: dict) -> bool:
     return all(isinstance(stored.get(name), dict)
                and {k: v for k, v in stored[name].items() if k not in USED} == values
                for name, values in want.items())
+
+
+def stage_ran(engine: Engine, run_name: str, stage: str) -> bool:
+    """Whether ``stage`` has written its rows for the run (whatever its settings)."""
+    with session_scope(engine) as session:
+        stored = session.scalar(select(m.Run.settings).where(m.Run.name == run_name)) or {}
+    return stage in stored
 
 
 def scenario_ids(engine: Engine, run_id: int) -> dict[str, int]:
@@ -95,14 +102,18 @@ def store_effects(session: Session, run_id: int, effects: list[HeadEffects],
 
 
 def effects_of(engine: Engine, run_id: int) -> dict[tuple[str, str], HeadEffects]:
-    """The run's stored head effects, ``{(measure, task): HeadEffects}``."""
+    """The run's stored head effects, ``{(measure, task): HeadEffects}``, NaN where a head has
+    no row (a causal measure covers only the heads the sweep ablated)."""
     e = m.HeadEffect
     with session_scope(engine) as session:
-        rows = session.execute(select(e.measure, e.task, e.value, e.lo, e.hi, e.n)
-                               .where(e.run_id == run_id).order_by(e.layer, e.head)).all()
-    grouped: dict[tuple[str, str], list] = {}
+        layers, heads = session.execute(select(m.Run.layers, m.Run.heads).where(m.Run.id == run_id)).one()
+        rows = session.execute(select(e.measure, e.task, e.layer, e.head, e.value, e.lo, e.hi, e.n)
+                               .where(e.run_id == run_id)).all()
+    out: dict[tuple[str, str], HeadEffects] = {}
     for r in rows:
-        grouped.setdefault((r.measure, r.task), []).append(r)
-    return {key: HeadEffects(key[0], key[1], *(np.array([getattr(r, a) for r in rs])
-                                               for a in ("value", "lo", "hi")), rs[0].n)
-            for key, rs in grouped.items()}
+        if (r.measure, r.task) not in out:
+            out[(r.measure, r.task)] = HeadEffects(r.measure, r.task, *np.full((3, layers * heads), np.nan),
+                                                   r.n)
+        effect, i = out[(r.measure, r.task)], r.layer * heads + r.head
+        effect.value[i], effect.lo[i], effect.hi[i] = r.value, r.lo, r.hi
+    return out

@@ -10,7 +10,9 @@
 - **Causal** (what an intervention needs): switch the head off alone and score the task's
   train-split scenarios again; ``causal_accuracy`` is the change of first-token accuracy,
   ``causal_logprob`` the change of the target's first-token log-probability (positive: the
-  model does better without the head).
+  model does better without the head). One ablated pass per head costs what a whole model's
+  forward costs, so a model with more heads than :func:`candidates` allows has only its
+  candidates measured; the other heads have no causal figure (NaN here, no row in SQL).
 
 Every figure carries a 95% bootstrap interval over the scenarios it was measured on.
 """
@@ -27,6 +29,7 @@ from ..scenarios import Scenario
 from .sweep import FirstTokenScorer
 
 MEASURES = ("shap_abs", "shap", "causal_accuracy", "causal_logprob")
+Head = tuple[int, int]
 
 
 @dataclass
@@ -42,11 +45,11 @@ class HeadEffects:
     n: int
 
     def rows(self, heads_per_layer: int) -> list[dict]:
-        """One SQL row per head (``apmae.db.models.HeadEffect`` without its run)."""
+        """One SQL row per measured head (``apmae.db.models.HeadEffect`` without its run)."""
         return [{"task": self.task, "measure": self.measure, "layer": i // heads_per_layer,
                  "head": i % heads_per_layer, "value": float(v), "lo": float(a), "hi": float(b),
                  "n": self.n}
-                for i, (v, a, b) in enumerate(zip(self.value, self.lo, self.hi))]
+                for i, (v, a, b) in enumerate(zip(self.value, self.lo, self.hi)) if not np.isnan(v)]
 
 
 def mean_interval(values: np.ndarray, replicates: int, seed: int
@@ -89,27 +92,41 @@ def shap_effects(by_head: np.ndarray, tasks: np.ndarray, y: np.ndarray, replicat
     return out
 
 
+def candidates(shap_abs: np.ndarray | None, total: int, limit: int, seed: int
+               ) -> tuple[np.ndarray, str]:
+    """Which of ``total`` heads get a single-head ablation, and why: every head when there are
+    at most ``limit``; else the ``limit`` heads the correctness predictor listens to most
+    (``shap_abs`` over all tasks, the paper's ranking), else, where no predictor could be fitted,
+    a seeded random sample. Head indices ascending."""
+    if total <= limit:
+        return np.arange(total), "all"
+    if shap_abs is not None:
+        return np.sort(np.argsort(-shap_abs, kind="stable")[:limit]), "shap_abs"
+    return np.sort(np.random.default_rng(seed).choice(total, limit, replace=False)), "random"
+
+
 @torch.inference_mode()
-def single_head_scores(scorer: FirstTokenScorer, scenarios: list[Scenario], n_layers: int,
-                       n_heads: int) -> tuple[np.ndarray, np.ndarray]:
-    """First-token hits and target log-probabilities, ``[1 + heads, scenarios]``: row 0 with
-    nothing ablated, row ``1 + i`` with head ``i`` alone switched off."""
-    sets = [[]] + [[(layer, head)] for layer in range(n_layers) for head in range(n_heads)]
+def single_head_scores(scorer: FirstTokenScorer, scenarios: list[Scenario], heads: list[Head]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """First-token hits and target log-probabilities, ``[1 + len(heads), scenarios]``: row 0
+    with nothing ablated, row ``1 + i`` with ``heads[i]`` alone switched off."""
+    sets = [[]] + [[head] for head in heads]
     hits, lps = zip(*(scorer(scenarios, heads)
                       for heads in tqdm(sets, desc="single-head ablations", unit="head")))
     return np.stack(hits), np.stack(lps)
 
 
-def causal_effects(hits: np.ndarray, logprobs: np.ndarray, tasks: np.ndarray, replicates: int,
-                   seed: int) -> list[HeadEffects]:
-    """``causal_accuracy`` and ``causal_logprob`` per task from :func:`single_head_scores`:
-    each head's change against row 0, paired per scenario."""
-    d_hit = (hits[1:].astype(float) - hits[0].astype(float)).T  # [scenarios, heads]
+def causal_effects(hits: np.ndarray, logprobs: np.ndarray, tasks: np.ndarray, measured: np.ndarray,
+                   total: int, replicates: int, seed: int) -> list[HeadEffects]:
+    """``causal_accuracy`` and ``causal_logprob`` per task from :func:`single_head_scores` of
+    the heads ``measured`` (indices into ``total``; the others NaN): each head's change
+    against row 0, paired per scenario."""
+    d_hit = (hits[1:].astype(float) - hits[0].astype(float)).T  # [scenarios, measured]
     d_lp = (logprobs[1:] - logprobs[0]).T
     out = []
     for task, sel in groups(tasks).items():
-        out.append(HeadEffects("causal_accuracy", task, *mean_interval(d_hit[sel], replicates, seed),
-                               int(sel.sum())))
-        out.append(HeadEffects("causal_logprob", task, *mean_interval(d_lp[sel], replicates, seed),
-                               int(sel.sum())))
+        for measure, d in (("causal_accuracy", d_hit), ("causal_logprob", d_lp)):
+            full = np.full((3, total), np.nan)
+            full[:, measured] = mean_interval(d[sel], replicates, seed)
+            out.append(HeadEffects(measure, task, *full, int(sel.sum())))
     return out

@@ -19,9 +19,9 @@ from ..configs import InterventionConfig, SweepConfig
 from ..db import models as m
 from ..db.session import session_scope
 from ..run import Run
-from .build import effects_of, labels_of, set_settings, store_effects, sync_run
+from .build import effects_of, labels_of, set_settings, stage_ran, store_effects, sync_run
 from .cluster_stage import membership_labels
-from .importance import HeadEffects, causal_effects, single_head_scores
+from .importance import HeadEffects, candidates, causal_effects, single_head_scores
 from .intervention import enriched_pairs, evaluate, greedy, ranked, sample_per_task
 from .summaries import sweep_summary
 from .sweep import FirstTokenScorer, sweep
@@ -30,14 +30,16 @@ from .sweep import FirstTokenScorer, sweep
 def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
               selective: InterventionConfig | None = None) -> dict:
     """Switch heads off and measure, with the heads always chosen on the train split and the
-    effect always measured on held-out (test-split, non-noise) scenarios: each head's causal
-    single-ablation effect per task, the selective interventions against random heads
-    (:mod:`apmae.atlas.intervention`), and the collapse sweep. Stores all three."""
+    effect always measured on held-out (test-split, non-noise) scenarios: each candidate head's
+    causal single-ablation effect per task (:func:`.importance.candidates`), the selective
+    interventions against random heads (:mod:`apmae.atlas.intervention`), and the collapse
+    sweep. Stores all three. A run whose predictor could fit no task (a model that is never
+    right) has no SHAP: its SHAP-based methods and orders are left out, not faked."""
     selective = selective or InterventionConfig(seed=cfg.seed)
     run_id = sync_run(engine, run)
-    effects = effects_of(engine, run_id)
-    if not any(measure == "shap_abs" for measure, _ in effects):
+    if not stage_ran(engine, run.name, "predictor"):
         raise ValueError(f"run {run.name} has no head importance (run `apmae predictor train` first)")
+    effects = effects_of(engine, run_id)
     meta = run.meta()
     n_layers, n_heads = meta["layers"], meta["heads"]
     every = [s for s in run.scenarios() if s.task != "noise"]
@@ -48,9 +50,12 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
                          "scenarios to choose heads on and test them")
     train = sample_per_task(train_pool, selective.train_per_task, selective.seed)
     scorer = FirstTokenScorer(target, cfg.batch_size)  # one for every stage: scores are reused
-    hits, lps = single_head_scores(scorer, train, n_layers, n_heads)
-    causal = causal_effects(hits, lps, np.array([s.task for s in train]), selective.bootstrap,
-                            selective.seed)
+    shap_abs = effects.get(("shap_abs", "all"))
+    measured, measured_by = candidates(None if shap_abs is None else shap_abs.value,
+                                       n_layers * n_heads, selective.candidates, selective.seed)
+    hits, lps = single_head_scores(scorer, train, [(int(i) // n_heads, int(i) % n_heads) for i in measured])
+    causal = causal_effects(hits, lps, np.array([s.task for s in train]), measured,
+                            n_layers * n_heads, selective.bootstrap, selective.seed)
     effects.update({(e.measure, e.task): e for e in causal})
     heldout = sample_per_task(pool, selective.heldout_per_task, selective.seed)
     # each scenario's cluster label per head (-1 noise) and correctness, train pool first
@@ -77,7 +82,8 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
                         [{"run_id": run_id, **p} for p in points])
         set_settings(session, run_id, sweep={**asdict(cfg), "scenarios_used": len(pick)},
                       intervention={**asdict(selective), "train_used": len(train),
-                                    "heldout_used": len(heldout)})
+                                    "heldout_used": len(heldout), "heads_measured": len(measured),
+                                    "heads_measured_by": measured_by})
     return sweep_summary(engine, run.name)
 
 

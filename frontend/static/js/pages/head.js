@@ -128,7 +128,7 @@ function headEffects(info) {
   const out = [];
   out.push(info.importance == null ? "SHAP: not computed in this run (run `apmae predictor train`). "
     : `SHAP ${num(info.importance, 4)} (its mean contribution to the correctness predictor's log-odds over wrong completions; negative marks failures). `);
-  out.push(info.causal_accuracy == null ? "Causal effect: not measured in this run (run `apmae sweep`)."
+  out.push(info.causal_accuracy == null ? "Causal effect: not measured for this head (`apmae sweep` ablates every head of a model with no more than its `--candidates`, else the ones the correctness predictor reads most)."
     : `Causal effect: ablating this head alone changes train-split accuracy by ${deltaCi(info.causal_accuracy, info.causal_accuracy_ci)} points (95% interval).`);
   if (info.suggested_ablation) {
     out.push(" ", el("span", { class: "badge star", title: "its single ablation raised train-split accuracy, interval above zero", text: "★ suggested for ablation" }));
