@@ -80,3 +80,14 @@ def test_the_scorer_reuses_scores_and_lower_layers_exactly(pattern_run, tiny_tar
     finally:
         for h in hooks:
             h.remove()
+
+
+def test_collapse_points_halve_the_base_and_a_never_right_model_has_none():
+    def point(strategy, n, accuracy):
+        return {"strategy": strategy, "n_heads": n, "accuracy": accuracy}
+    points = [point("none", 0, 0.6), point("random", 1, 0.5), point("random", 5, 0.3),
+              point("causal", 1, 0.6), point("causal", 5, 0.4)]
+    got = collapse_points(points)
+    assert got["random"] == 5 and got["causal"] is None
+    never = [point("none", 0, 0.0), point("random", 1, 0.0)]
+    assert collapse_points(never) == dict.fromkeys(STRATEGIES)

@@ -141,9 +141,11 @@ def sweep_summary(engine: Engine, run_name: str) -> dict | None:
 
 def collapse_points(points: list[dict]) -> dict[str, int | None]:
     """Per strategy, the fewest heads at which mean accuracy falls to half the unablated one
-    or below (None if it never does)."""
+    or below (None if it never does, and for a model never right: it has nothing to lose)."""
     base = next(p["accuracy"] for p in points if p["strategy"] == "none")
-    out: dict[str, int | None] = {}
+    out: dict[str, int | None] = dict.fromkeys(STRATEGIES)
+    if base <= 0:
+        return out
     for s in STRATEGIES:
         by_n: dict[int, list[float]] = {}
         for p in points:
