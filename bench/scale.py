@@ -32,9 +32,10 @@ them all busy takes CPU / ``n``.
   ``apmae serve`` and live pastes (``POST /api/predict`` with held-out code, one warm-up, then
   ``--requests`` timed). Per stage: CPU seconds (the process's and the workers it waited for),
   peak RSS of its largest process, the load average, and wall seconds less any time the whole
-  job was stopped (``kill -STOP``). ``apmae sweep`` needs the predictor's SHAP ranking, which a
-  random-weight model (every completion wrong) never gets, so its dominant cost, one ablated
-  pass per head, is measured with the sweep's own scorer on a few heads and multiplied out.
+  job was stopped (``kill -STOP``). Then a short ``apmae sweep`` (one scenario per task, a few
+  candidate heads: a random-weight model is never right, so it has no SHAP to choose them by),
+  and the cost that sizes a full one: one ablated pass, measured with the sweep's own scorer
+  on a few heads, multiplied out to every head.
 - **Storage** per inference follows from the shape: every head's packed lower triangle at one
   byte per value, and the AP-MAE embeddings in float16.
 
@@ -297,6 +298,12 @@ def _stage(name: str, args: list[str], env: dict, logs: Path, apmae: bool = True
     return _row(name, meter, usage)
 
 
+#: ``apmae sweep`` at its smallest that still runs every part: single-head effects of a few
+#: candidates, one chosen and a few random heads per task, a two-order collapse curve.
+SHORT_SWEEP = ["--train-per-task", "1", "--heldout-per-task", "1", "--candidates", "8", "--sizes", "1",
+               "--random-sets", "3", "--greedy-candidates", "2", "--scenarios", "6", "--repeats", "1"]
+
+
 def ablation_probe(run_name: str, probes: int) -> None:
     """What ``apmae sweep``'s single-head ablations cost at this shape, in this process: the
     unablated pass over one train scenario per task (the fewest ``--train-per-task 1`` takes),
@@ -454,8 +461,8 @@ def pipeline(shape: Shape, per_task: int, heldout_per_task: int, mae_steps: int,
     profile = _stage("paste_profile", ["-c", f"from bench.scale import paste_profile; paste_profile({run!r}, 3)"],
                      env, logs, apmae=False)
     rows.append({**profile, **json.loads((logs / "paste_profile.log").read_text().strip().splitlines()[-1])})
-    # apmae sweep ranks heads by the predictor's SHAP importance, which a random-weight model
-    # (every completion wrong) never gets: its dominant cost, one ablated pass per head, is probed
+    rows.append(_stage("sweep", ["sweep", "--run", run, *SHORT_SWEEP], env, logs))
+    # what sizes a longer sweep: one ablated pass (the sweep's dominant cost), times every head
     probe = _stage("sweep_probe", ["-c", f"from bench.scale import ablation_probe; ablation_probe({run!r}, 3)"],
                    env, logs, apmae=False)
     cost = json.loads((logs / "sweep_probe.log").read_text().strip().splitlines()[-1])

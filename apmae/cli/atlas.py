@@ -50,7 +50,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     engine = atlas_engine()
     cfg = dataclass_from_args(SweepConfig, args)
     selective = dataclass_from_args(InterventionConfig, args, seed=cfg.seed)
-    sweep_run(run, cfg, engine, load_target(run.meta().get("model"),
+    sweep_run(run, cfg, engine, load_target(run.meta().get("model"), device=args.device,
                                             dtype=args.dtype or run.meta().get("model_dtype")),
               selective)
     print(json.dumps({"collapse": sweep_summary(engine, run.name)["collapse"],
@@ -82,4 +82,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_dataclass_flags(p, SweepConfig)
     add_dataclass_flags(p, InterventionConfig, skip=("seed",))
     add_dtype_flag(p, "the target model's", default="the dtype it was extracted in")
+    p.add_argument("--device", default="cpu", help="cpu | cuda: where the ablated passes run (a "
+                   "model of hundreds of heads needs a GPU for more than a short sweep)")
     p.set_defaults(func=cmd_sweep)
