@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from apmae.atlas.heldout import Classifier, Features, HeldoutConfig, _prior, score_table
+from apmae.atlas.heldout import Classifier, Features, HeldoutConfig, _prior, chosen_capacity, score_table
 from apmae.atlas.rows import hole_of, row_stats
 from apmae.capture import recompute_patterns
 from apmae.store.format import packed_positions
@@ -117,10 +117,12 @@ def fit_and_score(name: str, f: Features, lab: Labelled, rows: np.ndarray,
     tasks, y, test = lab.tasks, lab.y, lab.test
     prior, overall = _prior(tasks[rows], y[rows]), float(y[rows].mean())
     base = {t: prior.get(t, overall) for t in set(tasks[test].tolist())}
-    model = Classifier(name, cfg, sorted(set(tasks[rows].tolist()))).fit(f.rows(rows), tasks[rows], y[rows])
+    capacity = chosen_capacity(name, f.rows(rows), tasks[rows], y[rows], cfg)  # as the predictor stage
+    model = Classifier(name, cfg, sorted(set(tasks[rows].tolist())), capacity).fit(f.rows(rows), tasks[rows],
+                                                                                   y[rows])
     p = model.predict(f.rows(test), tasks[test])
     table = score_table(y[test], p, tasks[test], base, cfg)
-    return p, {k: table[k] for k in FIGURES}
+    return p, {**{k: table[k] for k in FIGURES}, "capacity": list(capacity)}
 
 
 def compare(run: Run, replicates: int) -> dict:

@@ -76,7 +76,7 @@ def test_planted_signal_found_and_noise_at_chance() -> None:
 
 def test_no_held_out_scenario_reaches_any_fit(monkeypatch) -> None:
     """Held-out rows carry a marker value no training row has; every fit (boosting and PCA, the
-    chosen kind's cross-validation included) must never see it."""
+    cross-validation that chooses each kind's capacity and the live kind included) must never see it."""
     tasks, y, x, split = _synthetic(400, signal=1.0)
     x[split == "test", 0] = 1e6
     seen: list[np.ndarray] = []
@@ -89,7 +89,7 @@ def test_no_held_out_scenario_reaches_any_fit(monkeypatch) -> None:
     monkeypatch.setattr(heldout.Classifier, "fit", spy)
     evaluate_heldout({"row_stats": Features(x), "embeddings": Features(x, reduce=np.ones(6, bool))},
                      tasks, y, split, FAST)
-    assert len(seen) == 2 + 2 * FAST.cv_folds
+    assert len(seen) == 2 + 2 * len(FAST.capacities) * FAST.cv_folds
     assert all((s[:, 0] < 1e6).all() for s in seen)
 
 
@@ -117,3 +117,13 @@ def test_row_stats_read_the_predicting_row() -> None:
         assert stats[name] == pytest.approx(0.0, abs=1e-9), name
     assert hole_of([7, 1, 2, 9, 3, 8], suffix_id=9) == 3
     assert hole_of([7, 1, 2, 3], suffix_id=None) == 3
+
+
+def test_each_kind_takes_the_capacity_its_train_cv_scores_higher() -> None:
+    shallow, deep = FAST.capacities
+    assert heldout.better_capacity({shallow: 0.70, deep: 0.72}) == deep
+    assert heldout.better_capacity({shallow: 0.72, deep: 0.72}) == shallow  # ties: the simpler
+    assert heldout.better_capacity({shallow: float("nan"), deep: float("nan")}) == shallow
+    tasks, y, x, split = _synthetic(600, signal=1.0)
+    out = evaluate_heldout({"row_stats": Features(x)}, tasks, y, split, FAST)
+    assert tuple(out["kinds"]["row_stats"]["capacity"]) in FAST.capacities

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,8 +38,11 @@ class HeldoutConfig:
     bootstrap: int = 1000  # resamples for every interval
     max_iter: int = 300  # boosting rounds
     learning_rate: float = 0.05
-    max_depth: int = 3
-    min_samples_leaf: int = 20
+    # (max_depth, min_samples_leaf, share of columns per tree) of the boosted trees: each kind
+    # is fitted with the capacity its train-split CV scores higher (ties: the first). Deep trees
+    # suit the hundreds of row statistics (half their columns per tree: as good, cheaper),
+    # shallow ones the model's two confidence numbers (RESULTS.md `predictor-capacity`)
+    capacities: tuple[tuple[int, int, float], ...] = ((3, 20, 1.0), (6, 40, 0.5))
     l2: float = 1.0
     pca_components: int = 32  # embeddings, reduced on the train split
     cv_folds: int = 3  # train-split folds that pick the live predictor among the attention kinds
@@ -198,8 +202,10 @@ class Classifier:
     """A fitted predictor of one kind: the task as a categorical column beside the kind's
     features (embeddings reduced by PCA fitted on the training rows)."""
 
-    def __init__(self, kind: str, cfg: HeldoutConfig, tasks: list[str]) -> None:
+    def __init__(self, kind: str, cfg: HeldoutConfig, tasks: list[str],
+                 capacity: Sequence[float] | None = None) -> None:
         self.kind, self.cfg, self.tasks = kind, cfg, tasks
+        self.max_depth, self.min_samples_leaf, self.colsample = capacity or cfg.capacities[0]
         self.pca = None
         self.model = None
 
@@ -224,9 +230,10 @@ class Classifier:
         # categorical splits too, which the head importance (apmae.atlas.importance) reads
         self.model = lightgbm.LGBMClassifier(
             n_estimators=self.cfg.max_iter, learning_rate=self.cfg.learning_rate,
-            max_depth=self.cfg.max_depth, num_leaves=2 ** self.cfg.max_depth,
-            min_child_samples=self.cfg.min_samples_leaf, reg_lambda=self.cfg.l2,
-            min_data_per_group=self.cfg.min_samples_leaf, cat_smooth=self.cfg.l2,
+            max_depth=self.max_depth, num_leaves=2 ** self.max_depth,
+            min_child_samples=self.min_samples_leaf, reg_lambda=self.cfg.l2,
+            min_data_per_group=self.min_samples_leaf, cat_smooth=self.cfg.l2,
+            colsample_bytree=self.colsample,
             random_state=self.cfg.seed, deterministic=True, force_col_wise=True, n_jobs=1,
             verbose=-1).fit(x, y, categorical_feature=[int(i) for i in np.flatnonzero(cat)])
         return self
@@ -250,9 +257,10 @@ def _prior(tasks: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def cv_within_task_auc(kind: str, f: Features, tasks: np.ndarray, y: np.ndarray,
-                       cfg: HeldoutConfig) -> float:
+                       cfg: HeldoutConfig, capacity: Sequence[float]) -> float:
     """Within-task AUC of out-of-fold scores on the train split alone (stratified by task and
-    class): how the live predictor is chosen without looking at the held-out split."""
+    class): how each kind's capacity and the live predictor are chosen without looking at the
+    held-out split."""
     from sklearn.model_selection import StratifiedKFold
 
     strata = np.char.add(tasks.astype(str), y.astype(int).astype(str))
@@ -262,11 +270,23 @@ def cv_within_task_auc(kind: str, f: Features, tasks: np.ndarray, y: np.ndarray,
     known = sorted(set(tasks.tolist()))
     p = np.zeros(len(y))
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(f.x, strata):
-        model = Classifier(kind, cfg, known).fit(f.rows(tr), tasks[tr], y[tr])
+        model = Classifier(kind, cfg, known, capacity).fit(f.rows(tr), tasks[tr], y[tr])
         p[te] = model.predict(f.rows(te), tasks[te])
     aucs = [weighted_auc(y[tasks == t], p[tasks == t], np.ones((tasks == t).sum()))[0]
             for t in known]
     return float(np.nanmean(aucs))
+
+
+def better_capacity(cv_auc: dict[tuple, float]) -> tuple:
+    """The capacity with the highest train-split CV score (:func:`cv_within_task_auc`); ties,
+    and folds too small to score (NaN), go to the earlier, simpler one."""
+    return max(cv_auc, key=lambda c: np.nan_to_num(cv_auc[c], nan=-1))
+
+
+def chosen_capacity(kind: str, f: Features, tasks: np.ndarray, y: np.ndarray,
+                    cfg: HeldoutConfig) -> tuple:
+    """:func:`better_capacity` of ``kind`` on these (train-split) rows, one fit at a time."""
+    return better_capacity({tuple(c): cv_within_task_auc(kind, f, tasks, y, cfg, c) for c in cfg.capacities})
 
 
 def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.ndarray,
@@ -292,27 +312,32 @@ def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.nda
                       test_prior, cfg), "attention": False}}
     known = sorted(set(tasks[train].tolist()))
 
-    def held_out_scores(kind: str) -> np.ndarray:
+    def held_out_scores(kind: str, capacity: Sequence[float]) -> np.ndarray:
         f = features[kind]
-        return Classifier(kind, cfg, known).fit(f.rows(train), tasks[train], y[train]).predict(
+        return Classifier(kind, cfg, known, capacity).fit(f.rows(train), tasks[train], y[train]).predict(
             f.rows(test), tasks[test])
 
-    # every fit is single-threaded and LightGBM trains outside the GIL: one kind per core
+    # every fit is single-threaded and LightGBM trains outside the GIL: one fit per core
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        fitted = {kind: pool.submit(held_out_scores, kind) for kind in features}
-        cv = {k: pool.submit(cv_within_task_auc, k, features[k].rows(train), tasks[train], y[train], cfg)
-              for k in features if k in ATTENTION}
+        cv = {(k, tuple(c)): pool.submit(cv_within_task_auc, k, features[k].rows(train), tasks[train],
+                                         y[train], cfg, c)
+              for k in features for c in cfg.capacities}
+        cv_auc = {key: job.result() for key, job in cv.items()}
+        capacity = {k: better_capacity({tuple(c): cv_auc[(k, tuple(c))] for c in cfg.capacities})
+                    for k in features}
+        fitted = {kind: pool.submit(held_out_scores, kind, capacity[kind]) for kind in features}
         scores = {kind: job.result() for kind, job in fitted.items()}
-        candidates = {k: job.result() for k, job in cv.items()}
+    candidates = {k: cv_auc[(k, capacity[k])] for k in features if k in ATTENTION}
     for kind, p in scores.items():
         kinds[kind] = {**score_table(y[test], p, tasks[test], test_prior, cfg),
-                       "attention": kind in ATTENTION}
-    # ties (and folds too small to score, NaN) go to the simpler kind, earlier in ATTENTION
+                       "attention": kind in ATTENTION, "capacity": list(capacity[kind])}
+    # ties go to the simpler kind, earlier in ATTENTION
     best = max(candidates, key=lambda k: (np.nan_to_num(candidates[k], nan=-1), -ATTENTION.index(k))
                ) if candidates else None
     return {"kinds": kinds, "best": best,
             "selection": {"rule": f"highest within-task AUC of {cfg.cv_folds}-fold out-of-fold "
-                                  "scores on the train split (the held-out split is not looked at)",
+                                  "scores on the train split (the held-out split is not looked at), "
+                                  "each kind at its better capacity by the same rule",
                           "train_cv_within_task_auc": {k: round(v, 4) for k, v in candidates.items()}},
             "n_train": int(len(train)), "n_test": int(len(test)), "train_prior": prior,
             "test": test, "scores": scores}

@@ -10,7 +10,7 @@ outside every cluster) get reasons instead of a probability.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -82,17 +82,20 @@ def fit_live_predictor(run: Run, engine: Engine) -> LivePredictor | None:
     best = next((k for k, v in stored.items() if v.get("selected")), None)
     if best is None:
         return None
-    cfg = HeldoutConfig(**settings.get("predictor_heldout", {}))
+    known_fields = {f.name for f in fields(HeldoutConfig)}  # settings stored by older code may have more
+    cfg = HeldoutConfig(**{k: v for k, v in settings.get("predictor_heldout", {}).items() if k in known_fields})
     data = training_data(run, engine, run_id)
     features, tasks, y = data.heldout, data.tasks, data.y
     if best not in features:
         return None
     train = np.flatnonzero((data.split == "train") & (tasks != "noise"))
     known = sorted(set(tasks[train].tolist()))
-    model = Classifier(best, cfg, known).fit(features[best].rows(train), tasks[train], y[train])
+    # each kind at the capacity its train-split CV chose (older runs stored none: the first)
+    model = Classifier(best, cfg, known, stored[best].get("capacity")).fit(
+        features[best].rows(train), tasks[train], y[train])
     confidence = None
     if "lm_confidence" in features and "lm_confidence" in stored:
-        confidence = Classifier("lm_confidence", cfg, known).fit(
+        confidence = Classifier("lm_confidence", cfg, known, stored["lm_confidence"].get("capacity")).fit(
             features["lm_confidence"].rows(train), tasks[train], y[train])
     return LivePredictor(best, model, stored[best], confidence, stored.get("lm_confidence"),
                          float(np.quantile(data.noise_share[train], NOISE_QUANTILE)))

@@ -104,7 +104,7 @@ def predictor_run(run: Run, cfg: PredictorConfig, engine: Engine,
         section, rows = _evaluate_predictors(tasks, y, data.feats, run_id, cfg)
     held = evaluate_heldout(data.heldout, tasks, y, data.split, heldout)
     rows += _heldout_rows(run_id, held)
-    effects = head_shap(data, heldout)
+    effects = head_shap(data, heldout, held.get("kinds", {}))
     with session_scope(engine) as session:
         upsert_rows(session, m.Predictor, rows, ["run_id", "protocol", "task", "features"], ["metrics"])
         store_effects(session, run_id, effects, ("shap_abs", "shap"), run.meta()["heads"])
@@ -131,17 +131,19 @@ def _store_scores(session: Session, run_id: int, keys: list[str], held: dict) ->
                     [{"k": keys[i], "p": float(p)} for i, p in zip(held["test"], held["scores"][held["best"]])])
 
 
-def head_shap(data: TrainingData, cfg: HeldoutConfig) -> list[HeadEffects]:
+def head_shap(data: TrainingData, cfg: HeldoutConfig, kinds: dict[str, dict]) -> list[HeadEffects]:
     """Per task, each head's SHAP in the ``rows+clusters`` predictor (``clusters`` where the
-    run has no row statistics) fitted on the train split's non-noise scenarios, over those
-    same scenarios (:mod:`apmae.atlas.importance`); none where a class is missing."""
+    run has no row statistics) fitted, at the capacity the held-out evaluation chose for it
+    (``kinds``: its section), on the train split's non-noise scenarios, over those same
+    scenarios (:mod:`apmae.atlas.importance`); none where a class is missing."""
     kind = "rows+clusters" if "rows+clusters" in data.heldout else "clusters"
     f = data.heldout[kind]
     train = np.flatnonzero((data.tasks != "noise") & (data.split == "train"))
     if len(set(data.y[train].tolist())) < 2:
         return []
     tasks, y = data.tasks[train], data.y[train]
-    model = Classifier(kind, cfg, sorted(set(tasks.tolist()))).fit(f.rows(train), tasks, y)
+    model = Classifier(kind, cfg, sorted(set(tasks.tolist())), kinds.get(kind, {}).get("capacity")).fit(
+        f.rows(train), tasks, y)
     by_head = per_head(model.contributions(f.rows(train), tasks), f.head,
                        data.feats["clusters"].shape[1])
     return shap_effects(by_head, tasks, y, cfg.bootstrap, cfg.seed)
