@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from apmae.atlas.heldout import Features, HeldoutConfig, bootstrap_weights, interval, weighted_auc
+from apmae.atlas.heldout import Features, HeldoutConfig, bootstrap_weights, paired_difference
 from apmae.atlas.rows import hole_of, row_stats
 from apmae.capture import recompute_patterns
 from apmae.lm.fim import special_ids
@@ -48,21 +48,6 @@ def row_features(run: Run, batch_size: int = 16) -> tuple[list, np.ndarray]:
             packed = recompute_patterns(target, batch).float()
         out.append(row_stats(packed, [hole_of(s.input_ids, suffix) for s in batch]).flatten(1).numpy())
     return scenarios, np.concatenate(out)
-
-
-def paired_difference(y: np.ndarray, tasks: np.ndarray, a: np.ndarray, b: np.ndarray,
-                      weights: np.ndarray) -> dict:
-    """AUC of scores ``a`` minus that of ``b`` on the same scenarios, overall and within task
-    (mean of per-task AUCs), each with a 95% interval from the same bootstrap replicates."""
-    def both(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        overall = weighted_auc(y, a, w) - weighted_auc(y, b, w)
-        per_task = [weighted_auc(y[tasks == t], a[tasks == t], w[..., tasks == t])
-                    - weighted_auc(y[tasks == t], b[tasks == t], w[..., tasks == t])
-                    for t in np.unique(tasks) if 0 < y[tasks == t].sum() < (tasks == t).sum()]
-        return overall, np.nanmean(per_task, 0)
-    point, reps = both(np.ones(len(y))), both(weights)
-    return {"auc": round(float(point[0][0]), 4), "auc_ci": interval(reps[0]),
-            "within_task_auc": round(float(point[1][0]), 4), "within_task_auc_ci": interval(reps[1])}
 
 
 def curve(run: Run, fractions: list[float], seeds: int, replicates: int) -> dict:

@@ -167,6 +167,18 @@ def test_overview_shows_heldout_comparison_and_intervention(page, base_url, shot
     assert page.locator("#top-heads .badge.star").count() == 1
     _shoot(page, shots, "overview-heldout-made-up")
 
+    # a run that stores the paired difference: the relation follows its interval, not overlap
+    paired = _get(base_url, "/api/run")
+    paired["report"]["predictor"]["heldout"] = _heldout()
+    paired["report"]["predictor"]["heldout"]["minus_lm_confidence"] = {
+        "auc": 0.12, "auc_ci": [0.08, 0.16], "within_task_auc": 0.012, "within_task_auc_ci": [0.004, 0.02]}
+    page.route("**/api/run", lambda route: route.fulfill(json=paired))
+    _open(page, base_url, "/")
+    page.wait_for_selector("#heldout-table tbody tr")
+    verdict = page.inner_text("#heldout-verdict")
+    assert "above it in within-task AUC (0.60 [0.56, 0.64] vs 0.59 [0.55, 0.63]; paired difference +0.01" in verdict
+    assert "intervals overlap" not in verdict
+
 
 def test_overview_renders_the_model_card_from_its_facts(page, base_url, shots):
     """The tiny run's model has no card: /api/run here names the shipped default model's."""

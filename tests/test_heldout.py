@@ -127,3 +127,19 @@ def test_each_kind_takes_the_capacity_its_train_cv_scores_higher() -> None:
     tasks, y, x, split = _synthetic(600, signal=1.0)
     out = evaluate_heldout({"row_stats": Features(x)}, tasks, y, split, FAST)
     assert tuple(out["kinds"]["row_stats"]["capacity"]) in FAST.capacities
+
+
+def test_the_live_kind_is_compared_with_the_confidence_paired() -> None:
+    """Attention that carries more signal than the confidence is above it with a paired
+    interval; one that carries the same is level (the interval covers 0)."""
+    tasks, y, x, split = _synthetic(1600, signal=1.5)
+    rng = np.random.default_rng(1)
+    weak = Features((y * 0.5 + rng.normal(size=len(y)))[:, None].astype(np.float32))
+    out = evaluate_heldout({"row_stats": Features(x), "lm_confidence": weak}, tasks, y, split, FAST)
+    diff = out["kinds"]["row_stats"]["minus_lm_confidence"]
+    assert diff["auc_ci"][0] > 0 and diff["within_task_auc_ci"][0] > 0
+    assert diff["within_task_auc"] == pytest.approx(out["kinds"]["row_stats"]["within_task_auc"]
+                                                    - out["kinds"]["lm_confidence"]["within_task_auc"], abs=1e-3)
+    same = evaluate_heldout({"row_stats": Features(x), "lm_confidence": Features(x)}, tasks, y, split, FAST)
+    level = same["kinds"]["row_stats"]["minus_lm_confidence"]
+    assert level["auc_ci"][0] <= 0 <= level["auc_ci"][1]

@@ -277,6 +277,24 @@ def cv_within_task_auc(kind: str, f: Features, tasks: np.ndarray, y: np.ndarray,
     return float(np.nanmean(aucs))
 
 
+def paired_difference(y: np.ndarray, tasks: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      weights: np.ndarray) -> dict:
+    """AUC of scores ``a`` minus that of ``b`` on the same scenarios, overall and within task
+    (mean of per-task AUCs), each with a 95% interval from the same bootstrap replicates."""
+    def both(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        overall = weighted_auc(y, a, w) - weighted_auc(y, b, w)
+        per_task = [weighted_auc(y[tasks == t], a[tasks == t], w[..., tasks == t])
+                    - weighted_auc(y[tasks == t], b[tasks == t], w[..., tasks == t])
+                    for t in np.unique(tasks) if 0 < y[tasks == t].sum() < (tasks == t).sum()]
+        return overall, np.nanmean(per_task, 0) if per_task else np.full_like(overall, np.nan)
+    point, reps = both(np.ones(len(y))), both(weights)
+
+    def figure(v: float) -> float | None:
+        return None if np.isnan(v) else round(float(v), 4)
+    return {"auc": figure(point[0][0]), "auc_ci": interval(reps[0]),
+            "within_task_auc": figure(point[1][0]), "within_task_auc_ci": interval(reps[1])}
+
+
 def better_capacity(cv_auc: dict[tuple, float]) -> tuple:
     """The capacity with the highest train-split CV score (:func:`cv_within_task_auc`); ties,
     and folds too small to score (NaN), go to the earlier, simpler one."""
@@ -334,6 +352,10 @@ def evaluate_heldout(features: dict[str, Features], tasks: np.ndarray, y: np.nda
     # ties go to the simpler kind, earlier in ATTENTION
     best = max(candidates, key=lambda k: (np.nan_to_num(candidates[k], nan=-1), -ATTENTION.index(k))
                ) if candidates else None
+    if best and "lm_confidence" in scores:  # is the attention above the model's own confidence?
+        kinds[best]["minus_lm_confidence"] = paired_difference(
+            y[test], tasks[test], scores[best], scores["lm_confidence"],
+            bootstrap_weights(tasks[test], cfg.bootstrap, cfg.seed))
     return {"kinds": kinds, "best": best,
             "selection": {"rule": f"highest within-task AUC of {cfg.cv_folds}-fold out-of-fold "
                                   "scores on the train split (the held-out split is not looked at), "

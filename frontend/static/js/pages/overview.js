@@ -1,7 +1,7 @@
 /* The page of the overview: the head grid, the held-out predictor, the selective intervention, per-task charts and the run's facts. */
 import { $, append, clear, csv, download, el, errorBox, href, params, setParams, status } from "../dom.js";
 import { api } from "../api.js";
-import { deltaCi, headName, interval, num, pct, plotText, versus, wilson, withCi } from "../format.js";
+import { deltaCi, headName, interval, num, pct, plotText, signedCi, versus, wilson, withCi } from "../format.js";
 import { plot } from "../plots.js";
 import { facts } from "../views.js";
 import { interventionView } from "../intervention.js";
@@ -211,15 +211,22 @@ function heldoutVerdict(ho, kinds) {
   const live = kinds.find((k) => k.selected) || kinds.find((k) => k.name === ho.predictor);
   const lm = kinds.find((k) => k.name === "lm_confidence");
   const pair = (a, b, m) => `${withCi(a[m], a[`${m}_ci`])} vs ${withCi(b[m], b[`${m}_ci`])}`;
-  /** "above the model's own confidence in AUC (0.71 [..] vs 0.62 [..])" and the like. */
-  const compare = (a, b, m, what, them) => {
+  /** "above the model's own confidence in AUC (0.71 [..] vs 0.62 [..])" and the like. With
+   * ``diff``, the paired difference a − b on the same resamples (runs built since it is stored),
+   * the relation follows its interval, which is what "above" needs; else the two intervals. */
+  const compare = (a, b, m, what, them, diff) => {
+    if (diff && diff[m] != null) {
+      const d = versus(diff[m], diff[`${m}_ci`], 0, null);
+      return `${RELATION[d].replace(" (intervals overlap)", "")} ${them} in ${what} (${pair(a, b, m)}; paired difference ${signedCi(diff[m], diff[`${m}_ci`])})`;
+    }
     const r = versus(a[m], a[`${m}_ci`], b[m], b[`${m}_ci`]);
     if (!r) return `not measurable in ${what} here (too few of both classes${m === "within_task_auc" ? " within tasks" : ""})`;
     return `${RELATION[r].replace(" (intervals overlap)", "")} ${them} in ${what} (${r === "level" ? "intervals overlap: " : ""}${pair(a, b, m)})`;
   };
   if (live && live.attention && lm) {
-    out.push(`The live attention-only predictor (${live.name}) is ${compare(live, lm, "auc", "AUC", "the model's own confidence (lm_confidence)")}, ` +
-      `and ${compare(live, lm, "within_task_auc", "within-task AUC", "it")}.`);
+    const diff = live.minus_lm_confidence || (live.name === ho.predictor ? ho.minus_lm_confidence : null);
+    out.push(`The live attention-only predictor (${live.name}) is ${compare(live, lm, "auc", "AUC", "the model's own confidence (lm_confidence)", diff)}, ` +
+      `and ${compare(live, lm, "within_task_auc", "within-task AUC", "it", diff)}.`);
   } else if (live && lm) {
     out.push(`The live predictor (${live.name}) does not read attention alone; the model's own confidence has ` +
       `AUC ${withCi(lm.auc, lm.auc_ci)}, within-task AUC ${withCi(lm.within_task_auc, lm.within_task_auc_ci)}.`);
