@@ -37,7 +37,7 @@ from .capture import record_attention
 from .configs import PRECISIONS, ExtractConfig
 from .distributed import rank_and_world
 from .lm.load import TargetModel
-from .lm.score import exact_still_possible, greedy_continue, judge, to_completion
+from .lm.score import exact_still_possible, greedy_continue, judge, kv_cache, to_completion
 from .paths import fsync_dir
 from .run import Run
 from .scenarios import Scenario, read_scenarios
@@ -113,7 +113,7 @@ def run_batch(lm: TargetModel, batch: list[Scenario], cfg: ExtractConfig,
     stops = [i for i in (ids.eos, ids.prefix, ids.suffix, ids.middle, ids.pad) if i is not None]
     budget = max(len(s.target_ids) for s in batch) + cfg.extra_tokens
     viable = exact_still_possible(lm.tokenizer, [s.target for s in batch])
-    rows = greedy_continue(model, out.past_key_values, last, budget, stops, viable)
+    rows = greedy_continue(model, kv_cache(out), last, budget, stops, viable)
     results = []
     for s, row, lp in zip(batch, rows, logprobs):
         c = to_completion(lm.tokenizer, row, stops)

@@ -35,7 +35,7 @@ from .store.format import lower_triangle, tril_window, unpack_lower_triangle
 from .intervene import ablate_heads
 from .lm.fim import Window, build_prompt
 from .lm.load import ModelLoadError, TargetModel, load_target
-from .lm.score import greedy_continue, judge, to_completion
+from .lm.score import greedy_continue, judge, kv_cache, to_completion
 from .mae.model import APMAEModel
 from .run import Run
 from .scenarios import TASKS, random_token_span, read_scenarios
@@ -266,7 +266,7 @@ class LiveAtlas:
                 out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
             patterns = rec.take()[0]
             last = out.logits[:, -1].float()
-            row = greedy_continue(model, out.past_key_values, last, budget, stops)[0]
+            row = greedy_continue(model, kv_cache(out), last, budget, stops)[0]
         c = to_completion(self.lm.tokenizer, row, stops)
         exact = first = logprob = None
         logp = last[0].log_softmax(-1)

@@ -323,19 +323,32 @@ def test_check_window_counts_generated_tokens(tiny_target, tmp_path, scenarios_f
 
 
 class ScriptedModel:
-    """A fake causal LM whose k-th decoding step predicts ``script[k]`` (one id per row)."""
+    """A fake causal LM whose k-th decoding step predicts ``script[k]`` (one id per row); it
+    takes and returns its cache as ``cache``, as transformers does since 5.2x."""
 
     def __init__(self, script, vocab=10):
         self.script, self.vocab, self.inputs, self.caches = script, vocab, [], []
 
-    def __call__(self, input_ids, past_key_values, use_cache):
+    def forward(self, input_ids, cache, use_cache):
         step = len(self.inputs)
         self.inputs.append(input_ids[:, 0].tolist())
-        self.caches.append(past_key_values)
+        self.caches.append(cache)
         logits = torch.zeros(input_ids.shape[0], 1, self.vocab)
         for row, tok in enumerate(self.script[step]):
             logits[row, 0, tok] = 1.0
-        return SimpleNamespace(logits=logits, past_key_values=past_key_values + 1)
+        return SimpleNamespace(logits=logits, cache=cache + 1)
+
+    __call__ = forward
+
+
+class OlderScriptedModel(ScriptedModel):
+    """The same under its name before transformers 5.2x: ``past_key_values``."""
+
+    def forward(self, input_ids, past_key_values, use_cache):
+        out = super().forward(input_ids, past_key_values, use_cache)
+        return SimpleNamespace(logits=out.logits, past_key_values=out.cache)
+
+    __call__ = forward
 
 
 def _logits(tokens, vocab=10):
@@ -344,10 +357,12 @@ def _logits(tokens, vocab=10):
     return out
 
 
-def test_greedy_continue_stops_per_row():
+@pytest.mark.parametrize("fake", [ScriptedModel, OlderScriptedModel])
+def test_greedy_continue_stops_per_row(fake):
     """Rows stop at (and keep) their first stop token; finished rows are fed a stop token;
-    decoding ends once every row has stopped; the cache is threaded through the steps."""
-    model = ScriptedModel([[4, 5], [9, 6], [7, 7], [1, 0], [2, 2]])
+    decoding ends once every row has stopped; the cache is threaded through the steps, under
+    either name transformers has given it."""
+    model = fake([[4, 5], [9, 6], [7, 7], [1, 0], [2, 2]])
     rows = greedy_continue(model, 0, _logits([3, 2]), max_new_tokens=10, stop_ids=[0, 9])
     assert rows == [[3, 4, 9], [2, 5, 6, 7, 0]]
     # row 0 stopped with 9; from then on it is fed the first stop id (0), whatever the model says

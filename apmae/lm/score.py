@@ -7,7 +7,9 @@ target text. Prompts of one batch have the same length (a fixed window), so no p
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Callable, Sequence
 
 import torch
@@ -21,11 +23,24 @@ class Completion:
     finished: bool  # ended with end-of-text within the budget
 
 
+def kv_cache(output) -> object:
+    """A forward pass's key-value cache: ``cache`` since transformers 5.2x renamed it,
+    ``past_key_values`` before (the old name warns now and goes in 5.40)."""
+    cache = output.get("cache") if isinstance(output, Mapping) else getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _cache_argument(model) -> str:
+    """The name ``model.forward`` takes the cache by, in this transformers version."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.inference_mode()
 def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_tokens: int,
                     stop_ids: Sequence[int],
                     viable: Callable[[int, list[int]], bool] | None = None) -> list[list[int]]:
-    """Continue greedily from a prefilled cache; ``last_logits`` is ``[batch, vocab]``.
+    """Continue greedily from a prefilled cache (:func:`kv_cache` of the prefill's output);
+    ``last_logits`` is ``[batch, vocab]``.
 
     Returns each row's generated ids including its stop token, if reached. ``viable(row,
     ids)`` may end a row early (e.g. once it can no longer match its target): most
@@ -33,6 +48,7 @@ def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_t
     costs a forward pass of the whole batch.
     """
     stop = torch.tensor(list(stop_ids), device=last_logits.device)
+    cache_argument = _cache_argument(model)
     rows = [[t] for t in last_logits.argmax(-1).tolist()]
     live = [i for i, row in enumerate(rows) if not _ends(row, stop_ids, viable, i)]
     while live and len(rows[live[0]]) < max_new_tokens:
@@ -40,8 +56,8 @@ def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_t
         # rows that ended are fed a stop token; their outputs are ignored
         fed = torch.where(torch.tensor([i in live for i in range(len(rows))],
                                        device=tokens.device), tokens, stop[0])
-        step = model(input_ids=fed[:, None], past_key_values=past_key_values, use_cache=True)
-        past_key_values = step.past_key_values
+        step = model(input_ids=fed[:, None], use_cache=True, **{cache_argument: past_key_values})
+        past_key_values = kv_cache(step)
         nxt = step.logits[:, -1].argmax(-1).tolist()
         for i in live:
             rows[i].append(nxt[i])
