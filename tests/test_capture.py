@@ -12,6 +12,7 @@ from conftest import TINY_VOCAB, eager_attentions, tiny_gpt2, tiny_llama, tiny_s
 
 from apmae import capture
 from apmae.capture import CAPTURE_ATTENTION, record_attention
+from apmae.lm.score import cache_argument, kv_cache
 from apmae.store.format import LOG_FLOOR, code_log_probs, lower_triangle, packed_positions, tril_size, unpack_lower_triangle
 
 T = 20
@@ -246,8 +247,9 @@ def test_other_attention_implementations_are_refused(attn) -> None:
 def test_decoding_step_is_refused() -> None:
     model = tiny_starcoder2()
     with torch.no_grad():
-        past = model(ids(1), use_cache=True).past_key_values
+        # the cache under this transformers version's name
+        cache = {cache_argument(model): kv_cache(model(ids(1), use_cache=True))}
         with pytest.raises(ValueError, match="prefill"):
             with record_attention(model):
-                model(ids(1)[:, :1], past_key_values=past, use_cache=True)
-        model(ids(1)[:, :1], past_key_values=past, use_cache=True)  # outside a recorder: SDPA
+                model(ids(1)[:, :1], use_cache=True, **cache)
+        model(ids(1)[:, :1], use_cache=True, **cache)  # outside a recorder: SDPA

@@ -30,7 +30,7 @@ def kv_cache(output) -> object:
     return cache if cache is not None else output.past_key_values
 
 
-def _cache_argument(model) -> str:
+def cache_argument(model) -> str:
     """The name ``model.forward`` takes the cache by, in this transformers version."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -48,7 +48,7 @@ def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_t
     costs a forward pass of the whole batch.
     """
     stop = torch.tensor(list(stop_ids), device=last_logits.device)
-    cache_argument = _cache_argument(model)
+    name = cache_argument(model)
     rows = [[t] for t in last_logits.argmax(-1).tolist()]
     live = [i for i, row in enumerate(rows) if not _ends(row, stop_ids, viable, i)]
     while live and len(rows[live[0]]) < max_new_tokens:
@@ -56,7 +56,7 @@ def greedy_continue(model, past_key_values, last_logits: torch.Tensor, max_new_t
         # rows that ended are fed a stop token; their outputs are ignored
         fed = torch.where(torch.tensor([i in live for i in range(len(rows))],
                                        device=tokens.device), tokens, stop[0])
-        step = model(input_ids=fed[:, None], use_cache=True, **{cache_argument: past_key_values})
+        step = model(input_ids=fed[:, None], use_cache=True, **{name: past_key_values})
         past_key_values = kv_cache(step)
         nxt = step.logits[:, -1].argmax(-1).tolist()
         for i in live:
