@@ -5,7 +5,8 @@
 The run is any extracted run with both splits (``apmae demo --run lc300 --per-task 300
 --no-atlas --build-only`` mines 300 train-split scenarios per task and the default held-out
 ones). The predicting row's statistics (:mod:`apmae.atlas.rows`) are the ones encoding stored,
-or computed from one prefill per batch for a run not encoded; the held-out predictor (:class:`apmae.atlas.heldout.Classifier`) is fitted on a
+or computed from one prefill per batch for a run not encoded; the held-out predictor
+(:class:`apmae.atlas.heldout.Classifier`, at the capacity its train-split CV picks) is fitted on a
 per-task share of the train split, several seeds of it, and scored on the whole held-out split,
 beside the model's own confidence fitted on the same rows, and the paired difference of the two
 (one set of bootstrap replicates for both). If the AUC still climbs at the full size, more

@@ -55,23 +55,22 @@ def set_settings(session: Session, run_id: int, **stage: object) -> None:
 USED = ("scenarios_used", "train_used", "heldout_used", "heads_measured", "heads_measured_by")
 
 
+def run_settings(engine: Engine, run_name: str) -> dict:
+    """Each stage's settings as it last recorded them, by stage (a stage is there once it has
+    written its rows: both land in one transaction)."""
+    with session_scope(engine) as session:
+        return session.scalar(select(m.Run.settings).where(m.Run.name == run_name)) or {}
+
+
 def settled(engine: Engine, run_name: str, **stages: dict) -> bool:
     """Whether each of ``stages`` last ran on this run with exactly these settings (settings
     land in the transaction of the stage's rows, so settled settings mean whole rows; a stage
     recorded by older code with other fields is not settled)."""
-    with session_scope(engine) as session:
-        stored = session.scalar(select(m.Run.settings).where(m.Run.name == run_name)) or {}
+    stored = run_settings(engine, run_name)
     want = json.loads(json.dumps(stages))  # tuples as the JSON lists they were stored as
     return all(isinstance(stored.get(name), dict)
                and {k: v for k, v in stored[name].items() if k not in USED} == values
                for name, values in want.items())
-
-
-def stage_ran(engine: Engine, run_name: str, stage: str) -> bool:
-    """Whether ``stage`` has written its rows for the run (whatever its settings)."""
-    with session_scope(engine) as session:
-        stored = session.scalar(select(m.Run.settings).where(m.Run.name == run_name)) or {}
-    return stage in stored
 
 
 def scenario_ids(engine: Engine, run_id: int) -> dict[str, int]:

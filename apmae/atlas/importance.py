@@ -26,10 +26,9 @@ import torch
 from tqdm import tqdm
 
 from ..scenarios import Scenario
-from .sweep import FirstTokenScorer
+from .sweep import FirstTokenScorer, Head
 
 MEASURES = ("shap_abs", "shap", "causal_accuracy", "causal_logprob")
-Head = tuple[int, int]
 
 
 @dataclass

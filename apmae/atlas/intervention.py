@@ -27,10 +27,9 @@ from tqdm import tqdm
 from ..configs import InterventionConfig
 from ..scenarios import Scenario
 from .importance import HeadEffects, mean_interval
-from .sweep import FirstTokenScorer
+from .sweep import FirstTokenScorer, Head
 
 METHODS = ("shap", "causal", "greedy", "conditional")
-Head = tuple[int, int]
 
 
 def head_name(head: Head) -> str:

@@ -3,8 +3,8 @@
 Heads are ordered as the paper does by their SHAP in the correctness predictor (the pooled mean
 over wrong completions, :mod:`apmae.atlas.importance`: ``positive`` first, ``negative`` first,
 ``neutral``: closest to zero first), by their causal single-ablation effect (``causal``: the
-head whose ablation alone raises accuracy most first, heads not measured last), or at random (``random``: seeded,
-several repeats), and the first ``n`` of each order are ablated
+head whose ablation alone raises accuracy most first, heads not measured last), or at random
+(``random``: seeded, several repeats), and the first ``n`` of each order are ablated
 (:func:`apmae.intervene.ablate_heads`) for ``n`` from 1 to every head on a log scale. Each point
 scores held-out scenarios against the unablated model: first-token accuracy, flips both ways
 and the change of the target's first-token loss — all from one prefill pass per batch, which

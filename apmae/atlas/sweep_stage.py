@@ -19,7 +19,7 @@ from ..configs import InterventionConfig, SweepConfig
 from ..db import models as m
 from ..db.session import session_scope
 from ..run import Run
-from .build import effects_of, labels_of, set_settings, stage_ran, store_effects, sync_run
+from .build import effects_of, labels_of, run_settings, set_settings, store_effects, sync_run
 from .cluster_stage import membership_labels
 from .importance import HeadEffects, candidates, causal_effects, single_head_scores
 from .intervention import enriched_pairs, evaluate, greedy, ranked, sample_per_task
@@ -37,7 +37,7 @@ def sweep_run(run: Run, cfg: SweepConfig, engine: Engine, target,
     right) has no SHAP: its SHAP-based methods and orders are left out, not faked."""
     selective = selective or InterventionConfig(seed=cfg.seed)
     run_id = sync_run(engine, run)
-    if not stage_ran(engine, run.name, "predictor"):
+    if "predictor" not in run_settings(engine, run.name):
         raise ValueError(f"run {run.name} has no head importance (run `apmae predictor train` first)")
     effects = effects_of(engine, run_id)
     meta = run.meta()

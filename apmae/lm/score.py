@@ -8,8 +8,8 @@ target text. Prompts of one batch have the same length (a fixed window), so no p
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
